@@ -1,0 +1,29 @@
+//! Names of the span fields that place logs in a ZenML run.
+//!
+//! Set them on any span, at creation or later with [`tracing::Span::record`]; every event inside
+//! the span (or its descendants) is exported under a resource carrying them. Per field, the
+//! innermost span that sets it wins.
+//!
+//! | constant | field | meaning |
+//! |---|---|---|
+//! | [`PIPELINE_RUN_ID`] | `zenml.pipeline_run_id` | the pipeline run |
+//! | [`STEP_ID`] | `zenml.step_id` | the step run, when inside a step |
+//! | [`SOURCE`] | `zenml.source` | `"step"` or `"orchestrator"`; derived when not given |
+//!
+//! Any other span field whose name starts with [`PREFIX`] (for example `zenml.log.id`, which
+//! ZenML reads logs back by) becomes a *record* attribute of every event inside that span.
+
+/// `zenml.pipeline_run_id`: the id of the pipeline run (exported exactly as given).
+pub const PIPELINE_RUN_ID: &str = "zenml.pipeline_run_id";
+/// `zenml.step_id`: the id of the step run (exported exactly as given).
+pub const STEP_ID: &str = "zenml.step_id";
+/// `zenml.source`: `"step"` or `"orchestrator"`. When no span sets it, it is `"step"` when a step
+/// id is in scope and `"orchestrator"` otherwise.
+pub const SOURCE: &str = "zenml.source";
+/// The prefix of span fields that are copied onto every record inside the span.
+pub const PREFIX: &str = "zenml.";
+
+/// `zenml.source` value for logs emitted inside a step.
+pub const SOURCE_STEP: &str = "step";
+/// `zenml.source` value for logs emitted outside any step of a run.
+pub const SOURCE_ORCHESTRATOR: &str = "orchestrator";

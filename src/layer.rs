@@ -1,0 +1,256 @@
+//! [`ZenmlOtelLayer`]: turns every `tracing` event into an OpenTelemetry log record tagged with
+//! the ZenML run, step and source of the spans it happened in.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
+use opentelemetry_sdk::Resource;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::Layer;
+
+use crate::pipeline::{self, Emitter, QueuedRecord};
+use crate::record::{self, EventVisitor};
+use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
+use crate::{Error, LogStoreHandle, OtelLogStoreConfig, ShutdownGuard};
+
+/// Crates on the export path. Their events are never exported, whatever filter the user sets:
+/// exporting them would log the export of the export, forever.
+const EXPORTER_CRATES: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "tonic",
+    "tower",
+    "rustls",
+];
+
+fn is_exporter_target(target: &str) -> bool {
+    target.starts_with("opentelemetry")
+        || EXPORTER_CRATES.iter().any(|name| {
+            target
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// A [`tracing_subscriber::Layer`] that exports every event as an OpenTelemetry log record over
+/// OTLP/HTTP, under a resource naming its ZenML pipeline run, step and source.
+///
+/// See the [crate docs](crate) for the field, resource and record mappings.
+#[derive(Debug)]
+pub struct ZenmlOtelLayer {
+    runs: Runs,
+    emitter: Emitter,
+    handle: LogStoreHandle,
+    logger: SdkLogger,
+    instance_id: String,
+    endpoint: String,
+}
+
+impl ZenmlOtelLayer {
+    /// Validates `config`, builds the OTLP exporter and starts the export thread.
+    ///
+    /// Fails with an [`Error`] naming the field when a value is unusable (an endpoint that is not
+    /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses). Nothing
+    /// is sent until an event is logged.
+    pub fn new(config: OtelLogStoreConfig) -> Result<Self, Error> {
+        let settings = config.validate()?;
+        let instance_id = uuid::Uuid::new_v4().to_string();
+        let base = Resource::builder_empty()
+            .with_attributes(
+                TelemetryResourceDetector
+                    .detect()
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+            )
+            .with_attributes([
+                KeyValue::new("service.name", config.service_name.clone()),
+                KeyValue::new("service.version", config.service_version.clone()),
+                KeyValue::new("service.instance.id", instance_id.clone()),
+                KeyValue::new(
+                    "deployment.environment",
+                    config.deployment_environment.clone(),
+                ),
+            ])
+            .build();
+        let (emitter, handle) = pipeline::start(&config, &settings)?;
+        // Only a record factory: records go through our own pipeline, never this provider's.
+        let logger = SdkLoggerProvider::builder()
+            .build()
+            .logger_with_scope(opentelemetry::InstrumentationScope::builder("zenml-otel").build());
+        Ok(Self {
+            runs: Runs::new(base),
+            emitter,
+            handle,
+            logger,
+            instance_id,
+            endpoint: settings.endpoint,
+        })
+    }
+
+    /// A handle to flush, shut down and read the counters of this layer's pipeline.
+    pub fn handle(&self) -> LogStoreHandle {
+        self.handle.clone()
+    }
+
+    /// A guard that shuts the pipeline down when dropped; keep it alive as `let _guard = …`.
+    pub fn guard(&self) -> ShutdownGuard {
+        self.handle.guard()
+    }
+
+    /// The `service.instance.id` of this layer's resources (a random UUID per layer).
+    pub fn service_instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The full OTLP/HTTP URL logs are posted to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn resolve<S>(&self, span: &SpanRef<'_, S>) -> Arc<Resolved>
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        if let Some(resolved) = span
+            .extensions()
+            .get::<SpanState>()
+            .and_then(|state| self.runs.cached(state))
+        {
+            return resolved.clone();
+        }
+        let generation = self.runs.generation();
+        let mut resolver = Resolver::default();
+        for ancestor in span.scope() {
+            let extensions = ancestor.extensions();
+            if let Some(state) = extensions.get::<SpanState>() {
+                if !resolver.visit(&self.runs, state) {
+                    break;
+                }
+            }
+        }
+        let resolved = resolver.finish(&self.runs);
+        if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+            self.runs.cache(state, generation, resolved.clone());
+        }
+        resolved
+    }
+}
+
+impl<S> Layer<S> for ZenmlOtelLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // Visit first, lock after: a field's Debug impl may itself look at span extensions
+        // (tracing-error's SpanTrace does), which would deadlock under our lock.
+        let mut own = SpanFields::default();
+        attrs.record(&mut own);
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        match extensions.get_mut::<SpanState>() {
+            // Another instance of this layer got here first: the fields are the same.
+            Some(_) => {}
+            None => extensions.insert(SpanState::new(own)),
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut recorded = SpanFields::default();
+        values.record(&mut recorded);
+        if recorded.is_empty() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
+            state.own.update(recorded);
+        }
+        self.runs.fields_changed();
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let ends_step = span
+            .extensions()
+            .get::<SpanState>()
+            .is_some_and(|state| state.own.sets_step());
+        if ends_step {
+            self.emitter.step_ended();
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if pipeline::on_export_thread() || is_exporter_target(meta.target()) {
+            return;
+        }
+        let now = SystemTime::now();
+        let mut record = self.logger.create_log_record();
+        let (severity, severity_text) = record::severity(meta.level());
+        record.set_severity_number(severity);
+        record.set_severity_text(severity_text);
+        record.set_timestamp(now);
+        record.set_observed_timestamp(now);
+        record.set_target(meta.target());
+        event.record(&mut EventVisitor {
+            record: &mut record,
+        });
+        record::add_location(&mut record, meta);
+
+        let resolved = match ctx.event_span(event) {
+            Some(span) => self.resolve(&span),
+            None => self.runs.outside().clone(),
+        };
+        for (key, value) in resolved.attributes() {
+            record.add_attribute(key.clone(), value.clone());
+        }
+        opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let span_context = span.span_context();
+            if span_context.is_valid() {
+                record.set_trace_context(
+                    span_context.trace_id(),
+                    span_context.span_id(),
+                    Some(span_context.trace_flags()),
+                );
+            }
+        });
+        self.emitter.emit(QueuedRecord {
+            run: resolved.run.clone(),
+            record,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_exporter_target;
+
+    #[test]
+    fn exporter_targets_are_recognised_by_crate_boundary() {
+        for target in [
+            "hyper",
+            "hyper::proto::h1",
+            "hyper_util::client",
+            "h2::codec",
+            "reqwest::connect",
+            "opentelemetry_sdk",
+            "opentelemetry-otlp",
+            "tonic::transport",
+        ] {
+            assert!(is_exporter_target(target), "{target}");
+        }
+        for target in ["hyperion", "my_app", "h2o::x", "step"] {
+            assert!(!is_exporter_target(target), "{target}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod config;
+mod error;
+pub mod fields;
+mod layer;
+mod pipeline;
+mod record;
+mod span_context;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::OtelLogStoreConfig;
+pub use error::Error;
+pub use layer::ZenmlOtelLayer;
+pub use pipeline::{ExportStats, LogStoreHandle, ShutdownGuard};

@@ -1,0 +1,441 @@
+//! The export pipeline: one bounded queue shared by every run, one worker thread that batches
+//! records, groups them by run and exports each group under its run's resource through
+//! opentelemetry-otlp, plus the handle and guard users control it with.
+
+use std::cell::Cell;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{
+    bounded, select, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError,
+};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
+
+use crate::config::{Settings, EXPORT_TIMEOUT};
+use crate::span_context::Run;
+use crate::{Error, OtelLogStoreConfig};
+
+/// How long [`LogStoreHandle::force_flush`] waits for the worker before giving up.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack over one export timeout that [`LogStoreHandle::shutdown`] allows.
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
+/// Least time between two warnings on stderr about lost records.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// Set on the worker thread: whatever it logs (HTTP client, SDK) must not come back as records.
+    static ON_EXPORT_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `true` on the pipeline's own thread, where events are never exported (no telemetry loop).
+pub(crate) fn on_export_thread() -> bool {
+    ON_EXPORT_THREAD.with(Cell::get)
+}
+
+/// A record waiting for export, with the run it belongs to.
+#[derive(Debug)]
+pub(crate) struct QueuedRecord {
+    pub(crate) run: Arc<Run>,
+    pub(crate) record: SdkLogRecord,
+}
+
+#[derive(Debug)]
+enum Control {
+    Flush(Sender<Result<(), String>>),
+    /// A step's span closed: export what is queued now rather than at the next tick.
+    StepEnded,
+    Shutdown(Sender<Result<(), String>>),
+}
+
+/// Counters of the records that went through the pipeline.
+///
+/// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned `Ok`,
+/// `emitted == exported + dropped + failed` for everything emitted before the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Events that became records.
+    pub emitted: u64,
+    /// Records the collector acknowledged.
+    pub exported: u64,
+    /// Records never sent: the queue was full, or the pipeline was shut down.
+    pub dropped: u64,
+    /// Records sent in requests that failed after the exporter's retries.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    emitted: AtomicU64,
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    counters: Counters,
+    /// Set once the worker stops taking records; emitters then count drops without queueing.
+    closed: AtomicBool,
+    shutdown_requested: AtomicBool,
+    /// The queue's receiving end once the worker is gone, so records that raced with shutdown
+    /// are still counted as dropped instead of vanishing with the channel.
+    leftover: Mutex<Option<Receiver<QueuedRecord>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn count_dropped(&self, n: u64) {
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        self.warn("records dropped: the export queue is full or the log store is shut down");
+    }
+
+    /// Rate-limited note on stderr; never through `tracing`, which would feed the queue again.
+    fn warn(&self, what: &str) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        if last.map_or(true, |at| at.elapsed() >= WARN_EVERY) {
+            *last = Some(Instant::now());
+            let c = &self.counters;
+            eprintln!(
+                "zenml-otel: {what} (emitted {}, exported {}, dropped {}, failed {})",
+                c.emitted.load(Ordering::Relaxed),
+                c.exported.load(Ordering::Relaxed),
+                c.dropped.load(Ordering::Relaxed),
+                c.failed.load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
+/// The layer's side of the pipeline: enqueue without ever waiting.
+#[derive(Debug)]
+pub(crate) struct Emitter {
+    records: Sender<QueuedRecord>,
+    control: Sender<Control>,
+    shared: Arc<Shared>,
+}
+
+impl Emitter {
+    pub(crate) fn emit(&self, record: QueuedRecord) {
+        self.shared.counters.emitted.fetch_add(1, Ordering::Relaxed);
+        if self.shared.closed.load(Ordering::Acquire) || self.records.try_send(record).is_err() {
+            self.shared.count_dropped(1);
+        }
+    }
+
+    pub(crate) fn step_ended(&self) {
+        // Unbounded and non-blocking; an error only means the worker is already gone.
+        let _ = self.control.send(Control::StepEnded);
+    }
+}
+
+/// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
+///
+/// Cheap to clone; every clone controls the same pipeline.
+#[derive(Debug, Clone)]
+pub struct LogStoreHandle {
+    control: Sender<Control>,
+    shared: Arc<Shared>,
+}
+
+impl LogStoreHandle {
+    /// Exports every record emitted before this call and waits (at most 30 s) until each was
+    /// acknowledged or failed. Returns the last export error, if any export failed.
+    pub fn force_flush(&self) -> Result<(), Error> {
+        let (ack, done) = bounded(1);
+        self.control
+            .send(Control::Flush(ack))
+            .map_err(|_| Error::shut_down())?;
+        match done.recv_timeout(FLUSH_TIMEOUT) {
+            Ok(result) => result.map_err(Error::export),
+            Err(RecvTimeoutError::Timeout) => Err(Error::timeout("force_flush")),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::shut_down()),
+        }
+    }
+
+    /// Exports what is queued, then stops the worker. Returns within the export timeout (10 s)
+    /// plus 200 ms; records still unsent by then are counted as dropped. Records emitted
+    /// afterwards are counted as dropped. Calling it again returns `Ok(())` at once.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        if self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (ack, done) = bounded(1);
+        if self.control.send(Control::Shutdown(ack)).is_err() {
+            return Ok(()); // the worker already stopped on its own: nothing left to do
+        }
+        let result = match done.recv_timeout(EXPORT_TIMEOUT + SHUTDOWN_SLACK) {
+            Ok(result) => result.map_err(Error::export),
+            Err(RecvTimeoutError::Timeout) => return Err(Error::timeout("shutdown")),
+            Err(RecvTimeoutError::Disconnected) => Ok(()),
+        };
+        let worker = self
+            .shared
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(worker) = worker {
+            // It has already answered, so this only waits for the thread to return.
+            let _ = worker.join();
+        }
+        result
+    }
+
+    /// The pipeline's counters now.
+    pub fn stats(&self) -> ExportStats {
+        let leftover = self
+            .shared
+            .leftover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(records) = leftover.as_ref() {
+            let raced = records.try_iter().count() as u64;
+            if raced > 0 {
+                self.shared
+                    .counters
+                    .dropped
+                    .fetch_add(raced, Ordering::Relaxed);
+            }
+        }
+        let c = &self.shared.counters;
+        ExportStats {
+            emitted: c.emitted.load(Ordering::Relaxed),
+            exported: c.exported.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A guard that shuts the pipeline down when dropped. See [`ShutdownGuard`].
+    pub fn guard(&self) -> ShutdownGuard {
+        ShutdownGuard {
+            handle: self.clone(),
+        }
+    }
+}
+
+/// Shuts the log store down when dropped, so queued records are exported before the process
+/// exits (waiting at most the export timeout plus 200 ms).
+///
+/// Bind it to a named variable that lives as long as logging should: `let _guard = …;`.
+/// `let _ = layer.guard();` drops it at once, shutting the pipeline down before anything is
+/// logged — every later record is then counted as dropped.
+#[must_use = "dropping the guard shuts the log store down at once; bind it with `let _guard = ...`"]
+#[derive(Debug)]
+pub struct ShutdownGuard {
+    handle: LogStoreHandle,
+}
+
+impl ShutdownGuard {
+    /// The handle of the pipeline this guard shuts down.
+    pub fn handle(&self) -> &LogStoreHandle {
+        &self.handle
+    }
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.handle.shutdown() {
+            eprintln!("zenml-otel: shutdown on guard drop: {error}");
+        }
+    }
+}
+
+/// Builds the exporter and starts the worker thread.
+pub(crate) fn start(
+    config: &OtelLogStoreConfig,
+    settings: &Settings,
+) -> Result<(Emitter, LogStoreHandle), Error> {
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(settings.endpoint.clone())
+        .with_headers(config.headers.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| Error::config("endpoint", e.to_string()))?;
+
+    let (records_tx, records_rx) = bounded(config.max_queue_size);
+    let (control_tx, control_rx) = unbounded();
+    let shared = Arc::new(Shared {
+        counters: Counters::default(),
+        closed: AtomicBool::new(false),
+        shutdown_requested: AtomicBool::new(false),
+        leftover: Mutex::new(None),
+        worker: Mutex::new(None),
+        last_warning: Mutex::new(None),
+    });
+    let worker = Worker {
+        exporter,
+        scope: InstrumentationScope::builder("zenml-otel")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+        records: records_rx,
+        control: control_rx,
+        batch: Vec::with_capacity(config.max_export_batch_size),
+        max_batch: config.max_export_batch_size,
+        delay: settings.schedule_delay,
+        shared: shared.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("zenml-otel-export".to_owned())
+        .spawn(move || worker.run())
+        .map_err(|e| Error::export(format!("cannot start the export thread: {e}")))?;
+    *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+    Ok((
+        Emitter {
+            records: records_tx,
+            control: control_tx.clone(),
+            shared: shared.clone(),
+        },
+        LogStoreHandle {
+            control: control_tx,
+            shared,
+        },
+    ))
+}
+
+struct Worker {
+    exporter: opentelemetry_otlp::LogExporter,
+    scope: InstrumentationScope,
+    records: Receiver<QueuedRecord>,
+    control: Receiver<Control>,
+    batch: Vec<QueuedRecord>,
+    max_batch: usize,
+    delay: Duration,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        ON_EXPORT_THREAD.with(|flag| flag.set(true));
+        let mut tick = Instant::now() + self.delay;
+        loop {
+            let wait = tick.saturating_duration_since(Instant::now());
+            select! {
+                recv(self.records) -> record => match record {
+                    Ok(record) => {
+                        self.batch.push(record);
+                        if self.batch.len() >= self.max_batch {
+                            let _ = self.export_batch();
+                            tick = Instant::now() + self.delay;
+                        }
+                    }
+                    // The layer is gone: nothing more can arrive.
+                    Err(_) => return self.stop(None, None),
+                },
+                recv(self.control) -> control => match control {
+                    Ok(Control::Flush(ack)) => {
+                        let _ = ack.send(self.export_queued(None));
+                    }
+                    Ok(Control::StepEnded) => {
+                        let _ = self.export_queued(None);
+                        tick = Instant::now() + self.delay;
+                    }
+                    Ok(Control::Shutdown(ack)) => {
+                        return self.stop(Some(Instant::now() + EXPORT_TIMEOUT), Some(ack));
+                    }
+                    Err(_) => return self.stop(None, None),
+                },
+                default(wait) => {
+                    if !self.batch.is_empty() {
+                        let _ = self.export_batch();
+                    }
+                    tick = Instant::now() + self.delay;
+                }
+            }
+        }
+    }
+
+    /// Exports everything queued now, in batches; stops exporting at `deadline`.
+    fn export_queued(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+        let mut result = Ok(());
+        loop {
+            while self.batch.len() < self.max_batch {
+                match self.records.try_recv() {
+                    Ok(record) => self.batch.push(record),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.batch.is_empty() {
+                return result;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.shared.count_dropped(self.batch.len() as u64);
+                self.batch.clear();
+                continue;
+            }
+            if let Err(error) = self.export_batch() {
+                result = Err(error);
+            }
+        }
+    }
+
+    fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
+        let result = self.export_queued(deadline);
+        self.shared.closed.store(true, Ordering::Release);
+        // Records that got in between the last export and `closed`: counted, never lost quietly.
+        let raced = self.records.try_iter().count() as u64;
+        if raced > 0 {
+            self.shared.count_dropped(raced);
+        }
+        let _ = self.exporter.shutdown();
+        *self
+            .shared
+            .leftover
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(self.records);
+        if let Some(ack) = ack {
+            let _ = ack.send(result);
+        }
+    }
+
+    /// Exports the current batch, one request per run so each goes under its own resource.
+    fn export_batch(&mut self) -> Result<(), String> {
+        // Stable sort: records of one run keep their order.
+        self.batch
+            .sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
+        let mut result = Ok(());
+        let mut start = 0;
+        while start < self.batch.len() {
+            let run = self.batch[start].run.clone();
+            let end = start
+                + self.batch[start..]
+                    .iter()
+                    .take_while(|queued| Arc::ptr_eq(&queued.run, &run))
+                    .count();
+            let group: Vec<(&SdkLogRecord, &InstrumentationScope)> = self.batch[start..end]
+                .iter()
+                .map(|queued| (&queued.record, &self.scope))
+                .collect();
+            self.exporter.set_resource(&run.resource);
+            let outcome = futures_executor::block_on(self.exporter.export(LogBatch::new(&group)));
+            let n = (end - start) as u64;
+            match outcome {
+                Ok(()) => {
+                    self.shared
+                        .counters
+                        .exported
+                        .fetch_add(n, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.shared.counters.failed.fetch_add(n, Ordering::Relaxed);
+                    let error = error.to_string();
+                    self.shared
+                        .warn(&format!("export of {n} records failed: {error}"));
+                    result = Err(error);
+                }
+            }
+            start = end;
+        }
+        self.batch.clear();
+        result
+    }
+}

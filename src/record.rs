@@ -1,0 +1,124 @@
+//! How one `tracing` event becomes an OpenTelemetry log record: body, severity, typed
+//! attributes and code location.
+
+use std::fmt;
+
+use opentelemetry::logs::{AnyValue, LogRecord, Severity};
+use opentelemetry::{Key, StringValue};
+use opentelemetry_sdk::logs::SdkLogRecord;
+use tracing::field::{Field, Visit};
+use tracing::{Level, Metadata};
+
+/// The field `tracing` stores an event's message in.
+const MESSAGE: &str = "message";
+
+/// Severity number and text of a `tracing` level.
+pub(crate) fn severity(level: &Level) -> (Severity, &'static str) {
+    match *level {
+        Level::TRACE => (Severity::Trace, "TRACE"),
+        Level::DEBUG => (Severity::Debug, "DEBUG"),
+        Level::INFO => (Severity::Info, "INFO"),
+        Level::WARN => (Severity::Warn, "WARN"),
+        Level::ERROR => (Severity::Error, "ERROR"),
+    }
+}
+
+/// An unsigned integer as `Int` when it fits OTLP's i64, else as its decimal string, so no value
+/// is silently wrapped.
+pub(crate) fn u64_value(value: u64) -> AnyValue {
+    i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int)
+}
+
+fn string(text: String) -> AnyValue {
+    AnyValue::String(StringValue::from(text))
+}
+
+/// Code location attributes of the event's callsite.
+pub(crate) fn add_location(record: &mut SdkLogRecord, meta: &'static Metadata<'static>) {
+    if let Some(file) = meta.file() {
+        record.add_attribute(
+            Key::from_static_str("code.file.path"),
+            AnyValue::String(StringValue::from(file)),
+        );
+    }
+    if let Some(line) = meta.line() {
+        record.add_attribute(
+            Key::from_static_str("code.line.number"),
+            AnyValue::Int(line.into()),
+        );
+    }
+    if let Some(module) = meta.module_path() {
+        record.add_attribute(
+            Key::from_static_str("code.namespace"),
+            AnyValue::String(StringValue::from(module)),
+        );
+    }
+}
+
+/// Writes an event's fields straight into the record: `message` becomes the body, the rest
+/// typed attributes.
+#[derive(Debug)]
+pub(crate) struct EventVisitor<'a> {
+    pub(crate) record: &'a mut SdkLogRecord,
+}
+
+impl EventVisitor<'_> {
+    fn attribute(&mut self, field: &Field, value: AnyValue) {
+        self.record
+            .add_attribute(Key::from_static_str(field.name()), value);
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let value = string(value.to_owned());
+        if field.name() == MESSAGE {
+            self.record.set_body(value);
+        } else {
+            self.attribute(field, value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let value = string(format!("{value:?}"));
+        if field.name() == MESSAGE {
+            self.record.set_body(value);
+        } else {
+            self.attribute(field, value);
+        }
+    }
+
+    fn record_error(&mut self, _field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // `&dyn Error` erases the concrete type, so `exception.type` cannot be known here.
+        self.record.add_attribute(
+            Key::from_static_str("exception.message"),
+            string(value.to_string()),
+        );
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attribute(field, AnyValue::Int(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.attribute(field, u64_value(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value = i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int);
+        self.attribute(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value = i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int);
+        self.attribute(field, value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attribute(field, AnyValue::Double(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attribute(field, AnyValue::Boolean(value));
+    }
+}

@@ -1,0 +1,430 @@
+//! Which run, step and source a span belongs to: the `zenml.*` fields recorded on spans, their
+//! inheritance down the span tree, and one shared [`Run`] (with its OTLP resource) per distinct
+//! run/step/source.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use opentelemetry::logs::AnyValue;
+use opentelemetry::{Key, KeyValue, StringValue, Value};
+use opentelemetry_sdk::Resource;
+use tracing::field::{Field, Visit};
+
+use crate::fields;
+
+/// The `zenml.*` fields one span sets (or, once resolved, that a span sees from its scope).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SpanFields {
+    pipeline_run_id: Option<Arc<str>>,
+    step_id: Option<Arc<str>>,
+    source: Option<Arc<str>>,
+    /// Every other `zenml.*` field: copied onto records, never into the resource.
+    attributes: Vec<(Key, AnyValue)>,
+}
+
+impl SpanFields {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pipeline_run_id.is_none()
+            && self.step_id.is_none()
+            && self.source.is_none()
+            && self.attributes.is_empty()
+    }
+
+    pub(crate) fn sets_step(&self) -> bool {
+        self.step_id.is_some()
+    }
+
+    /// Applies fields recorded later on the same span: a value recorded again replaces the old.
+    pub(crate) fn update(&mut self, recorded: SpanFields) {
+        let SpanFields {
+            pipeline_run_id,
+            step_id,
+            source,
+            attributes,
+        } = recorded;
+        if pipeline_run_id.is_some() {
+            self.pipeline_run_id = pipeline_run_id;
+        }
+        if step_id.is_some() {
+            self.step_id = step_id;
+        }
+        if source.is_some() {
+            self.source = source;
+        }
+        for (key, value) in attributes {
+            match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => self.attributes.push((key, value)),
+            }
+        }
+    }
+
+    /// Takes from an enclosing span whatever an inner one has not set: the innermost value wins.
+    fn inherit(&mut self, outer: &SpanFields) {
+        fill(&mut self.pipeline_run_id, &outer.pipeline_run_id);
+        fill(&mut self.step_id, &outer.step_id);
+        fill(&mut self.source, &outer.source);
+        for (key, value) in &outer.attributes {
+            if !self.attributes.iter().any(|(k, _)| k == key) {
+                self.attributes.push((key.clone(), value.clone()));
+            }
+        }
+    }
+
+    fn set(
+        &mut self,
+        field: &Field,
+        text: impl FnOnce() -> String,
+        value: impl FnOnce() -> AnyValue,
+    ) {
+        match field.name() {
+            fields::PIPELINE_RUN_ID => self.pipeline_run_id = Some(text().into()),
+            fields::STEP_ID => self.step_id = Some(text().into()),
+            fields::SOURCE => self.source = Some(text().into()),
+            name if name.starts_with(fields::PREFIX) => {
+                let key = Key::from_static_str(name);
+                let value = value();
+                match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = value,
+                    None => self.attributes.push((key, value)),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn fill(inner: &mut Option<Arc<str>>, outer: &Option<Arc<str>>) {
+    if inner.is_none() {
+        inner.clone_from(outer);
+    }
+}
+
+fn shared_string(text: String) -> AnyValue {
+    AnyValue::String(StringValue::from(Arc::<str>::from(text)))
+}
+
+/// Collects a span's `zenml.*` fields into a local [`SpanFields`], so that no span extension is
+/// locked while user `Debug` impls run (they may enter tracing themselves).
+impl Visit for SpanFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name().starts_with(fields::PREFIX) {
+            self.set(
+                field,
+                || value.to_owned(),
+                || shared_string(value.to_owned()),
+            );
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name().starts_with(fields::PREFIX) {
+            let text = format!("{value:?}");
+            self.set(field, || text.clone(), || shared_string(text.clone()));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name().starts_with(fields::PREFIX) {
+            self.set(field, || value.to_string(), || AnyValue::Int(value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name().starts_with(fields::PREFIX) {
+            self.set(
+                field,
+                || value.to_string(),
+                || crate::record::u64_value(value),
+            );
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name().starts_with(fields::PREFIX) {
+            self.set(field, || value.to_string(), || AnyValue::Double(value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name().starts_with(fields::PREFIX) {
+            self.set(field, || value.to_string(), || AnyValue::Boolean(value));
+        }
+    }
+}
+
+/// What the layer keeps in each span's extensions.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    pub(crate) own: SpanFields,
+    /// The resolved context, with the layer that resolved it and the generation it is valid for.
+    cached: Option<(usize, u64, Arc<Resolved>)>,
+}
+
+impl SpanState {
+    pub(crate) fn new(own: SpanFields) -> Self {
+        Self { own, cached: None }
+    }
+}
+
+/// Everything an event inside a span needs: its run (resource) and the extra record attributes.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    fields: SpanFields,
+    pub(crate) run: Arc<Run>,
+}
+
+impl Resolved {
+    pub(crate) fn attributes(&self) -> &[(Key, AnyValue)] {
+        &self.fields.attributes
+    }
+}
+
+/// One distinct pipeline run / step / source, with the OTLP resource its records are exported
+/// under. Shared by every record of that run; released when the last span and record go.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) resource: Resource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RunKey {
+    pipeline_run_id: Option<Arc<str>>,
+    step_id: Option<Arc<str>>,
+    source: Arc<str>,
+}
+
+/// Resolves spans to runs and interns one [`Run`] per distinct key, for one layer instance.
+#[derive(Debug)]
+pub(crate) struct Runs {
+    /// Distinguishes layer instances sharing one registry (and so one `SpanState` per span).
+    id: usize,
+    base_attributes: Vec<KeyValue>,
+    outside: Arc<Resolved>,
+    live: Mutex<Interned>,
+    /// Bumped whenever a span records a `zenml.*` field, which may change what its descendants
+    /// resolve to; cached resolutions of an older generation are recomputed.
+    generation: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Interned {
+    runs: HashMap<RunKey, Weak<Run>>,
+    prune_at: usize,
+}
+
+impl Runs {
+    pub(crate) fn new(base: Resource) -> Self {
+        let base_attributes: Vec<KeyValue> = base
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let outside = Arc::new(Resolved {
+            fields: SpanFields::default(),
+            run: Arc::new(Run { resource: base }),
+        });
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            base_attributes,
+            outside,
+            live: Mutex::new(Interned {
+                runs: HashMap::new(),
+                prune_at: 64,
+            }),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The context of events outside any span that sets a `zenml.*` field.
+    pub(crate) fn outside(&self) -> &Arc<Resolved> {
+        &self.outside
+    }
+
+    pub(crate) fn fields_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The span's cached resolution, if this layer made it and it is still current.
+    pub(crate) fn cached<'a>(&self, state: &'a SpanState) -> Option<&'a Arc<Resolved>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        match &state.cached {
+            Some((owner, at, resolved)) if *owner == self.id() && *at == generation => {
+                Some(resolved)
+            }
+            _ => None,
+        }
+    }
+
+    /// Caches a resolution computed when the generation was `generation`; if fields changed
+    /// meanwhile, the stamp is already stale and the next event recomputes.
+    pub(crate) fn cache(&self, state: &mut SpanState, generation: u64, resolved: Arc<Resolved>) {
+        state.cached = Some((self.id(), generation, resolved));
+    }
+
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Builds the context from fields gathered innermost-first by [`Resolver`].
+    fn resolve(&self, fields: SpanFields) -> Arc<Resolved> {
+        if fields.is_empty() {
+            return self.outside.clone();
+        }
+        let run = if fields.pipeline_run_id.is_none()
+            && fields.step_id.is_none()
+            && fields.source.is_none()
+        {
+            self.outside.run.clone()
+        } else {
+            let source = fields.source.clone().unwrap_or_else(|| {
+                Arc::from(if fields.step_id.is_some() {
+                    fields::SOURCE_STEP
+                } else {
+                    fields::SOURCE_ORCHESTRATOR
+                })
+            });
+            self.run(RunKey {
+                pipeline_run_id: fields.pipeline_run_id.clone(),
+                step_id: fields.step_id.clone(),
+                source,
+            })
+        };
+        Arc::new(Resolved { fields, run })
+    }
+
+    fn run(&self, key: RunKey) -> Arc<Run> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(run) = live.runs.get(&key).and_then(Weak::upgrade) {
+            return run;
+        }
+        if live.runs.len() >= live.prune_at {
+            live.runs.retain(|_, run| run.strong_count() > 0);
+            live.prune_at = (live.runs.len() * 2).max(64);
+        }
+        let zenml = [
+            key.pipeline_run_id
+                .as_ref()
+                .map(|id| KeyValue::new(fields::PIPELINE_RUN_ID, Value::String(id.clone().into()))),
+            key.step_id
+                .as_ref()
+                .map(|id| KeyValue::new(fields::STEP_ID, Value::String(id.clone().into()))),
+            Some(KeyValue::new(
+                fields::SOURCE,
+                Value::String(key.source.clone().into()),
+            )),
+        ];
+        let resource = Resource::builder_empty()
+            .with_attributes(
+                self.base_attributes
+                    .iter()
+                    .cloned()
+                    .chain(zenml.into_iter().flatten()),
+            )
+            .build();
+        let run = Arc::new(Run { resource });
+        live.runs.insert(key, Arc::downgrade(&run));
+        run
+    }
+
+    #[cfg(test)]
+    fn live_runs(&self) -> usize {
+        let live = self.live.lock().unwrap();
+        live.runs.values().filter(|r| r.strong_count() > 0).count()
+    }
+}
+
+/// Gathers fields from a span scope, innermost first, stopping at the first span whose cached
+/// resolution is still valid (it already holds everything above it).
+#[derive(Debug, Default)]
+pub(crate) struct Resolver {
+    fields: SpanFields,
+}
+
+impl Resolver {
+    /// Adds one span of the scope; returns `false` once nothing further out can matter.
+    pub(crate) fn visit(&mut self, runs: &Runs, state: &SpanState) -> bool {
+        match runs.cached(state) {
+            Some(resolved) => {
+                self.fields.inherit(&resolved.fields);
+                false
+            }
+            None => {
+                self.fields.inherit(&state.own);
+                true
+            }
+        }
+    }
+
+    pub(crate) fn finish(self, runs: &Runs) -> Arc<Resolved> {
+        runs.resolve(self.fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(run: Option<&str>, step: Option<&str>, source: Option<&str>) -> SpanFields {
+        SpanFields {
+            pipeline_run_id: run.map(Arc::from),
+            step_id: step.map(Arc::from),
+            source: source.map(Arc::from),
+            attributes: Vec::new(),
+        }
+    }
+
+    fn resource_value(run: &Run, key: &str) -> Option<String> {
+        run.resource
+            .get(&Key::from(key.to_owned()))
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn source_is_derived_unless_given() {
+        let runs = Runs::new(Resource::builder_empty().build());
+        let step = runs.resolve(fields(Some("r"), Some("s"), None));
+        assert_eq!(
+            resource_value(&step.run, fields::SOURCE).as_deref(),
+            Some("step")
+        );
+        let orchestrator = runs.resolve(fields(Some("r"), None, None));
+        assert_eq!(
+            resource_value(&orchestrator.run, fields::SOURCE).as_deref(),
+            Some("orchestrator")
+        );
+        let explicit = runs.resolve(fields(Some("r"), Some("s"), Some("orchestrator")));
+        assert_eq!(
+            resource_value(&explicit.run, fields::SOURCE).as_deref(),
+            Some("orchestrator")
+        );
+        assert_eq!(resource_value(&orchestrator.run, fields::STEP_ID), None);
+    }
+
+    #[test]
+    fn one_run_per_key_released_when_unused() {
+        let runs = Runs::new(Resource::builder_empty().build());
+        let a = runs.resolve(fields(Some("r"), Some("s"), None));
+        let b = runs.resolve(fields(Some("r"), Some("s"), None));
+        assert!(Arc::ptr_eq(&a.run, &b.run));
+        assert_eq!(runs.live_runs(), 1);
+        drop((a, b));
+        assert_eq!(runs.live_runs(), 0);
+    }
+
+    #[test]
+    fn innermost_wins_and_recording_replaces() {
+        let mut inner = fields(None, Some("inner-step"), None);
+        inner.inherit(&fields(Some("run"), Some("outer-step"), None));
+        assert_eq!(inner.step_id.as_deref(), Some("inner-step"));
+        assert_eq!(inner.pipeline_run_id.as_deref(), Some("run"));
+        inner.update(fields(None, Some("again"), None));
+        assert_eq!(inner.step_id.as_deref(), Some("again"));
+    }
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod rotel;
+
+use std::time::Duration;
+
+use tracing::Dispatch;
+use tracing_subscriber::layer::SubscriberExt;
+use zenml_otel::testing::{OtlpReceiver, ReceivedRecord};
+use zenml_otel::{LogStoreHandle, OtelLogStoreConfig, ZenmlOtelLayer};
+
+/// Generous bound for anything crossing the loopback wire; tests wait on conditions, not clocks.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A receiver, and a subscriber whose only layer exports to it.
+pub struct Harness {
+    pub receiver: OtlpReceiver,
+    pub handle: LogStoreHandle,
+    pub dispatch: Dispatch,
+    pub instance_id: String,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with(OtelLogStoreConfig::default())
+    }
+
+    /// `config` with its endpoint pointed at a fresh receiver.
+    pub fn with(config: OtelLogStoreConfig) -> Self {
+        let receiver = OtlpReceiver::start().expect("start the OTLP receiver");
+        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+            endpoint: Some(receiver.endpoint()),
+            ..config
+        })
+        .expect("valid config");
+        let handle = layer.handle();
+        let instance_id = layer.service_instance_id().to_owned();
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        Self {
+            receiver,
+            handle,
+            dispatch,
+            instance_id,
+        }
+    }
+
+    /// Runs `f` with this harness's subscriber as the thread's default.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::dispatcher::with_default(&self.dispatch, f)
+    }
+
+    /// Flushes and returns everything received.
+    pub fn flushed(&self) -> Vec<ReceivedRecord> {
+        self.handle.force_flush().expect("flush");
+        self.receiver.records()
+    }
+}
+
+/// The one record whose body is `body`.
+pub fn by_body<'a>(records: &'a [ReceivedRecord], body: &str) -> &'a ReceivedRecord {
+    let found: Vec<_> = records
+        .iter()
+        .filter(|r| r.body().as_deref() == Some(body))
+        .collect();
+    assert_eq!(found.len(), 1, "records with body {body:?}: {found:#?}");
+    found[0]
+}

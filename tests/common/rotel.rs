@@ -1,0 +1,266 @@
+//! Runs the real `rotel` OTLP collector (`rotel-agent`) as a child process for
+//! interoperability tests.
+//!
+//! The binary ships inside the `rotel` PyPI package (`pip install rotel`) as
+//! `<site-packages>/rotel/rotel-agent`; `.ci/run` installs it and exports its
+//! path as `ROTEL_AGENT`. Without `ROTEL_AGENT`, `rotel-agent` is looked up on
+//! `PATH`.
+//!
+//! rotel is started in the foreground (no `--daemon`, so it writes no pid file),
+//! receives OTLP/HTTP and OTLP/gRPC on free loopback ports and forwards logs
+//! with its `otlp` exporter over OTLP/HTTP protobuf to `<forward_to>/v1/logs`.
+//! Note: rotel's HTTP exporter always sends `Content-Encoding: gzip` bodies
+//! (the `--otlp-exporter-compression none` flag is ignored by the version
+//! tested, 0.0.1-alpha10), so the receiving end must gunzip.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long to wait for rotel to accept connections on its ports.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `Drop` waits after SIGTERM before it sends SIGKILL.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// rotel's batch timeout: logs are forwarded about this long (plus ~10 ms)
+/// after they arrive. rotel's default is 200ms.
+const BATCH_TIMEOUT: &str = "10ms";
+/// Attempts to start rotel when a picked port was taken in the meantime.
+const START_ATTEMPTS: usize = 3;
+
+static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
+/// A running `rotel-agent` child process; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Rotel {
+    child: Child,
+    log_path: PathBuf,
+    /// OTLP/HTTP receiver base URL, e.g. `http://127.0.0.1:4318`; logs go to
+    /// `{http_endpoint}/v1/logs`.
+    pub http_endpoint: String,
+    /// OTLP/gRPC receiver URL, e.g. `http://127.0.0.1:4317`.
+    pub grpc_endpoint: String,
+}
+
+impl Rotel {
+    /// Starts rotel-agent forwarding logs over OTLP/HTTP protobuf to `forward_to` (a base URL like
+    /// "http://127.0.0.1:1234"; rotel appends `/v1/logs`).
+    /// Binary: env ROTEL_AGENT if set, else `rotel-agent` on PATH. Returns Err with a clear message
+    /// if not found.
+    pub fn start_forwarding_to(forward_to: &str) -> Result<Rotel, String> {
+        let binary = find_binary()?;
+        let forward_to = forward_to.trim_end_matches('/');
+        let mut last_err = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match start_once(&binary, forward_to) {
+                Ok(rotel) => return Ok(rotel),
+                // Another process grabbed one of the ports between our probe and rotel's bind.
+                Err(e) if e.contains("Address already in use") => last_err = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Everything rotel printed so far (stdout and stderr), for failing tests to show.
+    pub fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// The file rotel's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The OS process id of the rotel-agent child.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        // Keep the log of a failing (panicking) test for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
+    }
+}
+
+fn start_once(binary: &Path, forward_to: &str) -> Result<Rotel, String> {
+    let (http_port, grpc_port) = two_free_ports()?;
+    let log_path = log_path();
+    let log = File::create(&log_path)
+        .map_err(|e| format!("cannot create rotel log file {}: {e}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("cannot clone rotel log file handle: {e}"))?;
+
+    let mut cmd = Command::new(binary);
+    cmd.arg("start")
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
+        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
+        .args(["--exporter", "otlp"])
+        .args(["--otlp-exporter-endpoint", forward_to])
+        .args(["--otlp-exporter-protocol", "http"])
+        .args(["--batch-timeout", BATCH_TIMEOUT])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        // Plain text log without ANSI colours.
+        .env("NO_COLOR", "1");
+    // rotel reads every option from ROTEL_* variables too (ROTEL_DAEMON=true would make
+    // it fork away from us); start it from a clean slate.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ROTEL_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot spawn {}: {e}", binary.display()))?;
+
+    let http_addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let grpc_addr = SocketAddr::from(([127, 0, 0, 1], grpc_port));
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let output = read_log(&log_path);
+                let _ = std::fs::remove_file(&log_path);
+                return Err(format!(
+                    "rotel-agent ({}) exited early with {status}; its output:\n{output}",
+                    binary.display()
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                stop(&mut child);
+                return Err(format!("cannot poll rotel-agent child: {e}"));
+            }
+        }
+        if accepts(http_addr) && accepts(grpc_addr) {
+            return Ok(Rotel {
+                child,
+                log_path,
+                http_endpoint: format!("http://{http_addr}"),
+                grpc_endpoint: format!("http://{grpc_addr}"),
+            });
+        }
+        if Instant::now() >= deadline {
+            stop(&mut child);
+            return Err(format!(
+                "rotel-agent did not accept connections on {http_addr} and {grpc_addr} within \
+                 {STARTUP_TIMEOUT:?}; its output ({}):\n{}",
+                log_path.display(),
+                read_log(&log_path)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn find_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("ROTEL_AGENT").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "ROTEL_AGENT is set to {}, which is not a file; it should point to the \
+                 rotel-agent binary inside the `rotel` Python package (see .ci/run)",
+                path.display()
+            ))
+        };
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join("rotel-agent"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            "rotel-agent not found: set ROTEL_AGENT to its path or put it on PATH. It ships in \
+             the `rotel` PyPI package: `pip install rotel`, then ROTEL_AGENT=\"$(python3 -c \
+             'import rotel,os;print(os.path.join(os.path.dirname(rotel.__file__), \
+             \"rotel-agent\"))')\" (.ci/run does this)"
+                .to_string()
+        })
+}
+
+/// Two distinct free loopback ports: both listeners are held until both are picked.
+fn two_free_ports() -> Result<(u16, u16), String> {
+    let bind = || {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| Ok((l.local_addr()?.port(), l)))
+            .map_err(|e| format!("cannot bind a free port on 127.0.0.1: {e}"))
+    };
+    let (first, l1) = bind()?;
+    let (second, l2) = bind()?;
+    drop((l1, l2));
+    Ok((first, second))
+}
+
+fn log_path() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "zenml-otel-rotel-{}-{}-{nanos}.log",
+        std::process::id(),
+        INSTANCE.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn accepts(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+fn read_log(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    match File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => format!("<cannot read rotel log {}: {e}>", path.display()),
+    }
+}
+
+/// Stops the child: SIGTERM first (rotel then flushes its pending batch and
+/// exits, normally within milliseconds), SIGKILL if it is still running after
+/// `SHUTDOWN_TIMEOUT`; always reaps it.
+fn stop(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if terminate(child.id()) {
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends SIGTERM to `pid` (std has no API for it, so via `kill(1)`).
+#[cfg(unix)]
+fn terminate(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) -> bool {
+    false
+}

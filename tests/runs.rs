@@ -1,0 +1,218 @@
+//! Span context → resources: runs, steps and sources, inheritance, late recording.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{by_body, Harness};
+use tracing::{info, info_span, Span};
+use zenml_otel::fields::{PIPELINE_RUN_ID, SOURCE, STEP_ID};
+
+#[test]
+fn concurrent_runs_and_steps_each_land_under_their_own_resource() {
+    let harness = Harness::new();
+    const PER_CONTEXT: usize = 50;
+    std::thread::scope(|threads| {
+        for run in ["run-a", "run-b"] {
+            let harness = &harness;
+            threads.spawn(move || {
+                harness.run(|| {
+                    let orchestrator = info_span!("pipeline", zenml.pipeline_run_id = run);
+                    let _o = orchestrator.enter();
+                    for i in 0..PER_CONTEXT {
+                        info!(i, "{run}/orchestrator/{i}");
+                    }
+                    std::thread::scope(|steps| {
+                        for step in ["trainer", "evaluator"] {
+                            let parent = orchestrator.clone();
+                            steps.spawn(move || {
+                                harness.run(|| {
+                                    let span = info_span!(parent: &parent, "step", zenml.step_id = %format!("{run}-{step}"));
+                                    let _s = span.enter();
+                                    for i in 0..PER_CONTEXT {
+                                        info!(i, "{run}/{step}/{i}");
+                                    }
+                                })
+                            });
+                        }
+                    });
+                })
+            });
+        }
+    });
+    let records = harness.flushed();
+    assert_eq!(records.len(), 6 * PER_CONTEXT);
+    let mut per_context: HashMap<String, usize> = HashMap::new();
+    for record in &records {
+        let body = record.body().unwrap();
+        let mut parts = body.split('/');
+        let (run, who) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(
+            record.resource_attr(PIPELINE_RUN_ID).as_deref(),
+            Some(run),
+            "{body}"
+        );
+        if who == "orchestrator" {
+            assert_eq!(record.resource_attr(STEP_ID), None, "{body}");
+            assert_eq!(
+                record.resource_attr(SOURCE).as_deref(),
+                Some("orchestrator")
+            );
+        } else {
+            let step_id = format!("{run}-{who}");
+            assert_eq!(record.resource_attr(STEP_ID), Some(step_id), "{body}");
+            assert_eq!(record.resource_attr(SOURCE).as_deref(), Some("step"));
+        }
+        for key in ["service.name", "service.version", "deployment.environment"] {
+            assert!(
+                record.resource_attr(key).is_some(),
+                "{key} missing on {body}"
+            );
+        }
+        assert_eq!(
+            record.resource_attr("service.instance.id").as_deref(),
+            Some(harness.instance_id.as_str())
+        );
+        *per_context.entry(format!("{run}/{who}")).or_default() += 1;
+    }
+    assert_eq!(per_context.len(), 6);
+    assert!(per_context.values().all(|&n| n == PER_CONTEXT));
+    // One ResourceLogs per request: the records of a run never share a request with another's resource.
+    for request in harness.receiver.requests() {
+        assert_eq!(request.body.resource_logs.len(), 1);
+    }
+}
+
+#[test]
+fn fields_recorded_later_replace_and_are_inherited() {
+    let harness = Harness::new();
+    harness.run(|| {
+        let run = info_span!(
+            "run",
+            zenml.pipeline_run_id = tracing::field::Empty,
+            zenml.log.id = "log-1"
+        );
+        let _r = run.enter();
+        info!("before");
+        Span::current().record(PIPELINE_RUN_ID, "late-run");
+        info!("after");
+        let step = info_span!("step", zenml.step_id = tracing::field::Empty);
+        let _s = step.enter();
+        info!("in step, id not yet known");
+        step.record(STEP_ID, "first");
+        step.record(STEP_ID, "second");
+        info!("in step");
+        let nested = info_span!(
+            "nested",
+            zenml.log.id = "log-2",
+            zenml.pipeline.run.name = "demo"
+        );
+        let _n = nested.enter();
+        info!("nested");
+    });
+    let records = harness.flushed();
+    let before = by_body(&records, "before");
+    assert_eq!(before.resource_attr(PIPELINE_RUN_ID), None);
+    assert_eq!(before.resource_attr(SOURCE), None);
+    assert_eq!(before.attr_str("zenml.log.id").as_deref(), Some("log-1"));
+
+    let after = by_body(&records, "after");
+    assert_eq!(
+        after.resource_attr(PIPELINE_RUN_ID).as_deref(),
+        Some("late-run")
+    );
+    assert_eq!(after.resource_attr(SOURCE).as_deref(), Some("orchestrator"));
+
+    let unknown = by_body(&records, "in step, id not yet known");
+    assert_eq!(unknown.resource_attr(STEP_ID), None);
+    assert_eq!(
+        unknown.resource_attr(PIPELINE_RUN_ID).as_deref(),
+        Some("late-run")
+    );
+
+    let step = by_body(&records, "in step");
+    assert_eq!(step.resource_attr(STEP_ID).as_deref(), Some("second"));
+    assert_eq!(step.resource_attr(SOURCE).as_deref(), Some("step"));
+    let step_ids = step.resource.iter().filter(|kv| kv.key == STEP_ID).count();
+    assert_eq!(step_ids, 1, "recording again must replace, not duplicate");
+
+    let nested = by_body(&records, "nested");
+    assert_eq!(nested.resource_attr(STEP_ID).as_deref(), Some("second"));
+    assert_eq!(nested.attr_str("zenml.log.id").as_deref(), Some("log-2"));
+    assert_eq!(
+        nested.attr_str("zenml.pipeline.run.name").as_deref(),
+        Some("demo")
+    );
+    // zenml.* span fields are record attributes, never resource attributes.
+    assert_eq!(nested.resource_attr("zenml.log.id"), None);
+}
+
+#[test]
+fn innermost_span_wins_and_explicit_source_is_kept() {
+    let harness = Harness::new();
+    harness.run(|| {
+        let outer = info_span!(
+            "outer",
+            zenml.pipeline_run_id = "outer-run",
+            zenml.step_id = "outer-step"
+        );
+        let _o = outer.enter();
+        let inner = info_span!(
+            "inner",
+            zenml.pipeline_run_id = "inner-run",
+            zenml.source = "orchestrator"
+        );
+        let _i = inner.enter();
+        info!("inner");
+    });
+    let records = harness.flushed();
+    let record = by_body(&records, "inner");
+    assert_eq!(
+        record.resource_attr(PIPELINE_RUN_ID).as_deref(),
+        Some("inner-run")
+    );
+    assert_eq!(record.resource_attr(STEP_ID).as_deref(), Some("outer-step"));
+    assert_eq!(
+        record.resource_attr(SOURCE).as_deref(),
+        Some("orchestrator")
+    );
+}
+
+#[test]
+fn events_outside_runs_and_odd_ids_are_exported() {
+    let harness = Harness::new();
+    harness.run(|| {
+        info!("outside");
+        let weird = info_span!(
+            "odd",
+            zenml.pipeline_run_id = "not-a-uuid ✓",
+            zenml.step_id = ""
+        );
+        let _w = weird.enter();
+        info!("odd ids");
+        let numeric = info_span!("numeric", zenml.pipeline_run_id = 42u64);
+        let _n = numeric.enter();
+        info!("numeric id");
+    });
+    let records = harness.flushed();
+    let outside = by_body(&records, "outside");
+    assert!(outside
+        .resource
+        .iter()
+        .all(|kv| !kv.key.starts_with("zenml.")));
+    assert_eq!(
+        outside.resource_attr("service.name").as_deref(),
+        Some("zenml")
+    );
+    let odd = by_body(&records, "odd ids");
+    assert_eq!(
+        odd.resource_attr(PIPELINE_RUN_ID).as_deref(),
+        Some("not-a-uuid ✓")
+    );
+    assert_eq!(odd.resource_attr(STEP_ID).as_deref(), Some(""));
+    let numeric = by_body(&records, "numeric id");
+    assert_eq!(
+        numeric.resource_attr(PIPELINE_RUN_ID).as_deref(),
+        Some("42")
+    );
+}
