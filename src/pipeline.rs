@@ -147,15 +147,28 @@ pub struct LogStoreHandle {
 impl LogStoreHandle {
     /// Exports every record emitted before this call and waits (at most 30 s) until each was
     /// acknowledged or failed. Returns the last export error, if any export failed.
+    ///
+    /// Once the layer itself has been dropped, its worker has already exported everything on
+    /// the way out and this returns `Ok(())`; after [`shutdown`](Self::shutdown) it returns an
+    /// error saying so.
     pub fn force_flush(&self) -> Result<(), Error> {
         let (ack, done) = bounded(1);
-        self.control
-            .send(Control::Flush(ack))
-            .map_err(|_| Error::shut_down())?;
+        if self.control.send(Control::Flush(ack)).is_err() {
+            return self.after_stop();
+        }
         match done.recv_timeout(FLUSH_TIMEOUT) {
             Ok(result) => result.map_err(Error::export),
             Err(RecvTimeoutError::Timeout) => Err(Error::timeout("force_flush")),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::shut_down()),
+            // The worker stopped before reading the request, after its last export.
+            Err(RecvTimeoutError::Disconnected) => self.after_stop(),
+        }
+    }
+
+    fn after_stop(&self) -> Result<(), Error> {
+        if self.shared.shutdown_requested.load(Ordering::Acquire) {
+            Err(Error::shut_down())
+        } else {
+            Ok(())
         }
     }
 
