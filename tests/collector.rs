@@ -1,0 +1,97 @@
+//! The same multi-run scenario through a real OTLP collector (rotel), which forwards to the
+//! testing receiver: the per-run resources must survive a real collector intact.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::rotel::Rotel;
+use common::WAIT;
+use tracing::{info, info_span};
+use tracing_subscriber::layer::SubscriberExt;
+use zenml_otel::fields::{PIPELINE_RUN_ID, SOURCE, STEP_ID};
+use zenml_otel::testing::OtlpReceiver;
+use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
+
+#[test]
+#[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
+fn resources_survive_a_real_collector() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(rotel.http_endpoint.clone()),
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    const PER_CONTEXT: usize = 20;
+    std::thread::scope(|threads| {
+        for run in ["run-a", "run-b"] {
+            let dispatch = &dispatch;
+            threads.spawn(move || {
+                tracing::dispatcher::with_default(dispatch, || {
+                    let orchestrator = info_span!("pipeline", zenml.pipeline_run_id = run);
+                    let _o = orchestrator.enter();
+                    for i in 0..PER_CONTEXT {
+                        info!(i, "{run}/orchestrator");
+                    }
+                    for step in ["trainer", "evaluator"] {
+                        let parent = orchestrator.clone();
+                        threads.spawn(move || {
+                            tracing::dispatcher::with_default(dispatch, || {
+                                let id = format!("{run}-{step}");
+                                let span = info_span!(parent: &parent, "step", zenml.step_id = %id);
+                                let _s = span.enter();
+                                for i in 0..PER_CONTEXT {
+                                    info!(i, "{run}/{step}");
+                                }
+                            })
+                        });
+                    }
+                })
+            });
+        }
+    });
+    handle.force_flush().expect("rotel accepted every request");
+    let records = receiver.wait_for_records(6 * PER_CONTEXT, WAIT);
+    assert_eq!(
+        records.len(),
+        6 * PER_CONTEXT,
+        "rotel log:\n{}",
+        rotel.log()
+    );
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for record in &records {
+        let body = record.body().unwrap();
+        let (run, who) = body.split_once('/').unwrap();
+        assert_eq!(record.resource_attr(PIPELINE_RUN_ID).as_deref(), Some(run));
+        if who == "orchestrator" {
+            assert_eq!(record.resource_attr(STEP_ID), None);
+            assert_eq!(
+                record.resource_attr(SOURCE).as_deref(),
+                Some("orchestrator")
+            );
+        } else {
+            assert_eq!(record.resource_attr(STEP_ID), Some(format!("{run}-{who}")));
+            assert_eq!(record.resource_attr(SOURCE).as_deref(), Some("step"));
+        }
+        assert_eq!(
+            record.resource_attr("service.name").as_deref(),
+            Some("zenml")
+        );
+        assert_eq!(
+            record.resource_attr("deployment.environment").as_deref(),
+            Some("production")
+        );
+        assert!(record.attr("code.line.number").is_some());
+        *seen.entry(body).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 6);
+    assert!(seen.values().all(|&n| n == PER_CONTEXT), "{seen:?}");
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.emitted, stats.exported, stats.dropped),
+        (120, 120, 0)
+    );
+}
