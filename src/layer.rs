@@ -12,6 +12,7 @@ use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetect
 use opentelemetry_sdk::Resource;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
@@ -31,6 +32,8 @@ const EXPORTER_CRATES: &[&str] = &[
     "tonic",
     "tower",
     "rustls",
+    // The `testing` receiver: its own logs would be exported to itself.
+    "tiny_http",
 ];
 
 fn is_exporter_target(target: &str) -> bool {
@@ -189,8 +192,14 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        if pipeline::on_export_thread() || is_exporter_target(meta.target()) {
+        if pipeline::on_export_thread() {
+            return;
+        }
+        // Events bridged from the `log` crate (tracing-log) all have the target "log"; the real
+        // one, which the loop guard needs, is in their normalized metadata.
+        let bridged = event.normalized_metadata();
+        let meta = bridged.as_ref().unwrap_or_else(|| event.metadata());
+        if is_exporter_target(meta.target()) {
             return;
         }
         let now = SystemTime::now();
@@ -200,11 +209,26 @@ where
         record.set_severity_text(severity_text);
         record.set_timestamp(now);
         record.set_observed_timestamp(now);
-        record.set_target(meta.target());
         event.record(&mut EventVisitor {
             record: &mut record,
+            from_log: bridged.is_some(),
         });
-        record::add_location(&mut record, meta);
+        match &bridged {
+            None => {
+                let meta = event.metadata();
+                record.set_target(meta.target());
+                record::add_location(&mut record, meta.file(), meta.line(), meta.module_path());
+            }
+            Some(meta) => {
+                record.set_target(meta.target().to_owned());
+                record::add_location(
+                    &mut record,
+                    meta.file().map(str::to_owned),
+                    meta.line(),
+                    meta.module_path().map(str::to_owned),
+                );
+            }
+        }
 
         let resolved = match ctx.event_span(event) {
             Some(span) => self.resolve(&span),

@@ -7,7 +7,7 @@ use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
 use opentelemetry_sdk::logs::SdkLogRecord;
 use tracing::field::{Field, Visit};
-use tracing::{Level, Metadata};
+use tracing::Level;
 
 /// The field `tracing` stores an event's message in.
 const MESSAGE: &str = "message";
@@ -33,24 +33,30 @@ fn string(text: String) -> AnyValue {
     AnyValue::String(StringValue::from(text))
 }
 
-/// Code location attributes of the event's callsite.
-pub(crate) fn add_location(record: &mut SdkLogRecord, meta: &'static Metadata<'static>) {
-    if let Some(file) = meta.file() {
+/// Code location attributes of the event's callsite. `Into<StringValue>` keeps the common
+/// `'static` case free of allocation; events bridged from `log` pass owned strings.
+pub(crate) fn add_location<S: Into<StringValue>>(
+    record: &mut SdkLogRecord,
+    file: Option<S>,
+    line: Option<u32>,
+    module: Option<S>,
+) {
+    if let Some(file) = file {
         record.add_attribute(
             Key::from_static_str("code.file.path"),
-            AnyValue::String(StringValue::from(file)),
+            AnyValue::String(file.into()),
         );
     }
-    if let Some(line) = meta.line() {
+    if let Some(line) = line {
         record.add_attribute(
             Key::from_static_str("code.line.number"),
             AnyValue::Int(line.into()),
         );
     }
-    if let Some(module) = meta.module_path() {
+    if let Some(module) = module {
         record.add_attribute(
             Key::from_static_str("code.namespace"),
-            AnyValue::String(StringValue::from(module)),
+            AnyValue::String(module.into()),
         );
     }
 }
@@ -60,10 +66,16 @@ pub(crate) fn add_location(record: &mut SdkLogRecord, meta: &'static Metadata<'s
 #[derive(Debug)]
 pub(crate) struct EventVisitor<'a> {
     pub(crate) record: &'a mut SdkLogRecord,
+    /// Set for events bridged from the `log` crate, whose `log.*` fields only carry the metadata
+    /// already taken from the normalized callsite.
+    pub(crate) from_log: bool,
 }
 
 impl EventVisitor<'_> {
     fn attribute(&mut self, field: &Field, value: AnyValue) {
+        if self.from_log && field.name().starts_with("log.") {
+            return;
+        }
         self.record
             .add_attribute(Key::from_static_str(field.name()), value);
     }

@@ -21,18 +21,32 @@ fn exporter_events_never_become_records() {
     let handle = layer.handle();
     // No filter at all: TRACE from every crate, including hyper, h2, reqwest and opentelemetry.
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    // reqwest and hyper-util log through the `log` crate; bridged, their target is "log".
+    tracing_log::LogTracer::init().unwrap();
     for round in 0..5 {
         info!(round, "user line");
         tracing::trace!(target: "hyper::proto::h1::io", "pretend hyper");
         tracing::debug!(target: "opentelemetry_sdk", "pretend sdk");
         tracing::debug!(target: "reqwest::connect", "pretend reqwest");
+        log::trace!(target: "hyper_util::client::legacy::client", "pretend bridged hyper-util");
         handle.force_flush().unwrap();
     }
+    log::warn!(target: "my_step", "user line via log");
     std::thread::sleep(std::time::Duration::from_millis(200));
     handle.force_flush().unwrap();
-    let records = receiver.records();
-    let scopes: Vec<&str> = records.iter().map(|r| r.scope_name.as_str()).collect();
-    assert_eq!(records.len(), 5, "only the user's records: {scopes:?}");
+    let mut records = receiver.records();
+    let scopes: Vec<String> = records.iter().map(|r| r.scope_name.clone()).collect();
+    assert_eq!(records.len(), 6, "only the user's records: {scopes:?}");
+    let via_log = records.pop().unwrap();
+    assert_eq!(via_log.body().as_deref(), Some("user line via log"));
+    assert_eq!(via_log.scope_name, "my_step");
+    assert_eq!(via_log.record.severity_text, "WARN");
+    assert_eq!(via_log.attr_str("code.file.path").as_deref(), Some(file!()));
+    assert_eq!(
+        via_log.attr("log.target"),
+        None,
+        "bridging fields are not attributes"
+    );
     assert!(
         records
             .iter()
