@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{
-    bounded, select, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError,
-};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
@@ -46,6 +44,9 @@ pub(crate) struct QueuedRecord {
 
 #[derive(Debug)]
 enum Control {
+    /// A batch' worth of records is queued. Sent once per batch (see `Shared::batch_signalled`)
+    /// so that a busy logging thread does not wake the worker for every record.
+    BatchReady,
     Flush(Sender<Result<(), String>>),
     /// A step's span closed: export what is queued now rather than at the next tick.
     StepEnded,
@@ -82,6 +83,8 @@ struct Shared {
     counters: Counters,
     /// Set once the worker stops taking records; emitters then count drops without queueing.
     closed: AtomicBool,
+    /// Set by the emitter that sent `BatchReady`, cleared by the worker when it takes the batch.
+    batch_signalled: AtomicBool,
     shutdown_requested: AtomicBool,
     /// The queue's receiving end once the worker is gone, so records that raced with shutdown
     /// are still counted as dropped instead of vanishing with the channel.
@@ -119,6 +122,7 @@ pub(crate) struct Emitter {
     records: Sender<QueuedRecord>,
     control: Sender<Control>,
     shared: Arc<Shared>,
+    max_batch: usize,
 }
 
 impl Emitter {
@@ -126,6 +130,12 @@ impl Emitter {
         self.shared.counters.emitted.fetch_add(1, Ordering::Relaxed);
         if self.shared.closed.load(Ordering::Acquire) || self.records.try_send(record).is_err() {
             self.shared.count_dropped(1);
+            return;
+        }
+        if self.records.len() >= self.max_batch
+            && !self.shared.batch_signalled.swap(true, Ordering::AcqRel)
+        {
+            let _ = self.control.send(Control::BatchReady);
         }
     }
 
@@ -280,6 +290,7 @@ pub(crate) fn start(
     let shared = Arc::new(Shared {
         counters: Counters::default(),
         closed: AtomicBool::new(false),
+        batch_signalled: AtomicBool::new(false),
         shutdown_requested: AtomicBool::new(false),
         leftover: Mutex::new(None),
         worker: Mutex::new(None),
@@ -307,6 +318,7 @@ pub(crate) fn start(
             records: records_tx,
             control: control_tx.clone(),
             shared: shared.clone(),
+            max_batch: config.max_export_batch_size,
         },
         LogStoreHandle {
             control: control_tx,
@@ -331,50 +343,50 @@ impl Worker {
         ON_EXPORT_THREAD.with(|flag| flag.set(true));
         let mut tick = Instant::now() + self.delay;
         loop {
-            let wait = tick.saturating_duration_since(Instant::now());
-            select! {
-                recv(self.records) -> record => match record {
-                    Ok(record) => {
-                        self.batch.push(record);
-                        if self.batch.len() >= self.max_batch {
-                            let _ = self.export_batch();
-                            tick = Instant::now() + self.delay;
-                        }
-                    }
-                    // The layer is gone: nothing more can arrive.
-                    Err(_) => return self.stop(None, None),
-                },
-                recv(self.control) -> control => match control {
-                    Ok(Control::Flush(ack)) => {
-                        let _ = ack.send(self.export_queued(None));
-                    }
-                    Ok(Control::StepEnded) => {
-                        let _ = self.export_queued(None);
-                        tick = Instant::now() + self.delay;
-                    }
-                    Ok(Control::Shutdown(ack)) => {
-                        return self.stop(Some(Instant::now() + EXPORT_TIMEOUT), Some(ack));
-                    }
-                    Err(_) => return self.stop(None, None),
-                },
-                default(wait) => {
-                    if !self.batch.is_empty() {
-                        let _ = self.export_batch();
-                    }
-                    tick = Instant::now() + self.delay;
+            // Only control messages and the timer wake this thread: waiting on the record queue
+            // too would cost the logging thread a wake-up per record.
+            let control = self
+                .control
+                .recv_timeout(tick.saturating_duration_since(Instant::now()));
+            // Export errors are counted and warned about where they happen; only a flush
+            // reports them to a caller.
+            match control {
+                Ok(Control::BatchReady) => {
+                    self.shared.batch_signalled.store(false, Ordering::Release);
+                    let _ = self.export_queued(None);
                 }
+                Ok(Control::Flush(ack)) => {
+                    let _ = ack.send(self.export_queued(None));
+                }
+                Ok(Control::StepEnded) => {
+                    let _ = self.export_queued(None);
+                }
+                Ok(Control::Shutdown(ack)) => {
+                    return self.stop(Some(Instant::now() + EXPORT_TIMEOUT), Some(ack));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    tick = Instant::now() + self.delay;
+                    let _ = self.export_queued(None);
+                }
+                // Every handle and the layer are gone: nothing more can arrive or be asked.
+                Err(RecvTimeoutError::Disconnected) => return self.stop(None, None),
             }
         }
     }
 
-    /// Exports everything queued now, in batches; stops exporting at `deadline`.
+    /// Exports what is queued now (not what arrives meanwhile, so a flush under constant load
+    /// still ends), in batches; past `deadline`, counts the rest as dropped instead.
     fn export_queued(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+        let mut remaining = self.records.len();
         let mut result = Ok(());
         loop {
-            while self.batch.len() < self.max_batch {
+            while remaining > 0 && self.batch.len() < self.max_batch {
                 match self.records.try_recv() {
-                    Ok(record) => self.batch.push(record),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    Ok(record) => {
+                        self.batch.push(record);
+                        remaining -= 1;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => remaining = 0,
                 }
             }
             if self.batch.is_empty() {

@@ -161,3 +161,18 @@ fn failed_exports_are_counted() {
     let stats = handle.stats();
     assert_eq!((stats.emitted, stats.failed, stats.exported), (3, 3, 0));
 }
+
+#[test]
+fn a_full_batch_is_exported_without_waiting_for_the_schedule() {
+    let harness = Harness::with(OtelLogStoreConfig {
+        max_export_batch_size: 8,
+        max_queue_size: 64,
+        ..slow_schedule()
+    });
+    harness.run(|| {
+        for i in 0..8 {
+            info!(i, "batch line");
+        }
+    });
+    assert_eq!(harness.receiver.wait_for_records(8, WAIT).len(), 8);
+}
