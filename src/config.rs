@@ -1,25 +1,116 @@
-//! The log store's configuration, mirroring ZenML's `otel` log-store flavor, and its validation.
+//! The log store's configuration, mirroring ZenML's `otel` log-store flavor: its fields and
+//! defaults, where values come from (explicit > environment > defaults), and validation.
+
+mod endpoint;
+mod env;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Uri};
+use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer};
 
 use crate::Error;
 
-/// The OTLP/HTTP path logs are posted to.
-const LOGS_PATH: &str = "/v1/logs";
-/// Where logs go when neither the config nor the environment names an endpoint.
-const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
-/// Per-signal endpoint variable: used as is, like every OpenTelemetry SDK does.
-const ENV_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
-/// Base endpoint variable: `/v1/logs` is appended.
-const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The OTLP transport and encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `http/protobuf`: OTLP/HTTP with protobuf bodies (the default).
+    #[default]
+    HttpProtobuf,
+    /// `http/json`: OTLP/HTTP with the spec's JSON encoding (lowerCamelCase keys, hex ids).
+    HttpJson,
+    /// `grpc`: OTLP/gRPC (tonic), on a runtime the crate owns.
+    Grpc,
+}
 
-/// How long one export (including the exporter's retries) may take before it counts as failed.
-pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+impl Protocol {
+    /// The name used in configuration and `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::HttpJson => "http/json",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "http/json" => Ok(Self::HttpJson),
+            "grpc" => Ok(Self::Grpc),
+            _ => Err(format!(
+                "`{text}` is not an OTLP protocol; expected `http/protobuf`, `http/json` or `grpc`"
+            )),
+        }
+    }
+}
+
+/// Compression of export request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression (the default).
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// The name used in configuration and `OTEL_EXPORTER_OTLP_COMPRESSION`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
+            "deflate" => Err(
+                "`deflate` (offered by ZenML's Python store) is not an OTLP compression the Rust \
+                 exporter supports; use `gzip` or `zstd`"
+                    .to_owned(),
+            ),
+            _ => Err(format!(
+                "`{text}` is not a compression; expected `none`, `gzip` or `zstd`"
+            )),
+        }
+    }
+}
+
+/// Deserializes through `FromStr`, so file and environment values share one error message.
+macro_rules! deserialize_from_str {
+    ($type:ty) => {
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+deserialize_from_str!(Protocol);
+deserialize_from_str!(Compression);
 
 /// Configuration of the OpenTelemetry log store, with the field names and defaults of ZenML's
 /// `otel` log-store flavor.
@@ -27,6 +118,11 @@ pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deserializes from the flavor's JSON (unknown keys are rejected); `headers` may be a map or a
 /// string holding a JSON object, as ZenML's CLI passes it
 /// (`--headers='{"Authorization":"Bearer token123"}'`).
+///
+/// Where values come from, first match wins: a field set to something other than its default;
+/// then the standard `OTEL_*` and ZenML `ZENML_LOGS_OTEL_*` environment variables; then the
+/// default. [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) applies the environment itself;
+/// [`from_env`](Self::from_env) shows the result.
 ///
 /// ```
 /// let cfg: zenml_otel::OtelLogStoreConfig = serde_json::from_str(
@@ -45,16 +141,17 @@ pub struct OtelLogStoreConfig {
     pub service_version: String,
     /// `deployment.environment` of every exported resource. Default `"production"`.
     pub deployment_environment: String,
-    /// OTLP/HTTP endpoint. A base URL such as `http://otel-collector:4318` gets `/v1/logs`
-    /// appended; a URL ending in `/v1/logs` is used as is. `None` falls back to
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (as is), `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/logs`),
-    /// then `http://localhost:4318/v1/logs`.
+    /// The collector's endpoint; see the README's endpoint rules per protocol. `None`: the
+    /// `OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT` variables, then `http://localhost:4318/v1/logs`
+    /// (HTTP) or `http://localhost:4317` (gRPC).
     pub endpoint: Option<String>,
-    /// HTTP headers sent with every export request (e.g. `Authorization`). Never printed.
+    /// Headers (gRPC metadata) sent with every export request. Never printed.
     #[serde(deserialize_with = "headers_from_map_or_json")]
     pub headers: HashMap<String, String>,
-    /// Reserved for plaintext gRPC; it has no effect on OTLP/HTTP, where the endpoint's scheme
-    /// decides, and it never turns off certificate verification of an `https://` endpoint.
+    /// gRPC only: a scheme-less endpoint (`collector:4317`) is reached in plaintext when `true`,
+    /// over TLS when `false` (as `OTEL_EXPORTER_OTLP_INSECURE`). An explicit `https://` is
+    /// always TLS with certificate verification, and for OTLP/HTTP the URL's scheme alone
+    /// decides: this flag never turns verification off.
     pub insecure: bool,
     /// Most records waiting for export, all runs together; beyond it records are dropped and
     /// counted. Default 2048.
@@ -63,6 +160,23 @@ pub struct OtelLogStoreConfig {
     pub schedule_delay_millis: u64,
     /// Most records per export request. Default 512; at most `max_queue_size`.
     pub max_export_batch_size: usize,
+    /// Transport and encoding. Default `http/protobuf`.
+    pub protocol: Protocol,
+    /// Request body compression. Default `none`.
+    pub compression: Compression,
+    /// Bound on one export including the exporter's retries, and on `shutdown()`, in
+    /// milliseconds. Default 10000 (the OTLP exporter default).
+    pub export_timeout_millis: u64,
+    /// PEM file of the CA certificate(s) that verify the collector, instead of the system and
+    /// webpki roots.
+    pub certificate_file: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mutual TLS; needs `client_key_file`.
+    pub client_certificate_file: Option<PathBuf>,
+    /// PEM file of the client's private key for mutual TLS; needs `client_certificate_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// Extra resource attributes (as `OTEL_RESOURCE_ATTRIBUTES`). The service attributes from
+    /// the fields above and a run's `zenml.*` attributes take precedence over these.
+    pub resource_attributes: HashMap<String, String>,
 }
 
 impl Default for OtelLogStoreConfig {
@@ -77,28 +191,47 @@ impl Default for OtelLogStoreConfig {
             max_queue_size: 2048,
             schedule_delay_millis: 1000,
             max_export_batch_size: 512,
+            protocol: Protocol::HttpProtobuf,
+            compression: Compression::None,
+            export_timeout_millis: 10_000,
+            certificate_file: None,
+            client_certificate_file: None,
+            client_key_file: None,
+            resource_attributes: HashMap::new(),
         }
     }
 }
 
 impl fmt::Debug for OtelLogStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Header values are usually credentials: show the names only.
-        let headers: HashMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|name| (name.as_str(), "<redacted>"))
-            .collect();
         f.debug_struct("OtelLogStoreConfig")
             .field("service_name", &self.service_name)
             .field("service_version", &self.service_version)
             .field("deployment_environment", &self.deployment_environment)
             .field("endpoint", &self.endpoint)
-            .field("headers", &headers)
+            .field("headers", &Redacted(&self.headers))
             .field("insecure", &self.insecure)
             .field("max_queue_size", &self.max_queue_size)
             .field("schedule_delay_millis", &self.schedule_delay_millis)
             .field("max_export_batch_size", &self.max_export_batch_size)
+            .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
+            .field("export_timeout_millis", &self.export_timeout_millis)
+            .field("certificate_file", &self.certificate_file)
+            .field("client_certificate_file", &self.client_certificate_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("resource_attributes", &self.resource_attributes)
+            .finish()
+    }
+}
+
+/// Header names with their values hidden: values are usually credentials.
+pub(crate) struct Redacted<'a, K>(pub(crate) &'a HashMap<K, String>);
+
+impl<K: fmt::Debug> fmt::Debug for Redacted<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "<redacted>")))
             .finish()
     }
 }
@@ -112,91 +245,14 @@ where
     enum MapOrJson {
         Map(HashMap<String, String>),
         Json(String),
+        Null(()),
     }
     match MapOrJson::deserialize(deserializer)? {
         MapOrJson::Map(map) => Ok(map),
         MapOrJson::Json(text) => parse_headers_json(&text).map_err(serde::de::Error::custom),
+        // ZenML writes `"headers": null` for an unset optional field.
+        MapOrJson::Null(()) => Ok(HashMap::new()),
     }
-}
-
-impl OtelLogStoreConfig {
-    /// Parses `headers` given as a JSON object string, as ZenML's CLI passes it.
-    ///
-    /// ```
-    /// let headers = zenml_otel::OtelLogStoreConfig::headers_from_json(r#"{"x-api-key": "k"}"#)?;
-    /// assert_eq!(headers["x-api-key"], "k");
-    /// # Ok::<(), zenml_otel::Error>(())
-    /// ```
-    pub fn headers_from_json(text: &str) -> Result<HashMap<String, String>, Error> {
-        parse_headers_json(text).map_err(|problem| Error::config("headers", problem))
-    }
-
-    /// Checks every field and resolves the endpoint; what the pipeline is built from.
-    pub(crate) fn validate(&self) -> Result<Settings, Error> {
-        for (field, value) in [
-            ("service_name", &self.service_name),
-            ("service_version", &self.service_version),
-            ("deployment_environment", &self.deployment_environment),
-        ] {
-            if value.trim().is_empty() {
-                return Err(Error::config(field, "must not be empty"));
-            }
-        }
-        if self.max_queue_size == 0 {
-            return Err(Error::config("max_queue_size", "must be at least 1, got 0"));
-        }
-        if self.max_export_batch_size == 0 {
-            return Err(Error::config(
-                "max_export_batch_size",
-                "must be at least 1, got 0",
-            ));
-        }
-        if self.max_export_batch_size > self.max_queue_size {
-            return Err(Error::config(
-                "max_export_batch_size",
-                format!(
-                    "{} is larger than max_queue_size ({}); a batch can never fill",
-                    self.max_export_batch_size, self.max_queue_size
-                ),
-            ));
-        }
-        if self.schedule_delay_millis == 0 {
-            return Err(Error::config(
-                "schedule_delay_millis",
-                "must be at least 1, got 0",
-            ));
-        }
-        for (name, value) in &self.headers {
-            if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(Error::config(
-                    "headers",
-                    format!("`{name}` is not a valid HTTP header name"),
-                ));
-            }
-            // The value is not echoed: it is usually a credential.
-            if HeaderValue::from_str(value).is_err() {
-                return Err(Error::config(
-                    "headers",
-                    format!(
-                        "the value of `{name}` is not a valid HTTP header value \
-                         (control characters or non-ASCII)"
-                    ),
-                ));
-            }
-        }
-        Ok(Settings {
-            endpoint: resolve_endpoint(self.endpoint.as_deref(), |name| std::env::var(name).ok())?,
-            schedule_delay: Duration::from_millis(self.schedule_delay_millis),
-        })
-    }
-}
-
-/// What validation derives from the config.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// The full OTLP/HTTP logs URL.
-    pub(crate) endpoint: String,
-    pub(crate) schedule_delay: Duration,
 }
 
 fn parse_headers_json(text: &str) -> Result<HashMap<String, String>, String> {
@@ -211,124 +267,228 @@ fn parse_headers_json(text: &str) -> Result<HashMap<String, String>, String> {
     })
 }
 
-/// Resolves the logs URL from the config, then the environment, then the default.
-fn resolve_endpoint(
-    configured: Option<&str>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<String, Error> {
-    let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-    if let Some(endpoint) = configured {
-        return logs_url("endpoint", endpoint);
+impl OtelLogStoreConfig {
+    /// Parses `headers` given as a JSON object string, as ZenML's CLI passes it.
+    ///
+    /// ```
+    /// let headers = zenml_otel::OtelLogStoreConfig::headers_from_json(r#"{"x-api-key": "k"}"#)?;
+    /// assert_eq!(headers["x-api-key"], "k");
+    /// # Ok::<(), zenml_otel::Error>(())
+    /// ```
+    pub fn headers_from_json(text: &str) -> Result<HashMap<String, String>, Error> {
+        parse_headers_json(text).map_err(|problem| Error::config("headers", problem))
     }
-    if let Some(endpoint) = env(ENV_LOGS_ENDPOINT) {
-        check_url(ENV_LOGS_ENDPOINT, &endpoint)?;
-        return Ok(endpoint);
-    }
-    if let Some(endpoint) = env(ENV_ENDPOINT) {
-        return logs_url(ENV_ENDPOINT, &endpoint);
-    }
-    logs_url("endpoint", DEFAULT_ENDPOINT)
-}
 
-fn logs_url(field: &str, endpoint: &str) -> Result<String, Error> {
-    let endpoint = endpoint.trim();
-    check_url(field, endpoint)?;
-    let base = endpoint.trim_end_matches('/');
-    if base.ends_with(LOGS_PATH) {
-        Ok(base.to_owned())
-    } else {
-        Ok(format!("{base}{LOGS_PATH}"))
+    /// The defaults overridden by the environment (see the README's precedence table).
+    /// A malformed variable is an error naming it.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::default().with_env()
     }
-}
 
-fn check_url(field: &str, endpoint: &str) -> Result<(), Error> {
-    let uri: Uri = endpoint
-        .parse()
-        .map_err(|e| Error::config(field, format!("`{endpoint}` is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => {
+    /// Reads a ZenML `otel` log-store component's configuration from a JSON file: the Python
+    /// flavor's keys (`service_name`, `endpoint`, `headers`, `compression`,
+    /// `certificate_file`, …). An unknown key is an error naming it. Fields the file leaves out
+    /// keep their defaults (and so still follow the environment).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let field = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(field.clone(), format!("cannot read the file: {e}")))?;
+        // The path names the key at fault, which serde_json's own errors do not for bad values.
+        let deserializer = &mut serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let problem = e.into_inner();
+            match key.as_str() {
+                "." => Error::config(field, problem.to_string()),
+                _ => Error::config(field, format!("`{key}`: {problem}")),
+            }
+        })
+    }
+
+    /// Fields still at their default take their value from the environment.
+    pub(crate) fn with_env(self) -> Result<Self, Error> {
+        env::overlay(self, &|name| std::env::var(name).ok())
+    }
+
+    /// Checks every field and resolves the endpoint; what the pipeline is built from.
+    pub(crate) fn validate(&self) -> Result<Settings, Error> {
+        for (field, value) in [
+            ("service_name", &self.service_name),
+            ("service_version", &self.service_version),
+            ("deployment_environment", &self.deployment_environment),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::config(field, "must not be empty"));
+            }
+        }
+        for (field, value) in [
+            ("max_queue_size", self.max_queue_size as u64),
+            ("max_export_batch_size", self.max_export_batch_size as u64),
+            ("schedule_delay_millis", self.schedule_delay_millis),
+            ("export_timeout_millis", self.export_timeout_millis),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be at least 1, got 0"));
+            }
+        }
+        if self.max_export_batch_size > self.max_queue_size {
             return Err(Error::config(
-                field,
-                format!("`{endpoint}` has scheme `{other}`; OTLP/HTTP needs http:// or https://"),
-            ))
+                "max_export_batch_size",
+                format!(
+                    "{} is larger than max_queue_size ({}); a batch can never fill",
+                    self.max_export_batch_size, self.max_queue_size
+                ),
+            ));
         }
-        None => {
-            return Err(Error::config(
-                field,
-                format!("`{endpoint}` is not a URL: it has no scheme (http:// or https://)"),
-            ))
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::config(
+                    "headers",
+                    format!("`{name}` is not a valid HTTP header name"),
+                )
+            })?;
+            // The value is not echoed: it is usually a credential.
+            let header_value = HeaderValue::from_str(value).map_err(|_| {
+                Error::config(
+                    "headers",
+                    format!(
+                        "the value of `{name}` is not a valid HTTP header value \
+                         (control characters or non-ASCII)"
+                    ),
+                )
+            })?;
+            headers.push((header_name, header_value));
         }
-    }
-    if uri.host().map_or(true, str::is_empty) {
-        return Err(Error::config(
-            field,
-            format!("`{endpoint}` is not a URL: it has no host"),
-        ));
-    }
-    if uri.query().is_some() {
-        return Err(Error::config(
-            field,
-            format!("`{endpoint}` has a query string, which OTLP endpoints do not take"),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    #[test]
-    fn base_urls_get_the_logs_path_and_full_urls_are_kept() {
-        let cases = [
-            (
-                "http://otel-collector:4318",
-                "http://otel-collector:4318/v1/logs",
-            ),
-            (
-                "http://otel-collector:4318/",
-                "http://otel-collector:4318/v1/logs",
-            ),
-            ("https://h/prefix", "https://h/prefix/v1/logs"),
-            ("http://h:1/v1/logs", "http://h:1/v1/logs"),
-        ];
-        for (given, expected) in cases {
-            assert_eq!(resolve_endpoint(Some(given), no_env).unwrap(), expected);
+        for (key, _) in &self.resource_attributes {
+            if key.trim().is_empty() {
+                return Err(Error::config("resource_attributes", "a key is empty"));
+            }
         }
-    }
-
-    #[test]
-    fn environment_is_the_fallback_in_spec_order() {
-        let env = |name: &str| match name {
-            ENV_LOGS_ENDPOINT => Some("http://logs:1/custom".to_owned()),
-            ENV_ENDPOINT => Some("http://base:2".to_owned()),
-            _ => None,
+        let tls = Tls {
+            ca: read_pem("certificate_file", self.certificate_file.as_deref())?,
+            identity: match (&self.client_certificate_file, &self.client_key_file) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some((
+                    read_pem("client_certificate_file", Some(cert))?.unwrap_or_default(),
+                    read_pem("client_key_file", Some(key))?.unwrap_or_default(),
+                )),
+                (Some(_), None) => {
+                    return Err(Error::config(
+                        "client_key_file",
+                        "missing: client_certificate_file is set, and mutual TLS needs both",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(Error::config(
+                        "client_certificate_file",
+                        "missing: client_key_file is set, and mutual TLS needs both",
+                    ))
+                }
+            },
         };
-        assert_eq!(resolve_endpoint(None, env).unwrap(), "http://logs:1/custom");
-        let env = |name: &str| (name == ENV_ENDPOINT).then(|| "http://base:2".to_owned());
-        assert_eq!(
-            resolve_endpoint(None, env).unwrap(),
-            "http://base:2/v1/logs"
-        );
-        assert_eq!(
-            resolve_endpoint(None, no_env).unwrap(),
-            "http://localhost:4318/v1/logs"
-        );
-        assert_eq!(
-            resolve_endpoint(Some("http://explicit:3"), env).unwrap(),
-            "http://explicit:3/v1/logs"
-        );
+        let endpoint = endpoint::resolve(
+            self.protocol,
+            self.endpoint.as_deref(),
+            self.insecure,
+            &|name| std::env::var(name).ok(),
+        )?;
+        if tls.is_custom() && !endpoint.starts_with("https://") {
+            let field = if tls.ca.is_some() {
+                "certificate_file"
+            } else {
+                "client_certificate_file"
+            };
+            return Err(Error::config(
+                field,
+                format!(
+                    "is set, but the endpoint `{endpoint}` is not https://, so it would be ignored"
+                ),
+            ));
+        }
+        Ok(Settings {
+            endpoint,
+            protocol: self.protocol,
+            compression: self.compression,
+            timeout: Duration::from_millis(self.export_timeout_millis),
+            headers,
+            tls,
+            schedule_delay: Duration::from_millis(self.schedule_delay_millis),
+        })
     }
+}
 
-    #[test]
-    fn a_bad_environment_endpoint_names_the_variable() {
-        let env = |name: &str| (name == ENV_ENDPOINT).then(|| "not a url".to_owned());
-        let error = resolve_endpoint(None, env).unwrap_err();
-        assert_eq!(error.field(), Some(ENV_ENDPOINT));
+fn read_pem(field: &str, path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::config(field, format!("cannot read `{}`: {e}", path.display())))?;
+    // Key material is never echoed, only whether it looks like PEM.
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(Error::config(
+            field,
+            format!(
+                "`{}` is not a PEM file (no -----BEGIN line)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// What validation derives from the config: everything the exporter is built from.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// The full URL requests go to.
+    pub(crate) endpoint: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) compression: Compression,
+    pub(crate) timeout: Duration,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) tls: Tls,
+    pub(crate) schedule_delay: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("tls", &self.tls)
+            .field("schedule_delay", &self.schedule_delay)
+            .finish()
+    }
+}
+
+/// PEM material for TLS; never printed.
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    pub(crate) ca: Option<Vec<u8>>,
+    /// (certificate chain, private key)
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    pub(crate) fn is_custom(&self) -> bool {
+        self.ca.is_some() || self.identity.is_some()
+    }
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("custom_ca", &self.ca.is_some())
+            .field("client_identity", &self.identity.is_some())
+            .finish()
     }
 }

@@ -66,12 +66,20 @@ impl ZenmlOtelLayer {
     /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses). Nothing
     /// is sent until an event is logged.
     pub fn new(config: OtelLogStoreConfig) -> Result<Self, Error> {
+        let config = config.with_env()?;
         let settings = config.validate()?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         let base = Resource::builder_empty()
             .with_attributes(
                 TelemetryResourceDetector
                     .detect()
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+            )
+            // Ours are added after the user's extra attributes, so they win on equal keys.
+            .with_attributes(
+                config
+                    .resource_attributes
                     .iter()
                     .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
             )

@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod exporter;
 pub mod fields;
 mod layer;
 mod pipeline;
@@ -16,7 +17,7 @@ mod span_context;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::OtelLogStoreConfig;
+pub use config::{Compression, OtelLogStoreConfig, Protocol};
 pub use error::Error;
 pub use layer::ZenmlOtelLayer;
 pub use pipeline::{ExportStats, LogStoreHandle, ShutdownGuard};

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
+use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 
-use crate::config::{Settings, EXPORT_TIMEOUT};
+use crate::config::Settings;
+use crate::exporter::Transport;
 use crate::span_context::Run;
 use crate::{Error, OtelLogStoreConfig};
 
@@ -86,6 +86,8 @@ struct Shared {
     /// Set by the emitter that sent `BatchReady`, cleared by the worker when it takes the batch.
     batch_signalled: AtomicBool,
     shutdown_requested: AtomicBool,
+    /// The export timeout, which also bounds `shutdown()`.
+    shutdown_timeout: Duration,
     /// The queue's receiving end once the worker is gone, so records that raced with shutdown
     /// are still counted as dropped instead of vanishing with the channel.
     leftover: Mutex<Option<Receiver<QueuedRecord>>>,
@@ -182,8 +184,8 @@ impl LogStoreHandle {
         }
     }
 
-    /// Exports what is queued, then stops the worker. Returns within the export timeout (10 s)
-    /// plus 200 ms; records still unsent by then are counted as dropped. Records emitted
+    /// Exports what is queued, then stops the worker. Returns within the export timeout
+    /// (`export_timeout_millis`) plus 200 ms; records still unsent by then are counted as dropped. Records emitted
     /// afterwards are counted as dropped. Calling it again returns `Ok(())` at once.
     pub fn shutdown(&self) -> Result<(), Error> {
         if self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
@@ -193,7 +195,8 @@ impl LogStoreHandle {
         if self.control.send(Control::Shutdown(ack)).is_err() {
             return Ok(()); // the worker already stopped on its own: nothing left to do
         }
-        let result = match done.recv_timeout(EXPORT_TIMEOUT + SHUTDOWN_SLACK) {
+        let wait = self.shared.shutdown_timeout + SHUTDOWN_SLACK;
+        let result = match done.recv_timeout(wait) {
             Ok(result) => result.map_err(Error::export),
             Err(RecvTimeoutError::Timeout) => return Err(Error::timeout("shutdown")),
             Err(RecvTimeoutError::Disconnected) => Ok(()),
@@ -271,20 +274,12 @@ impl Drop for ShutdownGuard {
     }
 }
 
-/// Builds the exporter and starts the worker thread.
+/// Starts the worker thread, which builds the exporter (gRPC's runtime must live there) and
+/// reports whether that worked before anything is logged.
 pub(crate) fn start(
     config: &OtelLogStoreConfig,
     settings: &Settings,
 ) -> Result<(Emitter, LogStoreHandle), Error> {
-    let exporter = opentelemetry_otlp::LogExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(settings.endpoint.clone())
-        .with_headers(config.headers.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|e| Error::config("endpoint", e.to_string()))?;
-
     let (records_tx, records_rx) = bounded(config.max_queue_size);
     let (control_tx, control_rx) = unbounded();
     let shared = Arc::new(Shared {
@@ -292,33 +287,58 @@ pub(crate) fn start(
         closed: AtomicBool::new(false),
         batch_signalled: AtomicBool::new(false),
         shutdown_requested: AtomicBool::new(false),
+        shutdown_timeout: settings.timeout,
         leftover: Mutex::new(None),
         worker: Mutex::new(None),
         last_warning: Mutex::new(None),
     });
-    let worker = Worker {
-        exporter,
-        scope: InstrumentationScope::builder("zenml-otel")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build(),
-        records: records_rx,
-        control: control_rx,
-        batch: Vec::with_capacity(config.max_export_batch_size),
-        max_batch: config.max_export_batch_size,
-        delay: settings.schedule_delay,
-        shared: shared.clone(),
-    };
+    let (built_tx, built_rx) = bounded(1);
+    let worker_settings = settings.clone();
+    let worker_shared = shared.clone();
+    let max_batch = config.max_export_batch_size;
     let thread = std::thread::Builder::new()
         .name("zenml-otel-export".to_owned())
-        .spawn(move || worker.run())
+        .spawn(move || {
+            ON_EXPORT_THREAD.with(|flag| flag.set(true));
+            let transport = match Transport::build(&worker_settings) {
+                Ok(transport) => transport,
+                Err(error) => {
+                    let _ = built_tx.send(Err(error));
+                    return;
+                }
+            };
+            let _ = built_tx.send(Ok(()));
+            Worker {
+                transport,
+                scope: InstrumentationScope::builder("zenml-otel")
+                    .with_version(env!("CARGO_PKG_VERSION"))
+                    .build(),
+                records: records_rx,
+                control: control_rx,
+                batch: Vec::with_capacity(max_batch),
+                max_batch,
+                delay: worker_settings.schedule_delay,
+                timeout: worker_settings.timeout,
+                shared: worker_shared,
+            }
+            .run()
+        })
         .map_err(|e| Error::export(format!("cannot start the export thread: {e}")))?;
+    match built_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            let _ = thread.join();
+            return Err(error);
+        }
+        Err(_) => return Err(Error::export("the export thread died while starting")),
+    }
     *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
     Ok((
         Emitter {
             records: records_tx,
             control: control_tx.clone(),
             shared: shared.clone(),
-            max_batch: config.max_export_batch_size,
+            max_batch,
         },
         LogStoreHandle {
             control: control_tx,
@@ -328,19 +348,19 @@ pub(crate) fn start(
 }
 
 struct Worker {
-    exporter: opentelemetry_otlp::LogExporter,
+    transport: Transport,
     scope: InstrumentationScope,
     records: Receiver<QueuedRecord>,
     control: Receiver<Control>,
     batch: Vec<QueuedRecord>,
     max_batch: usize,
     delay: Duration,
+    timeout: Duration,
     shared: Arc<Shared>,
 }
 
 impl Worker {
     fn run(mut self) {
-        ON_EXPORT_THREAD.with(|flag| flag.set(true));
         let mut tick = Instant::now() + self.delay;
         loop {
             // Only control messages and the timer wake this thread: waiting on the record queue
@@ -362,7 +382,8 @@ impl Worker {
                     let _ = self.export_queued(None);
                 }
                 Ok(Control::Shutdown(ack)) => {
-                    return self.stop(Some(Instant::now() + EXPORT_TIMEOUT), Some(ack));
+                    let deadline = Instant::now() + self.timeout;
+                    return self.stop(Some(deadline), Some(ack));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
@@ -411,7 +432,7 @@ impl Worker {
         if raced > 0 {
             self.shared.count_dropped(raced);
         }
-        let _ = self.exporter.shutdown();
+        self.transport.shutdown();
         *self
             .shared
             .leftover
@@ -440,8 +461,8 @@ impl Worker {
                 .iter()
                 .map(|queued| (&queued.record, &self.scope))
                 .collect();
-            self.exporter.set_resource(&run.resource);
-            let outcome = futures_executor::block_on(self.exporter.export(LogBatch::new(&group)));
+            self.transport.set_resource(&run.resource);
+            let outcome = self.transport.export(LogBatch::new(&group));
             let n = (end - start) as u64;
             match outcome {
                 Ok(()) => {
@@ -452,7 +473,6 @@ impl Worker {
                 }
                 Err(error) => {
                     self.shared.counters.failed.fetch_add(n, Ordering::Relaxed);
-                    let error = error.to_string();
                     self.shared
                         .warn(&format!("export of {n} records failed: {error}"));
                     result = Err(error);

@@ -217,8 +217,13 @@ struct Interned {
 
 impl Runs {
     pub(crate) fn new(base: Resource) -> Self {
+        // A run's own zenml.* keys win over any the base got from OTEL_RESOURCE_ATTRIBUTES, even
+        // where the run has none (an orchestrator has no step id).
         let base_attributes: Vec<KeyValue> = base
             .iter()
+            .filter(|(k, _)| {
+                ![fields::PIPELINE_RUN_ID, fields::STEP_ID, fields::SOURCE].contains(&k.as_str())
+            })
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
         let outside = Arc::new(Resolved {

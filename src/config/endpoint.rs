@@ -1,0 +1,219 @@
+//! Endpoint rules per protocol.
+//!
+//! - OTLP/HTTP: a base URL gets `/v1/logs` appended, a URL ending in `/v1/logs` is kept;
+//!   `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` is used as is, `OTEL_EXPORTER_OTLP_ENDPOINT` as a base;
+//!   default `http://localhost:4318/v1/logs`.
+//! - gRPC: a URL without a path; a scheme-less `host[:port]` gets `http://` when `insecure`,
+//!   `https://` otherwise, and port 4317 when it has none; the same for both variables;
+//!   default `http://localhost:4317`.
+
+use http::Uri;
+
+use super::Protocol;
+use crate::Error;
+
+const LOGS_PATH: &str = "/v1/logs";
+const ENV_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The URL requests go to: the configured endpoint, else the environment, else the default.
+pub(super) fn resolve(
+    protocol: Protocol,
+    configured: Option<&str>,
+    insecure: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Error> {
+    let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    if protocol == Protocol::Grpc {
+        let (field, endpoint) = match configured {
+            Some(endpoint) => ("endpoint", endpoint.to_owned()),
+            None => match env(ENV_LOGS_ENDPOINT) {
+                Some(endpoint) => (ENV_LOGS_ENDPOINT, endpoint),
+                None => match env(ENV_ENDPOINT) {
+                    Some(endpoint) => (ENV_ENDPOINT, endpoint),
+                    None => return Ok("http://localhost:4317".to_owned()),
+                },
+            },
+        };
+        return grpc_url(field, &endpoint, insecure);
+    }
+    if let Some(endpoint) = configured {
+        return logs_url("endpoint", endpoint);
+    }
+    if let Some(endpoint) = env(ENV_LOGS_ENDPOINT) {
+        check_url(ENV_LOGS_ENDPOINT, endpoint.trim())?;
+        return Ok(endpoint.trim().to_owned());
+    }
+    if let Some(endpoint) = env(ENV_ENDPOINT) {
+        return logs_url(ENV_ENDPOINT, &endpoint);
+    }
+    logs_url("endpoint", "http://localhost:4318")
+}
+
+fn logs_url(field: &str, endpoint: &str) -> Result<String, Error> {
+    let endpoint = endpoint.trim();
+    check_url(field, endpoint)?;
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with(LOGS_PATH) {
+        Ok(base.to_owned())
+    } else {
+        Ok(format!("{base}{LOGS_PATH}"))
+    }
+}
+
+fn grpc_url(field: &str, endpoint: &str, insecure: bool) -> Result<String, Error> {
+    let endpoint = endpoint.trim();
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        let scheme = if insecure { "http" } else { "https" };
+        let with_scheme = format!("{scheme}://{endpoint}");
+        let has_port = with_scheme
+            .parse::<Uri>()
+            .ok()
+            .is_some_and(|uri| uri.port().is_some());
+        if has_port {
+            with_scheme
+        } else {
+            format!("{}:4317", with_scheme.trim_end_matches('/'))
+        }
+    };
+    let uri = check_url(field, &url)?;
+    if !matches!(uri.path(), "" | "/") {
+        return Err(Error::config(
+            field,
+            format!("`{endpoint}` has a path; an OTLP/gRPC endpoint is scheme://host:port only"),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn check_url(field: &str, endpoint: &str) -> Result<Uri, Error> {
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|e| Error::config(field, format!("`{endpoint}` is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(Error::config(
+                field,
+                format!("`{endpoint}` has scheme `{other}`; OTLP needs http:// or https://"),
+            ))
+        }
+        None => {
+            return Err(Error::config(
+                field,
+                format!("`{endpoint}` is not a URL: it has no scheme (http:// or https://)"),
+            ))
+        }
+    }
+    if uri.host().map_or(true, str::is_empty) {
+        return Err(Error::config(
+            field,
+            format!("`{endpoint}` is not a URL: it has no host"),
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(Error::config(
+            field,
+            format!("`{endpoint}` has a query string, which OTLP endpoints do not take"),
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn http(
+        configured: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, Error> {
+        resolve(Protocol::HttpProtobuf, configured, false, env)
+    }
+
+    #[test]
+    fn http_base_urls_get_the_logs_path_and_full_urls_are_kept() {
+        let cases = [
+            (
+                "http://otel-collector:4318",
+                "http://otel-collector:4318/v1/logs",
+            ),
+            (
+                "http://otel-collector:4318/",
+                "http://otel-collector:4318/v1/logs",
+            ),
+            ("https://h/prefix", "https://h/prefix/v1/logs"),
+            ("http://h:1/v1/logs", "http://h:1/v1/logs"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(http(Some(given), &no_env).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn http_environment_is_the_fallback_in_spec_order() {
+        let both = |name: &str| match name {
+            ENV_LOGS_ENDPOINT => Some("http://logs:1/custom".to_owned()),
+            ENV_ENDPOINT => Some("http://base:2".to_owned()),
+            _ => None,
+        };
+        assert_eq!(http(None, &both).unwrap(), "http://logs:1/custom");
+        let base = |name: &str| (name == ENV_ENDPOINT).then(|| "http://base:2".to_owned());
+        assert_eq!(http(None, &base).unwrap(), "http://base:2/v1/logs");
+        assert_eq!(
+            http(None, &no_env).unwrap(),
+            "http://localhost:4318/v1/logs"
+        );
+        assert_eq!(
+            http(Some("http://explicit:3"), &base).unwrap(),
+            "http://explicit:3/v1/logs"
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_endpoint_names_the_variable() {
+        let env = |name: &str| (name == ENV_ENDPOINT).then(|| "not a url".to_owned());
+        assert_eq!(http(None, &env).unwrap_err().field(), Some(ENV_ENDPOINT));
+    }
+
+    #[test]
+    fn grpc_rules() {
+        let grpc = |configured, insecure| resolve(Protocol::Grpc, configured, insecure, &no_env);
+        assert_eq!(grpc(None, false).unwrap(), "http://localhost:4317");
+        assert_eq!(
+            grpc(Some("collector:4317"), true).unwrap(),
+            "http://collector:4317"
+        );
+        assert_eq!(
+            grpc(Some("collector:4317"), false).unwrap(),
+            "https://collector:4317"
+        );
+        assert_eq!(
+            grpc(Some("collector"), true).unwrap(),
+            "http://collector:4317"
+        );
+        // insecure never downgrades an explicit https:// endpoint.
+        assert_eq!(
+            grpc(Some("https://c:4317"), true).unwrap(),
+            "https://c:4317"
+        );
+        assert_eq!(
+            grpc(Some("http://c:4317/"), false).unwrap(),
+            "http://c:4317"
+        );
+        let error = grpc(Some("http://c:4317/v1/logs"), false).unwrap_err();
+        assert!(error.to_string().contains("has a path"), "{error}");
+        let env = |name: &str| (name == ENV_ENDPOINT).then(|| "http://base:4317".to_owned());
+        assert_eq!(
+            resolve(Protocol::Grpc, None, false, &env).unwrap(),
+            "http://base:4317",
+            "gRPC takes the base variable as is"
+        );
+    }
+}

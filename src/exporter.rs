@@ -1,0 +1,274 @@
+//! Builds the opentelemetry-otlp exporter for the configured protocol — TLS, compression,
+//! timeout, header precedence — and runs its futures: on the calling thread for HTTP (blocking
+//! reqwest), on a tokio runtime the crate owns for gRPC (tonic needs one; users may have none).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderName, HeaderValue};
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
+use opentelemetry_sdk::Resource;
+
+use crate::config::{Compression, Protocol, Settings};
+use crate::Error;
+
+/// The exporter and what its futures run on. Lives on the export thread.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    exporter: opentelemetry_otlp::LogExporter,
+    /// Why the last HTTP request failed, with its whole source chain: opentelemetry-otlp's own
+    /// error says only "network error", which leaves a TLS misconfiguration a mystery.
+    http_failure: Arc<Mutex<Option<String>>>,
+    /// Only for gRPC. Dropped after the exporter (field order), inside no other runtime.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Transport {
+    /// Builds the transport; call it on the thread that will export.
+    pub(crate) fn build(settings: &Settings) -> Result<Self, Error> {
+        match settings.protocol {
+            Protocol::Grpc => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("zenml-otel-grpc")
+                    .build()
+                    .map_err(|e| Error::export(format!("cannot start the gRPC runtime: {e}")))?;
+                // tonic's lazy channel registers with the runtime it is created in.
+                let exporter = {
+                    let _entered = runtime.enter();
+                    grpc_exporter(settings)?
+                };
+                Ok(Self {
+                    exporter,
+                    http_failure: Arc::default(),
+                    runtime: Some(runtime),
+                })
+            }
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let http_failure = Arc::default();
+                Ok(Self {
+                    exporter: http_exporter(settings, Arc::clone(&http_failure))?,
+                    http_failure,
+                    runtime: None,
+                })
+            }
+        }
+    }
+
+    /// Exports one batch; the error text carries the underlying cause where one is known.
+    pub(crate) fn export(&self, batch: LogBatch<'_>) -> Result<(), String> {
+        let export = self.exporter.export(batch);
+        let result = match &self.runtime {
+            Some(runtime) => runtime.block_on(export),
+            None => futures_executor::block_on(export),
+        };
+        let cause = self
+            .http_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        result.map_err(|error| match cause {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        })
+    }
+
+    pub(crate) fn set_resource(&mut self, resource: &Resource) {
+        self.exporter.set_resource(resource);
+    }
+
+    pub(crate) fn shutdown(&mut self) {
+        let _ = self.exporter.shutdown();
+    }
+}
+
+fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
+    move |e| Error::config(field, e.to_string())
+}
+
+/// opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS` and lets them override
+/// what it was given. Our precedence is explicit > environment, resolved in the config, so
+/// every request gets exactly the resolved headers: names that only the environment set are
+/// removed, ours are (re)inserted.
+#[derive(Clone)]
+struct HeaderPrecedence {
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    suppressed: Arc<Vec<HeaderName>>,
+}
+
+impl HeaderPrecedence {
+    fn new(settings: &Settings) -> Self {
+        let ours: Vec<&HeaderName> = settings.headers.iter().map(|(name, _)| name).collect();
+        let from_env = std::env::var("OTEL_EXPORTER_OTLP_LOGS_HEADERS")
+            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+            .unwrap_or_default();
+        let suppressed = from_env
+            .split(',')
+            .filter_map(|entry| entry.split_once('='))
+            .filter_map(|(name, _)| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| !ours.contains(&name))
+            .collect();
+        Self {
+            headers: Arc::new(settings.headers.clone()),
+            suppressed: Arc::new(suppressed),
+        }
+    }
+
+    fn as_strings(&self) -> HashMap<String, String> {
+        self.headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for HeaderPrecedence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values are credentials.
+        f.debug_struct("HeaderPrecedence")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("suppressed", &self.suppressed)
+            .finish()
+    }
+}
+
+/// The blocking reqwest client, with the configured TLS, behind [`HeaderPrecedence`].
+#[derive(Debug)]
+struct HttpTransport {
+    client: reqwest::blocking::Client,
+    headers: HeaderPrecedence,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for HttpTransport {
+    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let map = request.headers_mut();
+        for name in self.headers.suppressed.iter() {
+            map.remove(name);
+        }
+        for (name, value) in self.headers.headers.iter() {
+            map.insert(name.clone(), value.clone());
+        }
+        let result = self.client.send_bytes(request).await;
+        if let Err(error) = &result {
+            let mut cause = error.to_string();
+            let mut source = error.source();
+            while let Some(inner) = source {
+                cause.push_str(": ");
+                cause.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
+        }
+        result
+    }
+}
+
+fn http_exporter(
+    settings: &Settings,
+    failure: Arc<Mutex<Option<String>>>,
+) -> Result<opentelemetry_otlp::LogExporter, Error> {
+    let mut client = reqwest::blocking::Client::builder().timeout(settings.timeout);
+    if let Some(ca) = &settings.tls.ca {
+        let roots = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
+            Error::config(
+                "certificate_file",
+                format!("no usable PEM certificate: {e}"),
+            )
+        })?;
+        // A custom CA replaces the default roots, as the OTLP exporter spec and ZenML mean it.
+        client = client.tls_certs_only(roots);
+    }
+    if let Some((cert, key)) = &settings.tls.identity {
+        let mut pem = cert.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(key);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            Error::config(
+                "client_certificate_file",
+                format!("the client certificate and key do not form a TLS identity: {e}"),
+            )
+        })?;
+        client = client.identity(identity);
+    }
+    let client = client
+        .build()
+        .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))?;
+    let headers = HeaderPrecedence::new(settings);
+    let protocol = match settings.protocol {
+        Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+        _ => opentelemetry_otlp::Protocol::HttpBinary,
+    };
+    let mut builder = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(settings.endpoint.clone())
+        .with_timeout(settings.timeout)
+        .with_headers(headers.as_strings())
+        .with_http_client(HttpTransport {
+            client,
+            headers,
+            failure,
+        });
+    if let Some(compression) = compression(settings.compression) {
+        builder = builder.with_compression(compression);
+    }
+    builder.build().map_err(build_error("endpoint"))
+}
+
+fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter, Error> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+
+    let headers = HeaderPrecedence::new(settings);
+    let precedence = headers.clone();
+    let interceptor = move |mut request: tonic::Request<()>| {
+        let metadata = request.metadata_mut();
+        for name in precedence.suppressed.iter() {
+            metadata.remove(name.as_str());
+        }
+        for (name, value) in precedence.headers.iter() {
+            let key = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes());
+            let value = tonic::metadata::MetadataValue::try_from(value.as_bytes());
+            if let (Ok(key), Ok(value)) = (key, value) {
+                metadata.insert(key, value);
+            }
+        }
+        Ok(request)
+    };
+    let mut builder = opentelemetry_otlp::LogExporter::builder()
+        .with_tonic()
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .with_endpoint(settings.endpoint.clone())
+        .with_timeout(settings.timeout)
+        .with_interceptor(interceptor);
+    if settings.endpoint.starts_with("https://") {
+        let tls = match &settings.tls.ca {
+            // A custom CA replaces the default roots.
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+            None => ClientTlsConfig::new().with_enabled_roots(),
+        };
+        let tls = match &settings.tls.identity {
+            Some((cert, key)) => tls.identity(Identity::from_pem(cert, key)),
+            None => tls,
+        };
+        builder = builder.with_tls_config(tls);
+    }
+    if let Some(compression) = compression(settings.compression) {
+        builder = builder.with_compression(compression);
+    }
+    builder.build().map_err(build_error("endpoint"))
+}
+
+fn compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
+    match compression {
+        Compression::None => None,
+        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+        Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
+    }
+}

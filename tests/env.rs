@@ -1,0 +1,297 @@
+//! Configuration from the environment: explicit config > environment > defaults, one test per
+//! row of the README's precedence table, and every malformed value named.
+//!
+//! Tests here change process environment variables, so they hold one lock for their duration.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use common::{by_body, Harness};
+use tracing::{info, info_span};
+use zenml_otel::{Compression, OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
+
+const VARS: &[&str] = &[
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_INSECURE",
+    "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+    "OTEL_BLRP_MAX_QUEUE_SIZE",
+    "OTEL_BLRP_SCHEDULE_DELAY",
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BLRP_EXPORT_TIMEOUT",
+    "ZENML_LOGS_OTEL_MAX_QUEUE_SIZE",
+    "ZENML_LOGS_OTEL_SCHEDULE_DELAY_MILLIS",
+    "ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE",
+    "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
+];
+
+/// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
+struct Env(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl Env {
+    fn with(vars: &[(&str, &str)]) -> Self {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for name in VARS {
+            std::env::remove_var(name);
+        }
+        for (name, value) in vars {
+            assert!(
+                VARS.contains(name),
+                "add {name} to VARS so it is cleaned up"
+            );
+            std::env::set_var(name, value);
+        }
+        Env(guard)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for name in VARS {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let _env = Env::with(&[]);
+    assert_eq!(
+        OtelLogStoreConfig::from_env().unwrap(),
+        OtelLogStoreConfig::default()
+    );
+}
+
+#[test]
+fn environment_fills_every_field_left_at_its_default() {
+    let _env = Env::with(&[
+        ("OTEL_SERVICE_NAME", "svc"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team=ml,region=eu%2Dwest"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20abc,x-tenant=t1",
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/key.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/cert.pem"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "50"),
+    ]);
+    let cfg = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(cfg.service_name, "svc");
+    assert_eq!(cfg.resource_attributes["team"], "ml");
+    assert_eq!(cfg.resource_attributes["region"], "eu-west");
+    assert_eq!(cfg.headers["authorization"], "Bearer abc");
+    assert_eq!(cfg.headers["x-tenant"], "t1");
+    assert_eq!(cfg.protocol, Protocol::HttpJson);
+    assert_eq!(cfg.export_timeout_millis, 2500);
+    assert_eq!(cfg.compression, Compression::Gzip);
+    assert!(cfg.insecure);
+    assert_eq!(cfg.certificate_file.as_deref(), Some("/ca.pem".as_ref()));
+    assert_eq!(cfg.client_key_file.as_deref(), Some("/key.pem".as_ref()));
+    assert_eq!(
+        cfg.client_certificate_file.as_deref(),
+        Some("/cert.pem".as_ref())
+    );
+    assert_eq!(cfg.max_queue_size, 100);
+    assert_eq!(cfg.schedule_delay_millis, 200);
+    assert_eq!(cfg.max_export_batch_size, 50);
+}
+
+#[test]
+fn signal_specific_variables_win_over_generic_ones_and_zenml_over_otel() {
+    let _env = Env::with(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "zstd"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        ("ZENML_LOGS_OTEL_MAX_QUEUE_SIZE", "300"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "1000"),
+        ("ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS", "3000"),
+        ("ZENML_LOGS_OTEL_SCHEDULE_DELAY_MILLIS", "40"),
+        ("ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE", "30"),
+    ]);
+    let cfg = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(cfg.protocol, Protocol::Grpc);
+    assert_eq!(cfg.compression, Compression::Zstd);
+    assert_eq!(cfg.max_queue_size, 300);
+    assert_eq!(cfg.export_timeout_millis, 3000);
+    assert_eq!(cfg.schedule_delay_millis, 40);
+    assert_eq!(cfg.max_export_batch_size, 30);
+}
+
+#[test]
+fn explicit_config_wins_over_the_environment() {
+    let _env = Env::with(&[
+        ("OTEL_SERVICE_NAME", "from-env"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=from-env,x-env-only=1",
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+    ]);
+    // Over the wire: the explicit endpoint and headers are what the collector sees.
+    let harness = Harness::with(OtelLogStoreConfig {
+        service_name: "explicit".into(),
+        headers: HashMap::from([("authorization".into(), "from-config".into())]),
+        ..OtelLogStoreConfig::default()
+    });
+    harness.run(|| info!("precedence"));
+    let records = harness.flushed();
+    let record = by_body(&records, "precedence");
+    assert_eq!(
+        record.resource_attr("service.name").as_deref(),
+        Some("explicit")
+    );
+    for request in harness.receiver.requests() {
+        assert_eq!(request.header("authorization"), Some("from-config"));
+        assert_eq!(
+            request.header("x-env-only"),
+            None,
+            "explicit headers replace the environment's"
+        );
+    }
+}
+
+#[test]
+fn headers_from_the_environment_reach_the_collector() {
+    let _env = Env::with(&[("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-api-key=k%3D1")]);
+    let harness = Harness::new();
+    harness.run(|| info!("env headers"));
+    harness.handle.force_flush().unwrap();
+    for request in harness.receiver.requests() {
+        assert_eq!(request.header("x-api-key"), Some("k=1"));
+    }
+    assert!(!harness.receiver.requests().is_empty());
+}
+
+#[test]
+fn endpoint_variables_follow_the_spec() {
+    let _env = Env::with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
+    assert_eq!(
+        ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .unwrap()
+            .endpoint(),
+        "http://collector:4318/v1/logs"
+    );
+    std::env::set_var(
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "http://logs:1/custom/path",
+    );
+    assert_eq!(
+        ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .unwrap()
+            .endpoint(),
+        "http://logs:1/custom/path"
+    );
+    let explicit = OtelLogStoreConfig {
+        endpoint: Some("http://explicit:4318".into()),
+        ..OtelLogStoreConfig::default()
+    };
+    assert_eq!(
+        ZenmlOtelLayer::new(explicit).unwrap().endpoint(),
+        "http://explicit:4318/v1/logs"
+    );
+    std::env::set_var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc");
+    std::env::set_var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317");
+    std::env::set_var("OTEL_EXPORTER_OTLP_INSECURE", "true");
+    assert_eq!(
+        ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .unwrap()
+            .endpoint(),
+        "http://collector:4317"
+    );
+}
+
+#[test]
+fn resource_attributes_from_the_environment_yield_to_service_fields_and_run_keys() {
+    let _env = Env::with(&[(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "team=ml,service.version=9.9,zenml.step_id=bogus,zenml.pipeline_run_id=bogus",
+    )]);
+    let harness = Harness::new();
+    harness.run(|| {
+        let run = info_span!("run", zenml.pipeline_run_id = "real-run");
+        let _r = run.enter();
+        info!("orchestrator line");
+    });
+    let records = harness.flushed();
+    let record = by_body(&records, "orchestrator line");
+    assert_eq!(record.resource_attr("team").as_deref(), Some("ml"));
+    assert_eq!(
+        record.resource_attr("service.version").as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(
+        record.resource_attr("zenml.pipeline_run_id").as_deref(),
+        Some("real-run")
+    );
+    assert_eq!(record.resource_attr("zenml.step_id"), None);
+}
+
+#[test]
+fn every_malformed_variable_is_named() {
+    let cases = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "smtp"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "deflate"),
+        ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "brotli"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "-1"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "yes"),
+        ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "1"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign"),
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=%zz"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "=nokey"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "many"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "1.5"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "-3"),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "soon"),
+        ("ZENML_LOGS_OTEL_MAX_QUEUE_SIZE", "x"),
+        ("ZENML_LOGS_OTEL_SCHEDULE_DELAY_MILLIS", "x"),
+        ("ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE", "x"),
+        ("ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS", "x"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
+    ];
+    for (name, value) in cases {
+        let _env = Env::with(&[(name, value)]);
+        let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .expect_err(&format!("{name}={value} should be rejected"));
+        assert_eq!(error.field(), Some(name), "{error}");
+        assert!(error.to_string().contains(name), "{error}");
+    }
+}
+
+#[test]
+fn a_value_in_the_environment_that_validation_rejects_is_named_by_field() {
+    let _env = Env::with(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "0")]);
+    let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
+    assert_eq!(error.field(), Some("max_queue_size"), "{error}");
+}
