@@ -158,7 +158,8 @@ pub struct LogStoreHandle {
 
 impl LogStoreHandle {
     /// Exports every record emitted before this call and waits (at most 30 s) until each was
-    /// acknowledged or failed. Returns the last export error, if any export failed.
+    /// acknowledged or failed. Returns an error if any export failed since the previous flush
+    /// (whatever triggered that export), so `Ok` means nothing emitted before the call failed.
     ///
     /// Once the layer itself has been dropped, its worker has already exported everything on
     /// the way out and this returns `Ok(())`; after [`shutdown`](Self::shutdown) it returns an
@@ -320,6 +321,7 @@ pub(crate) fn start(
                 delay: worker_settings.schedule_delay,
                 timeout: worker_settings.timeout,
                 shared: worker_shared,
+                unreported_failure: None,
             }
             .run()
         })
@@ -357,6 +359,7 @@ struct Worker {
     delay: Duration,
     timeout: Duration,
     shared: Arc<Shared>,
+    unreported_failure: Option<String>,
 }
 
 impl Worker {
@@ -368,18 +371,19 @@ impl Worker {
             let control = self
                 .control
                 .recv_timeout(tick.saturating_duration_since(Instant::now()));
-            // Export errors are counted and warned about where they happen; only a flush
-            // reports them to a caller.
+            // Export errors are counted and warned about where they happen, and reported to the
+            // next flush or shutdown.
             match control {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
-                    let _ = self.export_queued(None);
+                    self.export_queued(None);
                 }
                 Ok(Control::Flush(ack)) => {
-                    let _ = ack.send(self.export_queued(None));
+                    self.export_queued(None);
+                    let _ = ack.send(self.report());
                 }
                 Ok(Control::StepEnded) => {
-                    let _ = self.export_queued(None);
+                    self.export_queued(None);
                 }
                 Ok(Control::Shutdown(ack)) => {
                     let deadline = Instant::now() + self.timeout;
@@ -387,7 +391,7 @@ impl Worker {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
-                    let _ = self.export_queued(None);
+                    self.export_queued(None);
                 }
                 // Every handle and the layer are gone: nothing more can arrive or be asked.
                 Err(RecvTimeoutError::Disconnected) => return self.stop(None, None),
@@ -397,9 +401,8 @@ impl Worker {
 
     /// Exports what is queued now (not what arrives meanwhile, so a flush under constant load
     /// still ends), in batches; past `deadline`, counts the rest as dropped instead.
-    fn export_queued(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+    fn export_queued(&mut self, deadline: Option<Instant>) {
         let mut remaining = self.records.len();
-        let mut result = Ok(());
         loop {
             while remaining > 0 && self.batch.len() < self.max_batch {
                 match self.records.try_recv() {
@@ -411,21 +414,26 @@ impl Worker {
                 }
             }
             if self.batch.is_empty() {
-                return result;
+                return;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.shared.count_dropped(self.batch.len() as u64);
                 self.batch.clear();
                 continue;
             }
-            if let Err(error) = self.export_batch() {
-                result = Err(error);
-            }
+            self.export_batch();
         }
     }
 
+    /// What a flush or shutdown answers: the last export failure since the previous answer, so
+    /// `Ok` means every record emitted before the call reached the collector or was dropped.
+    fn report(&mut self) -> Result<(), String> {
+        self.unreported_failure.take().map_or(Ok(()), Err)
+    }
+
     fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
-        let result = self.export_queued(deadline);
+        self.export_queued(deadline);
+        let result = self.report();
         self.shared.closed.store(true, Ordering::Release);
         // Records that got in between the last export and `closed`: counted, never lost quietly.
         let raced = self.records.try_iter().count() as u64;
@@ -444,11 +452,10 @@ impl Worker {
     }
 
     /// Exports the current batch, one request per run so each goes under its own resource.
-    fn export_batch(&mut self) -> Result<(), String> {
+    fn export_batch(&mut self) {
         // Stable sort: records of one run keep their order.
         self.batch
             .sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
-        let mut result = Ok(());
         let mut start = 0;
         while start < self.batch.len() {
             let run = self.batch[start].run.clone();
@@ -475,12 +482,11 @@ impl Worker {
                     self.shared.counters.failed.fetch_add(n, Ordering::Relaxed);
                     self.shared
                         .warn(&format!("export of {n} records failed: {error}"));
-                    result = Err(error);
+                    self.unreported_failure = Some(error);
                 }
             }
             start = end;
         }
         self.batch.clear();
-        result
     }
 }

@@ -176,3 +176,38 @@ fn a_full_batch_is_exported_without_waiting_for_the_schedule() {
     });
     assert_eq!(harness.receiver.wait_for_records(8, WAIT).len(), 8);
 }
+
+#[test]
+fn a_failure_of_an_earlier_export_is_reported_by_the_next_flush_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        ..slow_schedule()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let step = info_span!("step", zenml.step_id = "s");
+        let _s = step.enter();
+        info!("exported at step end, and fails");
+    });
+    let deadline = Instant::now() + WAIT;
+    while handle.stats().failed == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        handle.stats().failed,
+        1,
+        "the step-end export ran and failed"
+    );
+    assert!(
+        handle.force_flush().is_err(),
+        "the earlier failure must not be hidden"
+    );
+    handle.force_flush().expect("each failure is reported once");
+}
