@@ -3,6 +3,10 @@
 //! `cargo run --example pipeline` starts the crate's embedded OTLP receiver, exports to it and
 //! prints what arrived, grouped by run / step / source. With `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`) set, logs go to that collector instead.
+//!
+//! The protocol follows `OTEL_EXPORTER_OTLP_PROTOCOL`:
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=grpc cargo run --example pipeline` sends over OTLP/gRPC
+//! (`http/json` and the default `http/protobuf` work the same way).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use zenml_otel::fields::STEP_ID;
 use zenml_otel::testing::OtlpReceiver;
-use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
+use zenml_otel::{OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
 
 #[instrument(fields(zenml.step_id = tracing::field::Empty))]
 fn load_data(step_id: &str) -> Vec<f64> {
@@ -45,12 +49,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(OtlpReceiver::start()?)
     };
 
+    let config = OtelLogStoreConfig::from_env()?;
+    let endpoint = receiver.as_ref().map(|r| match config.protocol {
+        Protocol::Grpc => r.grpc_endpoint(),
+        _ => r.endpoint(),
+    });
+    let protocol = config.protocol;
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
-        endpoint: receiver.as_ref().map(OtlpReceiver::endpoint),
+        endpoint,
         service_name: "zenml-example".into(),
-        ..OtelLogStoreConfig::default()
+        ..config
     })?;
-    println!("exporting to {}", layer.endpoint());
+    println!(
+        "exporting over {} to {}",
+        protocol.as_str(),
+        layer.endpoint()
+    );
     let handle = layer.handle();
     let guard = layer.guard();
     tracing_subscriber::registry().with(layer).init();

@@ -361,10 +361,8 @@ impl OtelLogStoreConfig {
             })?;
             headers.push((header_name, header_value));
         }
-        for (key, _) in &self.resource_attributes {
-            if key.trim().is_empty() {
-                return Err(Error::config("resource_attributes", "a key is empty"));
-            }
+        if self.resource_attributes.keys().any(|key| key.trim().is_empty()) {
+            return Err(Error::config("resource_attributes", "a key is empty"));
         }
         let tls = Tls {
             ca: read_pem("certificate_file", self.certificate_file.as_deref())?,

@@ -39,20 +39,33 @@ impl Server {
         tls: Option<TlsAcceptor>,
         shared: Arc<Shared>,
     ) -> io::Result<Server> {
-        // Everything fallible happens here, so `start` reports it instead of a dead thread.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         listener.set_nonblocking(true)?;
-        let listener = {
-            let _context = runtime.enter();
-            TcpListener::from_std(listener)?
-        };
         let (stop, stopped) = oneshot::channel::<()>();
+        // The runtime is built, used and dropped on the server thread only: dropping a runtime
+        // panics inside an async context, and the caller may well be in one.
+        let (ready, started) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
         let thread = std::thread::Builder::new()
             .name("otlp-receiver".into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
                     tokio::spawn(accept_loop(listener, tls, shared));
                     // A send or a dropped sender both mean stop.
                     let _ = stopped.await;
@@ -61,10 +74,17 @@ impl Server {
                 // task, closing the listening socket and all open connections.
                 drop(runtime);
             })?;
-        Ok(Server {
+        let server = Server {
             stop: Some(stop),
             thread: Some(thread),
-        })
+        };
+        match started.recv() {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other(
+                "the OTLP receiver thread died while starting",
+            )),
+        }
     }
 }
 

@@ -392,3 +392,18 @@ fn debug_output_redacts_the_key() {
     assert_eq!(receiver.grpc_endpoint(), receiver.endpoint());
     assert!(format!("{receiver:?}").contains(&receiver.endpoint()));
 }
+
+#[test]
+fn starts_and_stops_inside_an_async_context() {
+    // Tests using the receiver may run on a runtime of their own.
+    let outer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    outer.block_on(async {
+        let receiver = OtlpReceiver::start().unwrap();
+        let addr = receiver.addr;
+        drop(receiver);
+        assert!(TcpStream::connect(addr).is_err());
+    });
+}
