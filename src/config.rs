@@ -361,7 +361,11 @@ impl OtelLogStoreConfig {
             })?;
             headers.push((header_name, header_value));
         }
-        if self.resource_attributes.keys().any(|key| key.trim().is_empty()) {
+        if self
+            .resource_attributes
+            .keys()
+            .any(|key| key.trim().is_empty())
+        {
             return Err(Error::config("resource_attributes", "a key is empty"));
         }
         let tls = Tls {

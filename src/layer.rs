@@ -32,8 +32,6 @@ const EXPORTER_CRATES: &[&str] = &[
     "tonic",
     "tower",
     "rustls",
-    // The `testing` receiver: its own logs would be exported to itself.
-    "tiny_http",
 ];
 
 fn is_exporter_target(target: &str) -> bool {
