@@ -18,9 +18,8 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Transport {
     exporter: opentelemetry_otlp::LogExporter,
-    /// Why the last HTTP request failed, with its whole source chain: opentelemetry-otlp's own
-    /// error says only "network error", which leaves a TLS misconfiguration a mystery.
-    http_failure: Arc<Mutex<Option<String>>>,
+    /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass on.
+    http_outcome: Arc<Mutex<HttpOutcome>>,
     /// Only for gRPC. Dropped after the exporter (field order), inside no other runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -42,37 +41,38 @@ impl Transport {
                 };
                 Ok(Self {
                     exporter,
-                    http_failure: Arc::default(),
+                    http_outcome: Arc::default(),
                     runtime: Some(runtime),
                 })
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let http_failure = Arc::default();
+                let http_outcome = Arc::default();
                 Ok(Self {
-                    exporter: http_exporter(settings, Arc::clone(&http_failure))?,
-                    http_failure,
+                    exporter: http_exporter(settings, Arc::clone(&http_outcome))?,
+                    http_outcome,
                     runtime: None,
                 })
             }
         }
     }
 
-    /// Exports one batch; the error text carries the underlying cause where one is known.
-    pub(crate) fn export(&self, batch: LogBatch<'_>) -> Result<(), String> {
+    /// Exports one batch. `Ok` holds how many records the collector rejected in a partial
+    /// success; the error text carries the underlying cause where one is known.
+    pub(crate) fn export(&self, batch: LogBatch<'_>) -> Result<u64, String> {
         let export = self.exporter.export(batch);
         let result = match &self.runtime {
             Some(runtime) => runtime.block_on(export),
             None => futures_executor::block_on(export),
         };
-        let cause = self
-            .http_failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        result.map_err(|error| match cause {
-            Some(cause) => format!("{error}: {cause}"),
-            None => error.to_string(),
-        })
+        let outcome =
+            std::mem::take(&mut *self.http_outcome.lock().unwrap_or_else(|e| e.into_inner()));
+        match result {
+            Ok(()) => Ok(outcome.rejected),
+            Err(error) => Err(match outcome.failure {
+                Some(cause) => format!("{error}: {cause}"),
+                None => error.to_string(),
+            }),
+        }
     }
 
     pub(crate) fn set_resource(&mut self, resource: &Resource) {
@@ -142,7 +142,48 @@ impl std::fmt::Debug for HeaderPrecedence {
 struct HttpTransport {
     client: reqwest::blocking::Client,
     headers: HeaderPrecedence,
-    failure: Arc<Mutex<Option<String>>>,
+    outcome: Arc<Mutex<HttpOutcome>>,
+}
+
+/// Facts about the last request that opentelemetry-otlp's result does not carry.
+#[derive(Debug, Default)]
+struct HttpOutcome {
+    /// Why it failed, with the whole source chain: opentelemetry-otlp's own error says only
+    /// "network error", which leaves a TLS misconfiguration a mystery.
+    failure: Option<String>,
+    /// Records the collector rejected in a partial success (opentelemetry-otlp only logs them).
+    rejected: u64,
+}
+
+/// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
+fn rejected_records(response: &Response<Bytes>) -> u64 {
+    use prost::Message as _;
+    let body = response.body();
+    if body.is_empty() {
+        return 0;
+    }
+    let json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return 0;
+        };
+        // The OTLP/JSON int64 may be a string or a number.
+        match &value["partialSuccess"]["rejectedLogRecords"] {
+            serde_json::Value::String(text) => text.parse().unwrap_or(0),
+            other => other.as_u64().unwrap_or(0),
+        }
+    } else {
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+            body.as_ref(),
+        )
+        .ok()
+        .and_then(|r| r.partial_success)
+        .map_or(0, |p| p.rejected_log_records.max(0) as u64)
+    }
 }
 
 #[async_trait::async_trait]
@@ -156,23 +197,31 @@ impl HttpClient for HttpTransport {
             map.insert(name.clone(), value.clone());
         }
         let result = self.client.send_bytes(request).await;
-        if let Err(error) = &result {
-            let mut cause = error.to_string();
-            let mut source = error.source();
-            while let Some(inner) = source {
-                cause.push_str(": ");
-                cause.push_str(&inner.to_string());
-                source = inner.source();
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(response) if response.status().is_success() => {
+                outcome.rejected = rejected_records(response);
             }
-            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
+            Ok(_) => {}
+            Err(error) => {
+                let mut cause = error.to_string();
+                let mut source = error.source();
+                while let Some(inner) = source {
+                    cause.push_str(": ");
+                    cause.push_str(&inner.to_string());
+                    source = inner.source();
+                }
+                outcome.failure = Some(cause);
+            }
         }
+        drop(outcome);
         result
     }
 }
 
 fn http_exporter(
     settings: &Settings,
-    failure: Arc<Mutex<Option<String>>>,
+    outcome: Arc<Mutex<HttpOutcome>>,
 ) -> Result<opentelemetry_otlp::LogExporter, Error> {
     let mut client = reqwest::blocking::Client::builder().timeout(settings.timeout);
     if let Some(ca) = &settings.tls.ca {
@@ -214,7 +263,7 @@ fn http_exporter(
         .with_http_client(HttpTransport {
             client,
             headers,
-            failure,
+            outcome,
         });
     if let Some(compression) = compression(settings.compression) {
         builder = builder.with_compression(compression);

@@ -55,8 +55,8 @@ enum Control {
 
 /// Counters of the records that went through the pipeline.
 ///
-/// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned `Ok`,
-/// `emitted == exported + dropped + failed` for everything emitted before the call.
+/// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned,
+/// `emitted == exported + dropped + failed + rejected` for everything emitted before the call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportStats {
@@ -68,6 +68,9 @@ pub struct ExportStats {
     pub dropped: u64,
     /// Records sent in requests that failed after the exporter's retries.
     pub failed: u64,
+    /// Records the collector answered as rejected in a partial success (OTLP/HTTP; gRPC
+    /// responses are not visible through opentelemetry-otlp).
+    pub rejected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +79,7 @@ struct Counters {
     exported: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    rejected: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -108,11 +112,12 @@ impl Shared {
             *last = Some(Instant::now());
             let c = &self.counters;
             eprintln!(
-                "zenml-otel: {what} (emitted {}, exported {}, dropped {}, failed {})",
+                "zenml-otel: {what} (emitted {}, exported {}, dropped {}, failed {}, rejected {})",
                 c.emitted.load(Ordering::Relaxed),
                 c.exported.load(Ordering::Relaxed),
                 c.dropped.load(Ordering::Relaxed),
                 c.failed.load(Ordering::Relaxed),
+                c.rejected.load(Ordering::Relaxed),
             );
         }
     }
@@ -237,6 +242,7 @@ impl LogStoreHandle {
             exported: c.exported.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
         }
     }
 
@@ -472,11 +478,15 @@ impl Worker {
             let outcome = self.transport.export(LogBatch::new(&group));
             let n = (end - start) as u64;
             match outcome {
-                Ok(()) => {
-                    self.shared
-                        .counters
-                        .exported
-                        .fetch_add(n, Ordering::Relaxed);
+                Ok(rejected) => {
+                    let rejected = rejected.min(n);
+                    let counters = &self.shared.counters;
+                    counters.exported.fetch_add(n - rejected, Ordering::Relaxed);
+                    if rejected > 0 {
+                        counters.rejected.fetch_add(rejected, Ordering::Relaxed);
+                        self.shared
+                            .warn(&format!("the collector rejected {rejected} of {n} records"));
+                    }
                 }
                 Err(error) => {
                     self.shared.counters.failed.fetch_add(n, Ordering::Relaxed);
