@@ -98,6 +98,33 @@ impl FromStr for Compression {
     }
 }
 
+/// What an emitting thread does when the export queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnFull {
+    /// Drop the new record and count it in `stats().dropped` (the default): logging never
+    /// waits.
+    #[default]
+    Drop,
+    /// Wait for room, at most `max_block_millis`, then drop and count: lossless while the
+    /// collector keeps up, at the cost of slowing the logging thread when it does not.
+    Block,
+}
+
+impl FromStr for OnFull {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "drop" => Ok(Self::Drop),
+            "block" => Ok(Self::Block),
+            _ => Err(format!(
+                "`{text}` is not a policy; expected `drop` or `block`"
+            )),
+        }
+    }
+}
+
 /// Deserializes through `FromStr`, so file and environment values share one error message.
 macro_rules! deserialize_from_str {
     ($type:ty) => {
@@ -111,6 +138,7 @@ macro_rules! deserialize_from_str {
 }
 deserialize_from_str!(Protocol);
 deserialize_from_str!(Compression);
+deserialize_from_str!(OnFull);
 
 /// Configuration of the OpenTelemetry log store, with the field names and defaults of ZenML's
 /// `otel` log-store flavor.
@@ -177,6 +205,11 @@ pub struct OtelLogStoreConfig {
     /// Extra resource attributes (as `OTEL_RESOURCE_ATTRIBUTES`). The service attributes from
     /// the fields above and a run's `zenml.*` attributes take precedence over these.
     pub resource_attributes: HashMap<String, String>,
+    /// What logging does when the queue is full: `"drop"` (default) or `"block"`.
+    pub on_full: OnFull,
+    /// With `on_full = "block"`, the longest an emitting thread waits for room before the
+    /// record is dropped and counted. Default 5000.
+    pub max_block_millis: u64,
 }
 
 impl Default for OtelLogStoreConfig {
@@ -198,6 +231,8 @@ impl Default for OtelLogStoreConfig {
             client_certificate_file: None,
             client_key_file: None,
             resource_attributes: HashMap::new(),
+            on_full: OnFull::Drop,
+            max_block_millis: 5000,
         }
     }
 }
@@ -221,6 +256,8 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("client_certificate_file", &self.client_certificate_file)
             .field("client_key_file", &self.client_key_file)
             .field("resource_attributes", &self.resource_attributes)
+            .field("on_full", &self.on_full)
+            .field("max_block_millis", &self.max_block_millis)
             .finish()
     }
 }
@@ -417,6 +454,10 @@ impl OtelLogStoreConfig {
             headers,
             tls,
             schedule_delay: Duration::from_millis(self.schedule_delay_millis),
+            block: match self.on_full {
+                OnFull::Drop => None,
+                OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
+            },
         })
     }
 }
@@ -449,6 +490,8 @@ pub(crate) struct Settings {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) tls: Tls,
     pub(crate) schedule_delay: Duration,
+    /// `Some(max wait)` when emitters block on a full queue.
+    pub(crate) block: Option<Duration>,
 }
 
 impl fmt::Debug for Settings {
@@ -468,6 +511,7 @@ impl fmt::Debug for Settings {
             )
             .field("tls", &self.tls)
             .field("schedule_delay", &self.schedule_delay)
+            .field("block", &self.block)
             .finish()
     }
 }

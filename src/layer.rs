@@ -97,7 +97,7 @@ impl ZenmlOtelLayer {
             .build()
             .logger_with_scope(opentelemetry::InstrumentationScope::builder("zenml-otel").build());
         Ok(Self {
-            runs: Runs::new(base),
+            runs: Runs::new(base, emitter.run_gauge()),
             emitter,
             handle,
             logger,

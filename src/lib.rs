@@ -17,7 +17,7 @@ mod span_context;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Compression, OtelLogStoreConfig, Protocol};
+pub use config::{Compression, OnFull, OtelLogStoreConfig, Protocol};
 pub use error::Error;
 pub use layer::ZenmlOtelLayer;
 pub use pipeline::{ExportStats, LogStoreHandle, ShutdownGuard};

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{
+    bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError,
+};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 
@@ -71,6 +73,9 @@ pub struct ExportStats {
     /// Records the collector answered as rejected in a partial success (OTLP/HTTP; gRPC
     /// responses are not visible through opentelemetry-otlp).
     pub rejected: u64,
+    /// Distinct run/step/source contexts whose state is held now: by an open span or a queued
+    /// record. Falls back to zero once their spans closed and their records were exported.
+    pub live_runs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +102,7 @@ struct Shared {
     leftover: Mutex<Option<Receiver<QueuedRecord>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     last_warning: Mutex<Option<Instant>>,
+    live_runs: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -130,20 +136,45 @@ pub(crate) struct Emitter {
     control: Sender<Control>,
     shared: Arc<Shared>,
     max_batch: usize,
+    /// `on_full = "block"`: how long to wait for room.
+    block: Option<Duration>,
 }
 
 impl Emitter {
     pub(crate) fn emit(&self, record: QueuedRecord) {
         self.shared.counters.emitted.fetch_add(1, Ordering::Relaxed);
-        if self.shared.closed.load(Ordering::Acquire) || self.records.try_send(record).is_err() {
+        if self.shared.closed.load(Ordering::Acquire) {
             self.shared.count_dropped(1);
             return;
         }
-        if self.records.len() >= self.max_batch
-            && !self.shared.batch_signalled.swap(true, Ordering::AcqRel)
-        {
+        let sent = match (self.records.try_send(record), self.block) {
+            (Ok(()), _) => true,
+            (Err(TrySendError::Full(record)), Some(wait)) => {
+                // The worker may be asleep until its next tick: make sure it drains.
+                self.signal_batch();
+                self.records.send_timeout(record, wait).is_ok()
+            }
+            (Err(_), _) => false,
+        };
+        if !sent {
+            self.shared.count_dropped(1);
+            return;
+        }
+        if self.records.len() >= self.max_batch {
+            self.signal_batch();
+        }
+    }
+
+    /// Wakes the worker for a full batch, once until it takes the batch.
+    fn signal_batch(&self) {
+        if !self.shared.batch_signalled.swap(true, Ordering::AcqRel) {
             let _ = self.control.send(Control::BatchReady);
         }
+    }
+
+    /// Counts the runs (resources) alive, for [`ExportStats::live_runs`].
+    pub(crate) fn run_gauge(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.live_runs)
     }
 
     pub(crate) fn step_ended(&self) {
@@ -243,6 +274,7 @@ impl LogStoreHandle {
             dropped: c.dropped.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
+            live_runs: self.shared.live_runs.load(Ordering::Relaxed),
         }
     }
 
@@ -298,6 +330,7 @@ pub(crate) fn start(
         leftover: Mutex::new(None),
         worker: Mutex::new(None),
         last_warning: Mutex::new(None),
+        live_runs: Arc::default(),
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();
@@ -347,6 +380,7 @@ pub(crate) fn start(
             control: control_tx.clone(),
             shared: shared.clone(),
             max_batch,
+            block: settings.block,
         },
         LogStoreHandle {
             control: control_tx,

@@ -187,6 +187,16 @@ impl Resolved {
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) resource: Resource,
+    /// The pipeline's count of live runs; `None` for the base run outside any.
+    gauge: Option<Arc<AtomicU64>>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -204,6 +214,7 @@ pub(crate) struct Runs {
     base_attributes: Vec<KeyValue>,
     outside: Arc<Resolved>,
     live: Mutex<Interned>,
+    gauge: Arc<AtomicU64>,
     /// Bumped whenever a span records a `zenml.*` field, which may change what its descendants
     /// resolve to; cached resolutions of an older generation are recomputed.
     generation: AtomicU64,
@@ -216,7 +227,7 @@ struct Interned {
 }
 
 impl Runs {
-    pub(crate) fn new(base: Resource) -> Self {
+    pub(crate) fn new(base: Resource, gauge: Arc<AtomicU64>) -> Self {
         // A run's own zenml.* keys win over any the base got from OTEL_RESOURCE_ATTRIBUTES, even
         // where the run has none (an orchestrator has no step id).
         let base_attributes: Vec<KeyValue> = base
@@ -228,7 +239,10 @@ impl Runs {
             .collect();
         let outside = Arc::new(Resolved {
             fields: SpanFields::default(),
-            run: Arc::new(Run { resource: base }),
+            run: Arc::new(Run {
+                resource: base,
+                gauge: None,
+            }),
         });
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Self {
@@ -240,6 +254,7 @@ impl Runs {
                 prune_at: 64,
             }),
             generation: AtomicU64::new(0),
+            gauge,
         }
     }
 
@@ -333,7 +348,11 @@ impl Runs {
                     .chain(zenml.into_iter().flatten()),
             )
             .build();
-        let run = Arc::new(Run { resource });
+        self.gauge.fetch_add(1, Ordering::Relaxed);
+        let run = Arc::new(Run {
+            resource,
+            gauge: Some(Arc::clone(&self.gauge)),
+        });
         live.runs.insert(key, Arc::downgrade(&run));
         run
     }
@@ -393,7 +412,7 @@ mod tests {
 
     #[test]
     fn source_is_derived_unless_given() {
-        let runs = Runs::new(Resource::builder_empty().build());
+        let runs = Runs::new(Resource::builder_empty().build(), Arc::default());
         let step = runs.resolve(fields(Some("r"), Some("s"), None));
         assert_eq!(
             resource_value(&step.run, fields::SOURCE).as_deref(),
@@ -414,7 +433,7 @@ mod tests {
 
     #[test]
     fn one_run_per_key_released_when_unused() {
-        let runs = Runs::new(Resource::builder_empty().build());
+        let runs = Runs::new(Resource::builder_empty().build(), Arc::default());
         let a = runs.resolve(fields(Some("r"), Some("s"), None));
         let b = runs.resolve(fields(Some("r"), Some("s"), None));
         assert!(Arc::ptr_eq(&a.run, &b.run));

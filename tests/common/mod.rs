@@ -67,3 +67,22 @@ pub fn by_body<'a>(records: &'a [ReceivedRecord], body: &str) -> &'a ReceivedRec
     assert_eq!(found.len(), 1, "records with body {body:?}: {found:#?}");
     found[0]
 }
+
+/// Runs `f` on its own thread and fails if it does not finish in time; a panic inside is
+/// passed on as it is.
+pub fn watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    match result.recv_timeout(WAIT + std::time::Duration::from_secs(5)) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread sends before it ends"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no answer in time (deadlock?)")
+        }
+    }
+}
