@@ -12,7 +12,13 @@
 //! - `official_bridge_noop_exporter`: the same bridge with a `LogExporter` that returns `Ok(())`,
 //!   to show what the background HTTP export costs the logging thread.
 //! - `filtered_out`: our layer installed behind a global `LevelFilter::INFO`, logging `debug!`.
+//! - `noop_layer`: registry + a layer that does nothing.
+//! - `filtered_out_per_layer`: a no-op layer plus our layer behind a per-layer `LevelFilter::INFO`,
+//!   logging `debug!`: should cost about what `noop_layer` costs.
 //! - `fmt_sink`: `tracing_subscriber::fmt` writing into `std::io::sink`.
+//!
+//! A third group, `event_in_run_span_threads`, has 2 and 8 threads log at once (each in its own
+//! step span) through ours and through the bridge, so contention shows.
 //!
 //! A second group, `event_in_run_span_paced`, times `zenml_otel` and `official_bridge` one event
 //! at a time with [`PACED_GAP`] of idle time before each event, instead of back to back. A tight
@@ -77,6 +83,7 @@ use opentelemetry_sdk::Resource;
 use tracing::{debug, info, info_span, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::Layer as _;
 use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
 
 /// Batch settings of both exporting cases: our config's defaults.
@@ -401,6 +408,25 @@ fn bench_event(c: &mut Criterion) {
         handle.shutdown().expect("shutdown");
         assert_eq!(handle.stats().emitted, 0, "debug! must be filtered out");
     }
+    in_run_span(tracing_subscriber::registry().with(NoopLayer), || {
+        group.bench_function("noop_layer", |b| b.iter(event));
+    });
+    {
+        // Our layer behind its own (per-layer) filter, next to a layer that takes everything:
+        // the event reaches the subscriber and only our filter turns it away.
+        let layer = ZenmlOtelLayer::new(zenml_config(&sink)).expect("a valid config");
+        let handle = layer.handle();
+        let subscriber = tracing_subscriber::registry()
+            .with(NoopLayer)
+            .with(layer.with_filter(LevelFilter::INFO));
+        in_run_span(subscriber, || {
+            group.bench_function("filtered_out_per_layer", |b| {
+                b.iter(|| debug!(rows = 42u64, model = "resnet", "step progress"));
+            });
+        });
+        handle.shutdown().expect("shutdown");
+        assert_eq!(handle.stats().emitted, 0, "debug! must be filtered out");
+    }
     let fmt = tracing_subscriber::fmt::layer().with_writer(io::sink);
     in_run_span(tracing_subscriber::registry().with(fmt), || {
         group.bench_function("fmt_sink", |b| b.iter(event));
@@ -424,11 +450,105 @@ fn bench_event(c: &mut Criterion) {
     eprintln!("black hole: {requests} requests, {bytes} bytes");
 }
 
+/// A layer that does nothing: the cost of having any layer at all.
+struct NoopLayer;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
+
+/// Queue for the multi-threaded group: large enough that timed events never take the (cheaper)
+/// drop path; flushed, untimed, after every sample.
+const THREADED_QUEUE: usize = 1 << 20;
+
+/// Wall time for `threads` threads, each in its own run span, to log `iters / threads` events
+/// through `dispatch` at once.
+fn threaded(dispatch: &tracing::Dispatch, threads: u64, iters: u64) -> Duration {
+    let per_thread = (iters / threads).max(1);
+    let barrier = std::sync::Barrier::new(threads as usize + 1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    tracing::dispatcher::with_default(dispatch, || {
+                        let span = info_span!(
+                            "step",
+                            zenml.pipeline_run_id = RUN_ID,
+                            zenml.step_id = t,
+                            zenml.source = "step",
+                        );
+                        let _entered = span.enter();
+                        barrier.wait();
+                        for _ in 0..per_thread {
+                            event();
+                        }
+                    })
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for worker in workers {
+            worker.join().expect("emitting thread");
+        }
+        start.elapsed()
+    })
+}
+
+fn bench_threads(c: &mut Criterion) {
+    let sink = BlackHole::start();
+    let mut group = c.benchmark_group("event_in_run_span_threads");
+    for threads in [2u64, 8] {
+        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+            max_queue_size: THREADED_QUEUE,
+            ..zenml_config(&sink)
+        })
+        .expect("a valid config");
+        let handle = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        group.bench_function(format!("zenml_otel/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let elapsed = threaded(&dispatch, threads, iters);
+                handle.force_flush().expect("flush to the sink");
+                elapsed
+            });
+        });
+        handle.shutdown().expect("shutdown");
+        let stats = handle.stats();
+        assert_eq!(stats.dropped + stats.failed, 0, "{stats:?}");
+
+        let processor = BatchLogProcessor::builder(otlp_exporter(&sink))
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(THREADED_QUEUE)
+                    .with_scheduled_delay(SCHEDULE_DELAY)
+                    .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
+                    .build(),
+            )
+            .build();
+        let provider = SdkLoggerProvider::builder()
+            .with_log_processor(processor)
+            .build();
+        let bridge = OpenTelemetryTracingBridge::builder(&provider)
+            .with_tracing_span_attributes(TracingSpanAttributes::all())
+            .build();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(bridge));
+        group.bench_function(format!("official_bridge/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let elapsed = threaded(&dispatch, threads, iters);
+                provider.force_flush().expect("flush to the sink");
+                elapsed
+            });
+        });
+        provider.shutdown().expect("shutdown");
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_event
+    targets = bench_event, bench_threads
 }
 criterion_main!(benches);
