@@ -284,10 +284,10 @@ fn zenml_config(sink: &BlackHole) -> OtelLogStoreConfig {
 fn bench_zenml_otel(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
-    sink: &BlackHole,
+    config: OtelLogStoreConfig,
     gap: Duration,
 ) {
-    let layer = ZenmlOtelLayer::new(zenml_config(sink)).expect("a valid config");
+    let layer = ZenmlOtelLayer::new(config).expect("a valid config");
     let handle = layer.handle();
     let mut issued = 0;
     in_run_span(tracing_subscriber::registry().with(layer), || {
@@ -381,7 +381,23 @@ fn bench_event(c: &mut Criterion) {
     in_run_span(tracing_subscriber::registry(), || {
         group.bench_function("no_layer", |b| b.iter(event));
     });
-    bench_zenml_otel(&mut group, "zenml_otel", &sink, Duration::ZERO);
+    bench_zenml_otel(
+        &mut group,
+        "zenml_otel",
+        zenml_config(&sink),
+        Duration::ZERO,
+    );
+    // The lossless policy on its fast path (room in the queue): what it costs when the
+    // collector keeps up. When it does not, emitters wait for the export thread instead.
+    bench_zenml_otel(
+        &mut group,
+        "zenml_otel_block",
+        OtelLogStoreConfig {
+            on_full: zenml_otel::OnFull::Block,
+            ..zenml_config(&sink)
+        },
+        Duration::ZERO,
+    );
     bench_bridge(
         &mut group,
         "official_bridge",
@@ -437,7 +453,7 @@ fn bench_event(c: &mut Criterion) {
     paced
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(1));
-    bench_zenml_otel(&mut paced, "zenml_otel", &sink, PACED_GAP);
+    bench_zenml_otel(&mut paced, "zenml_otel", zenml_config(&sink), PACED_GAP);
     bench_bridge(
         &mut paced,
         "official_bridge",
