@@ -259,6 +259,7 @@ fn http_exporter(
         .with_protocol(protocol)
         .with_endpoint(settings.endpoint.clone())
         .with_timeout(settings.timeout)
+        .with_retry_policy(retry_policy())
         .with_headers(headers.as_strings())
         .with_http_client(HttpTransport {
             client,
@@ -295,6 +296,7 @@ fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter,
         .with_protocol(opentelemetry_otlp::Protocol::Grpc)
         .with_endpoint(settings.endpoint.clone())
         .with_timeout(settings.timeout)
+        .with_retry_policy(retry_policy())
         .with_interceptor(interceptor);
     if settings.endpoint.starts_with("https://") {
         let tls = match &settings.tls.ca {
@@ -312,6 +314,13 @@ fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter,
         builder = builder.with_compression(compression);
     }
     builder.build().map_err(build_error("endpoint"))
+}
+
+/// Retries bounded by the export timeout alone: the default policy stops after three retries
+/// (about a second), which would fail a batch during a short collector restart although the
+/// user allowed `export_timeout_millis` for it.
+fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::recommended().with_max_retries(usize::MAX)
 }
 
 fn compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {

@@ -147,6 +147,7 @@ fn failed_exports_are_counted() {
         .port();
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
+        export_timeout_millis: 300,
         ..OtelLogStoreConfig::default()
     })
     .unwrap();
@@ -186,6 +187,7 @@ fn a_failure_of_an_earlier_export_is_reported_by_the_next_flush_once() {
         .port();
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
+        export_timeout_millis: 300,
         ..slow_schedule()
     })
     .unwrap();

@@ -1,20 +1,19 @@
 //! OTLP/gRPC: the `LogsService/Export` call, served by tonic on the shared port.
 
-use std::sync::Arc;
-
 use http::{Request, Response};
 use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::Service;
 
-use super::{header_pairs, Encoding, ReceivedRequest, Shared, MAX_BODY_BYTES};
+use super::fault::{self, Conn, Fault, Plan};
+use super::{header_pairs, Encoding, ReceivedRequest, MAX_BODY_BYTES};
 
 /// The path of the one gRPC method the receiver implements.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -23,19 +22,21 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Ex
 #[derive(Debug, Clone)]
 struct GrpcPath(String);
 
-/// Stores every exported request in the receiver's state.
+/// Stores the exported request in the receiver's state, unless `plan` says otherwise.
 struct Sink {
-    shared: Arc<Shared>,
+    conn: Conn,
+    plan: Plan,
 }
 
 /// Answers one gRPC request (any path: unknown methods get `UNIMPLEMENTED` from tonic).
 pub(super) async fn handle(
     mut request: Request<Incoming>,
-    shared: Arc<Shared>,
+    conn: Conn,
+    plan: Plan,
 ) -> Response<tonic::body::Body> {
     let path = request.uri().path().to_owned();
     request.extensions_mut().insert(GrpcPath(path));
-    let mut service = LogsServiceServer::new(Sink { shared })
+    let mut service = LogsServiceServer::new(Sink { conn, plan })
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(MAX_BODY_BYTES);
@@ -57,13 +58,34 @@ impl LogsService for Sink {
             .map_or_else(|| EXPORT_PATH.to_owned(), |p| p.0.clone());
         let headers = header_pairs(&request.metadata().clone().into_headers());
         let body = request.into_inner();
-        self.shared.store(ReceivedRequest {
+        let mut partial_success = None;
+        match self.plan.fault.clone() {
+            None | Some(Fault::Refuse) => {}
+            Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+            Some(Fault::Status { code, retry_after }) => {
+                let status = fault::http_status(code);
+                if status.is_success() {
+                    return Ok(tonic::Response::new(ExportLogsServiceResponse::default()));
+                }
+                return Err(fault::grpc_status(status, retry_after));
+            }
+            Some(Fault::PartialSuccess { rejected, message }) => {
+                partial_success = Some(ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: message,
+                });
+            }
+            Some(Fault::Blackhole) => return self.conn.blackhole(self.plan.generation).await,
+        }
+        self.conn.shared.store(ReceivedRequest {
             path,
             headers,
             encoding: Encoding::Grpc,
             raw: body.encode_to_vec(),
             body,
         });
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success,
+        }))
     }
 }

@@ -39,6 +39,26 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Fault injection
+//!
+//! To test how an exporter copes with an unhealthy collector, the receiver can
+//! misbehave on purpose: refuse connections, answer late, answer an error
+//! status (with `Retry-After`), answer a partial success, or never answer. See
+//! [`Fault`], [`OtlpReceiver::set_fault`] (every later request),
+//! [`OtlpReceiver::fail_next`] (the next `n` requests) and
+//! [`OtlpReceiver::attempts`] (every request that arrived, faulted or not).
+//!
+//! ```rust,no_run
+//! use zenml_otel::testing::{Fault, OtlpReceiver};
+//!
+//! let receiver = OtlpReceiver::start()?;
+//! // The first request is throttled, the exporter retries after a second.
+//! receiver.fail_next(1, Fault::Status { code: 429, retry_after: Some(1) });
+//! // ... export ...
+//! assert!(receiver.attempts() >= 2);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! [OTLP/JSON encoding]: https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
 
 use std::fmt;
@@ -51,7 +71,11 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use tokio::sync::watch;
 
+pub use fault::Fault;
+
+mod fault;
 mod grpc;
 mod json;
 mod otlp_http;
@@ -99,11 +123,18 @@ pub struct TlsOptions {
     pub client_ca_pem: Option<Vec<u8>>,
 }
 
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
     arrived: Condvar,
     tls_failures: AtomicUsize,
+    /// Requests that reached the handlers, faulted or not.
+    attempts: AtomicUsize,
+    faults: Mutex<fault::Faults>,
+    /// Watched by the accept loop (refuse or listen) and by black-holed requests.
+    control: watch::Sender<fault::Control>,
+    /// The accept loop's acknowledgement of `control`, which `set_fault` waits for.
+    applied: Mutex<fault::Applied>,
+    applied_changed: Condvar,
 }
 
 #[derive(Default)]
@@ -164,7 +195,7 @@ impl OtlpReceiver {
     fn launch(tls: Option<tokio_rustls::TlsAcceptor>) -> io::Result<OtlpReceiver> {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         let is_tls = tls.is_some();
         let server = server::Server::spawn(listener, tls, Arc::clone(&shared))?;
         Ok(OtlpReceiver {
@@ -236,14 +267,88 @@ impl OtlpReceiver {
     pub fn tls_failures(&self) -> usize {
         self.shared.tls_failures.load(Ordering::Acquire)
     }
+
+    /// Makes every later request fail with `fault`, or with `None` serves normally again.
+    ///
+    /// Replaces the fault set before and drops whatever [`fail_next`](Self::fail_next)
+    /// queued. Requests held by [`Fault::Blackhole`] are released (their connections closed
+    /// without an answer) by any call.
+    ///
+    /// [`Fault::Refuse`] takes effect before this returns: the port is no longer listening
+    /// and open connections are being closed. Clearing it returns once the port listens
+    /// again.
+    ///
+    /// # Panics
+    ///
+    /// If the receiver cannot listen on its port again after a [`Fault::Refuse`] (the port
+    /// was taken meanwhile), or its server thread does not respond within 10 s.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        let refuse = matches!(fault, Some(Fault::Refuse));
+        let generation = {
+            let mut faults = self.shared.faults();
+            faults.set(fault);
+            let mut generation = 0;
+            // Under the faults lock, so that a request sees its fault and the generation
+            // that goes with it.
+            self.shared.control.send_modify(|control| {
+                control.generation += 1;
+                control.refuse = refuse;
+                generation = control.generation;
+            });
+            generation
+        };
+        let (applied, _) = self
+            .shared
+            .applied_changed
+            .wait_timeout_while(self.shared.applied(), fault::APPLY_TIMEOUT, |applied| {
+                applied.generation < generation
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        assert!(
+            applied.generation >= generation,
+            "the OTLP receiver on {} did not apply the fault within {:?}",
+            self.addr,
+            fault::APPLY_TIMEOUT
+        );
+        if let Some(error) = &applied.error {
+            panic!(
+                "the OTLP receiver cannot listen on {} again: {error}",
+                self.addr
+            );
+        }
+    }
+
+    /// Makes the next `n` requests fail with `fault`; the ones after are served as before
+    /// (normally, or with the fault of [`set_fault`](Self::set_fault)).
+    ///
+    /// Calls queue up: `fail_next(1, a)` then `fail_next(2, b)` faults the next request with
+    /// `a` and the two after it with `b`. [`Fault::Refuse`] here closes each of those
+    /// requests' connections without an answer; the port stays open.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        self.shared.faults().push(n, fault);
+    }
+
+    /// Every request that reached the receiver so far, faulted or not, malformed ones
+    /// included. Connections refused under [`Fault::Refuse`] never reach it and are not
+    /// counted.
+    pub fn attempts(&self) -> usize {
+        self.shared.attempts.load(Ordering::Acquire)
+    }
 }
 
 impl fmt::Debug for OtlpReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (fault, fail_next) = {
+            let faults = self.shared.faults();
+            (faults.standing().cloned(), faults.pending())
+        };
         f.debug_struct("OtlpReceiver")
             .field("endpoint", &self.endpoint())
             .field("record_count", &self.record_count())
             .field("tls_failures", &self.tls_failures())
+            .field("attempts", &self.attempts())
+            .field("fault", &fault)
+            .field("fail_next", &fail_next)
             .finish_non_exhaustive()
     }
 }
@@ -305,6 +410,46 @@ impl ReceivedRecord {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            state: Mutex::default(),
+            arrived: Condvar::new(),
+            tls_failures: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
+            faults: Mutex::default(),
+            control: watch::Sender::new(fault::Control::default()),
+            applied: Mutex::default(),
+            applied_changed: Condvar::new(),
+        }
+    }
+
+    fn faults(&self) -> MutexGuard<'_, fault::Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn applied(&self) -> MutexGuard<'_, fault::Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request that reached a handler and picks its fault.
+    fn next_fault(&self) -> fault::Plan {
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        let mut faults = self.faults();
+        fault::Plan {
+            fault: faults.take(),
+            generation: self.control.borrow().generation,
+        }
+    }
+
+    /// The accept loop applied `generation` of `control`.
+    fn acknowledge(&self, generation: u64, error: Option<String>) {
+        let mut applied = self.applied();
+        applied.generation = applied.generation.max(generation);
+        applied.error = error;
+        drop(applied);
+        self.applied_changed.notify_all();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide what was received from the others.
         self.state.lock().unwrap_or_else(|e| e.into_inner())

@@ -7,11 +7,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prost::Message;
 
-use super::{header_pairs, json, Encoding, ReceivedRequest, Shared, MAX_BODY_BYTES};
+use super::fault::{self, Conn, Fault, Plan};
+use super::{header_pairs, json, Encoding, ReceivedRequest, MAX_BODY_BYTES};
 
 /// Why a request was refused: the status and a plain-text explanation.
 #[derive(Debug)]
@@ -29,37 +30,104 @@ impl Rejection {
     }
 }
 
-/// Answers one OTLP/HTTP request, storing it if it decodes.
+/// Answers one OTLP/HTTP request, storing it if it decodes, unless `plan` says otherwise.
 pub(super) async fn handle(
     request: Request<Incoming>,
-    shared: &Shared,
+    conn: Conn,
+    plan: Plan,
 ) -> Response<tonic::body::Body> {
-    match decode(request).await {
+    let (parts, body) = request.into_parts();
+    // Read the body even for requests about to be refused or faulted: closing a connection
+    // with unread request bytes makes the kernel send a reset, which can destroy the
+    // response in flight.
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(rejection) => return refuse(rejection),
+    };
+    let mut partial_success = None;
+    match plan.fault {
+        None | Some(Fault::Refuse) => {}
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Status { code, retry_after }) => {
+            return fault_status(&parts.headers, code, retry_after)
+        }
+        Some(Fault::PartialSuccess { rejected, message }) => {
+            partial_success = Some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: message,
+            });
+        }
+        Some(Fault::Blackhole) => return conn.blackhole(plan.generation).await,
+    }
+    match decode(parts, body) {
         Ok(received) => {
             let encoding = received.encoding;
             // Store before responding so a caller that saw the 200 also sees the records.
-            shared.store(received);
-            success(encoding)
+            conn.shared.store(received);
+            success(encoding, partial_success)
         }
-        Err(rejection) => {
-            let mut message = rejection.message;
-            message.push('\n');
-            respond(
-                rejection.status,
-                "text/plain; charset=utf-8",
-                message.into_bytes(),
-            )
-        }
+        Err(rejection) => refuse(rejection),
     }
 }
 
-fn success(encoding: Encoding) -> Response<tonic::body::Body> {
-    match encoding {
-        Encoding::Json => respond(StatusCode::OK, "application/json", b"{}".to_vec()),
-        Encoding::Protobuf | Encoding::Grpc => respond(
+fn refuse(rejection: Rejection) -> Response<tonic::body::Body> {
+    let mut message = rejection.message;
+    message.push('\n');
+    respond(
+        rejection.status,
+        "text/plain; charset=utf-8",
+        message.into_bytes(),
+    )
+}
+
+/// The answer of a `Fault::Status`: that status, a `google.rpc.Status` body in the
+/// request's encoding, and `Retry-After` if asked for.
+fn fault_status(
+    headers: &HeaderMap,
+    code: u16,
+    retry_after: Option<u64>,
+) -> Response<tonic::body::Body> {
+    let status = fault::http_status(code);
+    let mut response = match content_type(headers) {
+        Ok(Encoding::Json) => respond(status, "application/json", fault::status_body_json(status)),
+        _ => respond(
+            status,
+            "application/x-protobuf",
+            fault::status_body_protobuf(status),
+        ),
+    };
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn success(
+    encoding: Encoding,
+    partial_success: Option<ExportLogsPartialSuccess>,
+) -> Response<tonic::body::Body> {
+    match (encoding, partial_success) {
+        (Encoding::Json, None) => respond(StatusCode::OK, "application/json", b"{}".to_vec()),
+        (Encoding::Json, Some(partial)) => {
+            // OTLP/JSON: lowerCamelCase keys, 64-bit integers as strings.
+            let body = serde_json::json!({
+                "partialSuccess": {
+                    "rejectedLogRecords": partial.rejected_log_records.to_string(),
+                    "errorMessage": partial.error_message,
+                }
+            });
+            respond(
+                StatusCode::OK,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+        }
+        (Encoding::Protobuf | Encoding::Grpc, partial_success) => respond(
             StatusCode::OK,
             "application/x-protobuf",
-            ExportLogsServiceResponse::default().encode_to_vec(),
+            ExportLogsServiceResponse { partial_success }.encode_to_vec(),
         ),
     }
 }
@@ -77,11 +145,8 @@ fn respond(
     response
 }
 
-async fn decode(request: Request<Incoming>) -> Result<ReceivedRequest, Rejection> {
-    let (parts, body) = request.into_parts();
-    // Read the body even for requests about to be refused: closing a connection with unread
-    // request bytes makes the kernel send a reset, which can destroy the response in flight.
-    let compressed = Limited::new(body, MAX_BODY_BYTES)
+async fn read_body(body: Incoming) -> Result<Bytes, Rejection> {
+    Ok(Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
         .map_err(|e| {
@@ -94,7 +159,10 @@ async fn decode(request: Request<Incoming>) -> Result<ReceivedRequest, Rejection
                 )
             }
         })?
-        .to_bytes();
+        .to_bytes())
+}
+
+fn decode(parts: http::request::Parts, compressed: Bytes) -> Result<ReceivedRequest, Rejection> {
     let path = parts.uri.path().to_owned();
     if !path.ends_with("/v1/logs") {
         return Err(Rejection::new(

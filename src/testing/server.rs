@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,16 +15,23 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, Notify};
 use tokio_rustls::TlsAcceptor;
 
+use super::fault::{race, refusing, Conn, Either, Fault};
 use super::{grpc, otlp_http, Shared};
 
 /// A client that has not finished its TLS handshake by then is dropped (and counted as a failure).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// How long to keep trying to bind the port again after a `Fault::Refuse`, and the pause
+/// between tries.
+const REBIND_FOR: Duration = Duration::from_secs(2);
+const REBIND_BACKOFF: Duration = Duration::from_millis(10);
+/// Listen backlog when listening again after a `Fault::Refuse`.
+const BACKLOG: u32 = 1024;
 
 /// The server thread; dropping it stops the runtime and joins the thread.
 #[derive(Debug)]
@@ -99,9 +107,108 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+/// The listening side of the port: listening, or (under `Fault::Refuse`) not.
+enum Port {
+    Listening(TcpListener),
+    /// Bound but not listening: connections are refused, and nobody else can take the port.
+    Reserved(TcpSocket),
+    /// Not bound at all (binding it again failed); the error says why.
+    Closed(String),
+}
+
+impl Port {
+    /// Brings the port to the wanted state: refusing or listening.
+    async fn apply(self, refuse: bool, addr: SocketAddr) -> Port {
+        match (self, refuse) {
+            (Port::Listening(listener), true) => {
+                // Closing the listener also resets the connections waiting in its backlog.
+                drop(listener);
+                reserve(addr).await
+            }
+            (Port::Closed(_), true) => reserve(addr).await,
+            (Port::Reserved(socket), false) => match socket.listen(BACKLOG) {
+                Ok(listener) => Port::Listening(listener),
+                Err(_) => rebind(addr).await,
+            },
+            (Port::Closed(_), false) => rebind(addr).await,
+            (port, _) => port,
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match self {
+            Port::Closed(error) => Some(error.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Our own closed connections linger in TIME_WAIT on this port.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Binds `addr` without listening, retrying for a while.
+async fn reserve(addr: SocketAddr) -> Port {
+    retry_bind(addr, Port::Reserved).await
+}
+
+/// Binds `addr` and listens, retrying for a while.
+async fn rebind(addr: SocketAddr) -> Port {
+    retry_bind(addr, |socket| match socket.listen(BACKLOG) {
+        Ok(listener) => Port::Listening(listener),
+        Err(e) => Port::Closed(format!("listen: {e}")),
+    })
+    .await
+}
+
+async fn retry_bind(addr: SocketAddr, then: impl Fn(TcpSocket) -> Port) -> Port {
+    let deadline = tokio::time::Instant::now() + REBIND_FOR;
     loop {
-        let stream = match listener.accept().await {
+        let port = match bind(addr) {
+            Ok(socket) => then(socket),
+            Err(e) => Port::Closed(format!("bind: {e}")),
+        };
+        if !matches!(port, Port::Closed(_)) || tokio::time::Instant::now() >= deadline {
+            return port;
+        }
+        tokio::time::sleep(REBIND_BACKOFF).await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let mut control = shared.control.subscribe();
+    let mut port = Port::Listening(listener);
+    loop {
+        let wanted = *control.borrow_and_update();
+        port = port.apply(wanted.refuse, addr).await;
+        shared.acknowledge(
+            wanted.generation,
+            if wanted.refuse { None } else { port.error() },
+        );
+        let Port::Listening(listener) = &port else {
+            // Refusing (or unable to listen): only a change of the fault can help.
+            if control.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let accepted = match race(listener.accept(), control.changed()).await {
+            Either::Left(accepted) => accepted,
+            Either::Right(Ok(())) => continue,
+            Either::Right(Err(_)) => return,
+        };
+        let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(_) => {
                 // Per-connection errors (reset before accept, EMFILE...) must not end the loop.
@@ -127,30 +234,41 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (detected from the connection preface) until the client hangs up.
+/// Serves HTTP/1.1 or HTTP/2 (detected from the connection preface) until the client hangs
+/// up, a handler cuts the connection, or the receiver starts refusing connections.
 async fn serve_connection<S>(stream: S, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let conn = Conn {
+        shared: Arc::clone(&shared),
+        kill: Arc::new(Notify::new()),
+    };
+    let kill = Arc::clone(&conn.kill);
     let service = service_fn(move |request: Request<Incoming>| {
-        let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(dispatch(request, shared).await) }
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(dispatch(request, conn).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's HTTP/1 header read timeout (on by default) needs a timer.
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
-    // Protocol errors and hang-ups end this connection only; nobody is left to tell.
-    let _ = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let serving = builder.serve_connection(TokioIo::new(stream), service);
+    let cut = race(kill.notified(), refusing(&shared.control));
+    // Protocol errors and hang-ups end this connection only; nobody is left to tell. A cut
+    // drops the connection, closing the socket without an answer.
+    let _ = race(serving, cut).await;
 }
 
-async fn dispatch(request: Request<Incoming>, shared: Arc<Shared>) -> Response<tonic::body::Body> {
+async fn dispatch(request: Request<Incoming>, conn: Conn) -> Response<tonic::body::Body> {
+    let plan = conn.shared.next_fault();
+    if plan.fault == Some(Fault::Refuse) {
+        return conn.cut().await;
+    }
     if is_grpc(&request) {
-        grpc::handle(request, shared).await
+        grpc::handle(request, conn, plan).await
     } else {
-        otlp_http::handle(request, &shared).await
+        otlp_http::handle(request, conn, plan).await
     }
 }
 

@@ -407,3 +407,211 @@ fn starts_and_stops_inside_an_async_context() {
         assert!(TcpStream::connect(addr).is_err());
     });
 }
+
+/// Reads from `stream` until the server closes it; `true` if no response byte came back.
+fn closed_without_answer(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => got.is_empty(),
+        // A reset counts as closed; a timeout means the connection is still open.
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::TimedOut,
+    }
+}
+
+fn logs(receiver: &OtlpReceiver, body: &str) -> (u16, String, Vec<u8>) {
+    post(
+        receiver,
+        "/v1/logs",
+        &[],
+        &export_request(&[body]).encode_to_vec(),
+    )
+}
+
+#[test]
+fn status_fault_answers_with_retry_after_and_stores_nothing() {
+    let receiver = OtlpReceiver::start().unwrap();
+    receiver.fail_next(
+        1,
+        Fault::Status {
+            code: 503,
+            retry_after: Some(7),
+        },
+    );
+    receiver.fail_next(
+        1,
+        Fault::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    let (status, head, body) = logs(&receiver, "throttled");
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 7"),
+        "{head}"
+    );
+    assert!(!body.is_empty(), "a google.rpc.Status body");
+    let (status, head, _) = post(
+        &receiver,
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        br#"{"resourceLogs":[]}"#,
+    );
+    assert_eq!(status, 500, "{head}");
+    assert!(!head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    assert!(head.contains("application/json"), "{head}");
+    assert_eq!(receiver.record_count(), 0);
+    assert!(receiver.requests().is_empty());
+
+    let (status, _, _) = logs(&receiver, "served");
+    assert_eq!(status, 200, "fail_next lasts n requests");
+    assert_eq!(receiver.record_count(), 1);
+    assert_eq!(receiver.attempts(), 3);
+}
+
+#[test]
+fn set_fault_applies_to_every_request_until_cleared() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let teapot = Fault::Status {
+        code: 418,
+        retry_after: None,
+    };
+    receiver.set_fault(Some(teapot.clone()));
+    assert!(format!("{receiver:?}").contains("418"), "{receiver:?}");
+    for _ in 0..3 {
+        assert_eq!(logs(&receiver, "x").0, 418);
+    }
+    // set_fault replaces what fail_next queued, too.
+    receiver.fail_next(5, teapot);
+    receiver.set_fault(None);
+    assert_eq!(logs(&receiver, "ok").0, 200);
+    assert_eq!((receiver.attempts(), receiver.record_count()), (4, 1));
+}
+
+#[test]
+fn partial_success_stores_and_answers_in_the_request_encoding() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let fault = Fault::PartialSuccess {
+        rejected: 2,
+        message: "too old".into(),
+    };
+    receiver.fail_next(2, fault);
+    let (status, _, body) = logs(&receiver, "partly");
+    assert_eq!(status, 200);
+    let response = ExportLogsServiceResponse::decode(body.as_slice()).unwrap();
+    let partial = response.partial_success.unwrap();
+    assert_eq!(
+        (partial.rejected_log_records, partial.error_message.as_str()),
+        (2, "too old")
+    );
+
+    let (status, head, body) = post(
+        &receiver,
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"j"}}]}]}]}"#,
+    );
+    assert_eq!(status, 200, "{head}");
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(value["partialSuccess"]["rejectedLogRecords"], "2");
+    assert_eq!(value["partialSuccess"]["errorMessage"], "too old");
+    assert_eq!(receiver.record_count(), 2, "partial successes are stored");
+}
+
+#[test]
+fn refuse_closes_the_port_and_open_connections_then_listens_again() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let mut idle = TcpStream::connect(receiver.addr).unwrap();
+    receiver.set_fault(Some(Fault::Refuse));
+    let error = TcpStream::connect(receiver.addr).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{error}");
+    assert!(closed_without_answer(&mut idle));
+    // Setting it again keeps refusing.
+    receiver.set_fault(Some(Fault::Refuse));
+    assert!(TcpStream::connect(receiver.addr).is_err());
+    receiver.set_fault(None);
+    assert_eq!(logs(&receiver, "back").0, 200);
+    assert_eq!(receiver.local_addr(), receiver.addr);
+    assert_eq!((receiver.attempts(), receiver.record_count()), (1, 1));
+}
+
+#[test]
+fn fail_next_refuse_cuts_the_connection_without_an_answer() {
+    let receiver = OtlpReceiver::start().unwrap();
+    receiver.fail_next(1, Fault::Refuse);
+    let body = export_request(&["cut"]).encode_to_vec();
+    let mut stream = TcpStream::connect(receiver.addr).unwrap();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    assert!(closed_without_answer(&mut stream));
+    assert_eq!(logs(&receiver, "next").0, 200);
+    assert_eq!((receiver.attempts(), receiver.record_count()), (2, 1));
+}
+
+#[test]
+fn blackhole_holds_the_request_until_the_fault_changes() {
+    let receiver = OtlpReceiver::start().unwrap();
+    receiver.fail_next(1, Fault::Blackhole);
+    let body = export_request(&["into the void"]).encode_to_vec();
+    let mut stream = TcpStream::connect(receiver.addr).unwrap();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let error = stream.read(&mut buf).expect_err("no answer while held");
+    assert!(
+        matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
+        "{error}"
+    );
+    // Other connections are served meanwhile.
+    assert_eq!(logs(&receiver, "served").0, 200);
+    receiver.set_fault(None);
+    assert!(closed_without_answer(&mut stream));
+    assert_eq!(receiver.attempts(), 2);
+    assert_eq!(receiver.record_count(), 1, "the held request is not stored");
+}
+
+#[test]
+fn delay_answers_late_and_stores() {
+    let receiver = OtlpReceiver::start().unwrap();
+    receiver.fail_next(1, Fault::Delay(Duration::from_millis(300)));
+    let started = Instant::now();
+    assert_eq!(logs(&receiver, "late").0, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(receiver.record_count(), 1);
+}
+
+#[test]
+fn dropping_the_receiver_releases_black_holed_requests() {
+    let receiver = OtlpReceiver::start().unwrap();
+    receiver.set_fault(Some(Fault::Blackhole));
+    let mut stream = TcpStream::connect(receiver.addr).unwrap();
+    stream
+        .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.attempts() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(receiver.attempts(), 1);
+    let started = Instant::now();
+    drop(receiver);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(closed_without_answer(&mut stream));
+}

@@ -12,6 +12,9 @@
 //! Note: rotel's HTTP exporter always sends `Content-Encoding: gzip` bodies
 //! (the `--otlp-exporter-compression none` flag is ignored by the version
 //! tested, 0.0.1-alpha10), so the receiving end must gunzip.
+//!
+//! For outage tests, [`Rotel::kill`] (SIGKILL, a crash) or [`Rotel::terminate`] (SIGTERM, an
+//! orderly stop) take it down and [`Rotel::restart`] brings it back on the same ports.
 
 use std::fs::File;
 use std::io::Read;
@@ -37,6 +40,10 @@ static INSTANCE: AtomicUsize = AtomicUsize::new(0);
 pub struct Rotel {
     child: Child,
     log_path: PathBuf,
+    binary: PathBuf,
+    forward_to: String,
+    http_port: u16,
+    grpc_port: u16,
     /// OTLP/HTTP receiver base URL, e.g. `http://127.0.0.1:4318`; logs go to
     /// `{http_endpoint}/v1/logs`.
     pub http_endpoint: String,
@@ -54,7 +61,13 @@ impl Rotel {
         let forward_to = forward_to.trim_end_matches('/');
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            match start_once(&binary, forward_to) {
+            let (http_port, grpc_port) = two_free_ports()?;
+            let log = log_path();
+            let started = start_once(&binary, forward_to, http_port, grpc_port, &log);
+            if started.is_err() {
+                let _ = std::fs::remove_file(&log);
+            }
+            match started {
                 Ok(rotel) => return Ok(rotel),
                 // Another process grabbed one of the ports between our probe and rotel's bind.
                 Err(e) if e.contains("Address already in use") => last_err = e,
@@ -78,22 +91,82 @@ impl Rotel {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills rotel with SIGKILL, as a crash would: it forwards nothing more (what it had
+    /// accepted but not yet forwarded is lost with it), its ports refuse connections, and
+    /// open connections are reset. Returns once the process is gone. Idempotent.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops rotel with SIGTERM, as an orchestrator would: it stops listening, forwards the
+    /// batch it holds and exits. Returns once the process is gone (SIGKILL after
+    /// `SHUTDOWN_TIMEOUT`).
+    pub fn terminate(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Whether the rotel process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Starts rotel again — after [`kill`](Self::kill) or [`terminate`](Self::terminate), or
+    /// stopping it first (SIGTERM) if it still runs — on the same ports, forwarding to the same
+    /// place, appending to the same log. Returns once both ports accept connections.
+    ///
+    /// The ports may still be held for a moment by the old process' sockets, so binding is
+    /// retried for up to `STARTUP_TIMEOUT`.
+    pub fn restart(&mut self) -> Result<(), String> {
+        stop(&mut self.child);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match start_once(
+                &self.binary,
+                &self.forward_to,
+                self.http_port,
+                self.grpc_port,
+                &self.log_path,
+            ) {
+                Ok(mut started) => {
+                    // Take over the new child; `started` must not stop it on drop.
+                    std::mem::swap(&mut self.child, &mut started.child);
+                    started.log_path = PathBuf::new();
+                    return Ok(());
+                }
+                Err(e) if e.contains("Address already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("restarting rotel-agent: {e}")),
+            }
+        }
+    }
 }
 
 impl Drop for Rotel {
     fn drop(&mut self) {
         stop(&mut self.child);
         // Keep the log of a failing (panicking) test for inspection.
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !self.log_path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.log_path);
         }
     }
 }
 
-fn start_once(binary: &Path, forward_to: &str) -> Result<Rotel, String> {
-    let (http_port, grpc_port) = two_free_ports()?;
-    let log_path = log_path();
-    let log = File::create(&log_path)
+/// Starts rotel on the given ports, appending its output to `log_path`.
+fn start_once(
+    binary: &Path,
+    forward_to: &str,
+    http_port: u16,
+    grpc_port: u16,
+    log_path: &Path,
+) -> Result<Rotel, String> {
+    let log_path = log_path.to_path_buf();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
         .map_err(|e| format!("cannot create rotel log file {}: {e}", log_path.display()))?;
     let log_err = log
         .try_clone()
@@ -130,7 +203,6 @@ fn start_once(binary: &Path, forward_to: &str) -> Result<Rotel, String> {
         match child.try_wait() {
             Ok(Some(status)) => {
                 let output = read_log(&log_path);
-                let _ = std::fs::remove_file(&log_path);
                 return Err(format!(
                     "rotel-agent ({}) exited early with {status}; its output:\n{output}",
                     binary.display()
@@ -146,6 +218,10 @@ fn start_once(binary: &Path, forward_to: &str) -> Result<Rotel, String> {
             return Ok(Rotel {
                 child,
                 log_path,
+                binary: binary.to_path_buf(),
+                forward_to: forward_to.to_owned(),
+                http_port,
+                grpc_port,
                 http_endpoint: format!("http://{http_addr}"),
                 grpc_endpoint: format!("http://{grpc_addr}"),
             });

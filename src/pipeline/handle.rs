@@ -1,0 +1,166 @@
+//! What users hold: [`LogStoreHandle`] to flush, shut down and count, [`ShutdownGuard`] to do
+//! it on drop, and [`ExportStats`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
+
+use super::{Control, Shared};
+use crate::Error;
+
+/// How long [`LogStoreHandle::force_flush`] waits for the export thread before giving up.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack over one export timeout that [`LogStoreHandle::shutdown`] allows.
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
+
+/// Counters of the records that went through the pipeline.
+///
+/// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned,
+/// `emitted == exported + dropped + failed + rejected` for everything emitted before the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Events that became records.
+    pub emitted: u64,
+    /// Records the collector acknowledged.
+    pub exported: u64,
+    /// Records never sent: the queue was full, the pipeline was shut down, or shutdown's
+    /// deadline passed before they could be.
+    pub dropped: u64,
+    /// Records sent in requests that failed after the exporter's retries.
+    pub failed: u64,
+    /// Records the collector answered as rejected in a partial success (OTLP/HTTP; gRPC
+    /// responses are not visible through opentelemetry-otlp).
+    pub rejected: u64,
+    /// Distinct run/step/source contexts whose state is held now: by an open span or a queued
+    /// record. Falls back to zero once their spans closed and their records were exported.
+    pub live_runs: u64,
+}
+
+/// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
+///
+/// Cheap to clone; every clone controls the same pipeline.
+#[derive(Debug, Clone)]
+pub struct LogStoreHandle {
+    pub(super) control: Sender<Control>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl LogStoreHandle {
+    /// Exports every record emitted before this call and waits (at most 30 s) until each was
+    /// acknowledged or failed. Returns an error if any export failed since the previous flush
+    /// (whatever triggered that export), so `Ok` means nothing emitted before the call failed.
+    ///
+    /// Once the layer itself has been dropped, its export thread has already exported
+    /// everything on the way out and this returns `Ok(())`; after [`shutdown`](Self::shutdown)
+    /// it returns an error saying so.
+    pub fn force_flush(&self) -> Result<(), Error> {
+        let (ack, done) = bounded(1);
+        if self.control.send(Control::Flush(ack)).is_err() {
+            return self.after_stop();
+        }
+        match done.recv_timeout(FLUSH_TIMEOUT) {
+            Ok(result) => result.map_err(Error::export),
+            Err(RecvTimeoutError::Timeout) => Err(Error::timeout("force_flush")),
+            // The export thread stopped before reading the request, after its last export.
+            Err(RecvTimeoutError::Disconnected) => self.after_stop(),
+        }
+    }
+
+    fn after_stop(&self) -> Result<(), Error> {
+        if self.shared.shutdown_requested.load(Ordering::Acquire) {
+            Err(Error::shut_down())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Exports what is queued, then stops the export thread. Returns within the export timeout
+    /// (`export_timeout_millis`) plus 200 ms, whatever the collector does; records not exported
+    /// by then are counted as dropped, as are records emitted afterwards. Calling it again
+    /// returns `Ok(())` at once.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        if self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (ack, done) = bounded(1);
+        if self.control.send(Control::Shutdown(ack)).is_err() {
+            return Ok(()); // the export thread already stopped on its own
+        }
+        let result = match done.recv_timeout(self.shared.timeout + SHUTDOWN_SLACK) {
+            Ok(result) => result.map_err(Error::export),
+            Err(RecvTimeoutError::Timeout) => {
+                // The export thread is stuck on a collector that does not answer: count what
+                // it still holds and leave it to finish (or not) on its own.
+                self.shared.close();
+                let lost = self.shared.ledger.abandon(&self.shared.records);
+                self.shared.warn(&format!(
+                    "shutdown timed out; {lost} records still queued or in flight are dropped"
+                ));
+                return Err(Error::timeout("shutdown"));
+            }
+            Err(RecvTimeoutError::Disconnected) => Ok(()),
+        };
+        let worker = self
+            .shared
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(worker) = worker {
+            // It has already answered, so this only waits for the thread to return.
+            let _ = worker.join();
+        }
+        result
+    }
+
+    /// The pipeline's counters now.
+    pub fn stats(&self) -> ExportStats {
+        self.shared.count_stragglers();
+        let ledger = &self.shared.ledger;
+        ExportStats {
+            emitted: ledger.emitted.load(Ordering::Relaxed),
+            exported: ledger.exported.load(Ordering::Relaxed),
+            dropped: ledger.dropped.load(Ordering::Relaxed),
+            failed: ledger.failed.load(Ordering::Relaxed),
+            rejected: ledger.rejected.load(Ordering::Relaxed),
+            live_runs: self.shared.live_runs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A guard that shuts the pipeline down when dropped. See [`ShutdownGuard`].
+    pub fn guard(&self) -> ShutdownGuard {
+        ShutdownGuard {
+            handle: self.clone(),
+        }
+    }
+}
+
+/// Shuts the log store down when dropped, so queued records are exported before the process
+/// exits (waiting at most the export timeout plus 200 ms).
+///
+/// Bind it to a named variable that lives as long as logging should: `let _guard = …;`.
+/// `let _ = layer.guard();` drops it at once, shutting the pipeline down before anything is
+/// logged — every later record is then counted as dropped.
+#[must_use = "dropping the guard shuts the log store down at once; bind it with `let _guard = ...`"]
+#[derive(Debug)]
+pub struct ShutdownGuard {
+    handle: LogStoreHandle,
+}
+
+impl ShutdownGuard {
+    /// The handle of the pipeline this guard shuts down.
+    pub fn handle(&self) -> &LogStoreHandle {
+        &self.handle
+    }
+}
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.handle.shutdown() {
+            eprintln!("zenml-otel: shutdown on guard drop: {error}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Where every record's fate is written, exactly once: exported, dropped, failed or rejected.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crossbeam_channel::Receiver;
+
+use super::QueuedRecord;
+
+/// The counters, and the book that keeps the export thread and an abandoning `shutdown()` from
+/// both counting the same records.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    pub(super) emitted: AtomicU64,
+    pub(super) exported: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) rejected: AtomicU64,
+    book: Mutex<Book>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    /// Records the export thread has taken from the queue and not yet settled.
+    in_flight: u64,
+    /// `shutdown()` gave up waiting and counted everything unsettled as dropped; the export
+    /// thread counts nothing more.
+    abandoned: bool,
+}
+
+/// How an export of `n` records ended.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Outcome {
+    /// Acknowledged, with this many rejected in a partial success.
+    Exported {
+        rejected: u64,
+    },
+    Failed,
+    /// Never sent (the shutdown deadline had passed).
+    Dropped,
+}
+
+impl Ledger {
+    /// Moves up to `max` records into `batch`, unless the pipeline was abandoned. Taking and
+    /// marking them in flight is one step, so an abandoning `shutdown()` sees each record
+    /// either in the queue or in flight, never in between.
+    pub(super) fn take(
+        &self,
+        records: &Receiver<QueuedRecord>,
+        batch: &mut Vec<QueuedRecord>,
+        max: usize,
+    ) -> bool {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if book.abandoned {
+            return false;
+        }
+        let before = batch.len();
+        batch.extend(records.try_iter().take(max.saturating_sub(before)));
+        book.in_flight += (batch.len() - before) as u64;
+        true
+    }
+
+    /// Counts `n` in-flight records as `outcome`, unless `shutdown()` already counted them.
+    pub(super) fn settle(&self, n: u64, outcome: Outcome) {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if book.abandoned {
+            return;
+        }
+        book.in_flight = book.in_flight.saturating_sub(n);
+        match outcome {
+            Outcome::Exported { rejected } => {
+                let rejected = rejected.min(n);
+                self.exported.fetch_add(n - rejected, Ordering::Relaxed);
+                self.rejected.fetch_add(rejected, Ordering::Relaxed);
+            }
+            Outcome::Failed => {
+                self.failed.fetch_add(n, Ordering::Relaxed);
+            }
+            Outcome::Dropped => {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether `shutdown()` gave up on the export thread.
+    pub(super) fn abandoned(&self) -> bool {
+        self.book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abandoned
+    }
+
+    /// `shutdown()` stops waiting: whatever is in flight or still queued is dropped, counted
+    /// here once. Returns how many.
+    pub(super) fn abandon(&self, records: &Receiver<QueuedRecord>) -> u64 {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if book.abandoned {
+            return 0;
+        }
+        book.abandoned = true;
+        let lost = std::mem::take(&mut book.in_flight) + records.try_iter().count() as u64;
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        lost
+    }
+}
