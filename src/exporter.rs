@@ -14,44 +14,58 @@ use opentelemetry_sdk::Resource;
 use crate::config::{Compression, Protocol, Settings};
 use crate::Error;
 
-/// The exporter and what its futures run on. Lives on the export thread.
+/// One exporter and what its futures run on. Each sender thread of the pipeline owns one; they
+/// share one HTTP client (one connection pool) or one gRPC runtime.
 #[derive(Debug)]
 pub(crate) struct Transport {
     exporter: opentelemetry_otlp::LogExporter,
     /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass on.
     http_outcome: Arc<Mutex<HttpOutcome>>,
-    /// Only for gRPC. Dropped after the exporter (field order), inside no other runtime.
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Only for gRPC: a one-worker runtime the crate owns, shared by the senders (tonic's
+    /// connections are driven there; each sender `block_on`s its own export).
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
 }
 
 impl Transport {
-    /// Builds the transport; call it on the thread that will export.
-    pub(crate) fn build(settings: &Settings) -> Result<Self, Error> {
+    /// Builds `lanes` transports that can export concurrently.
+    pub(crate) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         match settings.protocol {
             Protocol::Grpc => {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .thread_name("zenml-otel-grpc")
                     .build()
                     .map_err(|e| Error::export(format!("cannot start the gRPC runtime: {e}")))?;
+                let runtime = Arc::new(runtime);
                 // tonic's lazy channel registers with the runtime it is created in.
-                let exporter = {
-                    let _entered = runtime.enter();
-                    grpc_exporter(settings)?
-                };
-                Ok(Self {
-                    exporter,
-                    http_outcome: Arc::default(),
-                    runtime: Some(runtime),
-                })
+                let _entered = runtime.enter();
+                (0..lanes)
+                    .map(|_| {
+                        Ok(Self {
+                            exporter: grpc_exporter(settings)?,
+                            http_outcome: Arc::default(),
+                            runtime: Some(Arc::clone(&runtime)),
+                        })
+                    })
+                    .collect()
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let http_outcome = Arc::default();
-                Ok(Self {
-                    exporter: http_exporter(settings, Arc::clone(&http_outcome))?,
-                    http_outcome,
-                    runtime: None,
-                })
+                let client = http_client(settings)?;
+                (0..lanes)
+                    .map(|_| {
+                        let http_outcome = Arc::default();
+                        Ok(Self {
+                            exporter: http_exporter(
+                                settings,
+                                client.clone(),
+                                Arc::clone(&http_outcome),
+                            )?,
+                            http_outcome,
+                            runtime: None,
+                        })
+                    })
+                    .collect()
             }
         }
     }
@@ -219,10 +233,8 @@ impl HttpClient for HttpTransport {
     }
 }
 
-fn http_exporter(
-    settings: &Settings,
-    outcome: Arc<Mutex<HttpOutcome>>,
-) -> Result<opentelemetry_otlp::LogExporter, Error> {
+/// The blocking reqwest client with the configured timeout and TLS; clones share its pool.
+fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> {
     let mut client = reqwest::blocking::Client::builder().timeout(settings.timeout);
     if let Some(ca) = &settings.tls.ca {
         let roots = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
@@ -246,9 +258,16 @@ fn http_exporter(
         })?;
         client = client.identity(identity);
     }
-    let client = client
+    client
         .build()
-        .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))?;
+        .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))
+}
+
+fn http_exporter(
+    settings: &Settings,
+    client: reqwest::blocking::Client,
+    outcome: Arc<Mutex<HttpOutcome>>,
+) -> Result<opentelemetry_otlp::LogExporter, Error> {
     let headers = HeaderPrecedence::new(settings);
     let protocol = match settings.protocol {
         Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,

@@ -13,12 +13,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
-use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
 use self::ledger::Ledger;
-use self::worker::Worker;
+use self::worker::Coordinator;
 use crate::config::Settings;
 use crate::exporter::Transport;
 use crate::span_context::Run;
@@ -33,10 +32,17 @@ thread_local! {
     static ON_EXPORT_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
-/// `true` on the pipeline's own thread, where events are never exported (no telemetry loop).
+/// `true` on the pipeline's own threads, where events are never exported (no telemetry loop).
 pub(crate) fn on_export_thread() -> bool {
     ON_EXPORT_THREAD.with(Cell::get)
 }
+
+fn mark_export_thread() {
+    ON_EXPORT_THREAD.with(|flag| flag.set(true));
+}
+
+/// Export requests in flight at once: while the collector works on one, the next is encoded.
+const LANES: usize = 2;
 
 /// A record waiting for export, with the run it belongs to.
 #[derive(Debug)]
@@ -198,30 +204,28 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("zenml-otel-export".to_owned())
         .spawn(move || {
-            ON_EXPORT_THREAD.with(|flag| flag.set(true));
-            let transport = match Transport::build(&worker_settings) {
-                Ok(transport) => transport,
+            mark_export_thread();
+            let coordinator = Transport::build(&worker_settings, LANES).and_then(|transports| {
+                Coordinator::new(
+                    transports,
+                    records_rx,
+                    control_rx,
+                    max_batch,
+                    worker_settings.schedule_delay,
+                    worker_settings.timeout,
+                    worker_shared,
+                )
+                .map_err(|e| Error::export(format!("cannot start the export threads: {e}")))
+            });
+            match coordinator {
+                Ok(coordinator) => {
+                    let _ = built_tx.send(Ok(()));
+                    coordinator.run();
+                }
                 Err(error) => {
                     let _ = built_tx.send(Err(error));
-                    return;
                 }
-            };
-            let _ = built_tx.send(Ok(()));
-            Worker {
-                transport,
-                scope: InstrumentationScope::builder("zenml-otel")
-                    .with_version(env!("CARGO_PKG_VERSION"))
-                    .build(),
-                records: records_rx,
-                control: control_rx,
-                batch: Vec::with_capacity(max_batch),
-                max_batch,
-                delay: worker_settings.schedule_delay,
-                timeout: worker_settings.timeout,
-                shared: worker_shared,
-                unreported_failure: None,
             }
-            .run()
         })
         .map_err(|e| Error::export(format!("cannot start the export thread: {e}")))?;
     match built_rx.recv() {

@@ -1,8 +1,10 @@
-//! The export thread: takes records from the queue in batches, groups them by run and exports
-//! each group under its run's resource.
+//! The export threads. A coordinator takes records from the queue in batches and groups them by
+//! run; senders export each group under its run's resource. With more than one sender, the
+//! next batch is encoded while the collector still works on the last one.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -12,22 +14,119 @@ use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use super::ledger::Outcome;
 use super::{Control, QueuedRecord, Shared};
 use crate::exporter::Transport;
+use crate::span_context::Run;
 
-pub(super) struct Worker {
-    pub(super) transport: Transport,
-    pub(super) scope: InstrumentationScope,
-    pub(super) records: Receiver<QueuedRecord>,
-    pub(super) control: Receiver<Control>,
-    pub(super) batch: Vec<QueuedRecord>,
-    pub(super) max_batch: usize,
-    pub(super) delay: Duration,
-    pub(super) timeout: Duration,
-    pub(super) shared: Arc<Shared>,
-    /// The last export failure not yet reported to a flush or shutdown.
-    pub(super) unreported_failure: Option<String>,
+/// The records of one run, for one export request.
+struct Job {
+    run: Arc<Run>,
+    records: Vec<QueuedRecord>,
+    /// Past it (shutdown's deadline), the job is counted as dropped instead of sent.
+    deadline: Option<Instant>,
 }
 
-impl Worker {
+/// What the coordinator and the senders share: jobs not yet finished, and the last failure not
+/// yet reported to a flush or shutdown.
+#[derive(Default)]
+struct Progress {
+    state: Mutex<ProgressState>,
+    idle: Condvar,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    pending: usize,
+    unreported_failure: Option<String>,
+}
+
+impl Progress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every job handed out so far is finished, then takes the failure to report:
+    /// `Ok` means every record emitted before the call reached the collector or was counted.
+    fn settle(&self) -> Result<(), String> {
+        let mut state = self.lock();
+        while state.pending > 0 {
+            state = self.idle.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.unreported_failure.take().map_or(Ok(()), Err)
+    }
+
+    fn finished(&self, failure: Option<String>) {
+        let mut state = self.lock();
+        state.pending -= 1;
+        if failure.is_some() {
+            state.unreported_failure = failure;
+        }
+        if state.pending == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// The thread that batches and hands out the work; it owns the sender threads.
+pub(super) struct Coordinator {
+    records: Receiver<QueuedRecord>,
+    control: Receiver<Control>,
+    batch: Vec<QueuedRecord>,
+    max_batch: usize,
+    delay: Duration,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    jobs: Option<Sender<Job>>,
+    progress: Arc<Progress>,
+    senders: Vec<JoinHandle<()>>,
+}
+
+impl Coordinator {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        transports: Vec<Transport>,
+        records: Receiver<QueuedRecord>,
+        control: Receiver<Control>,
+        max_batch: usize,
+        delay: Duration,
+        timeout: Duration,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Self> {
+        // One job waiting per sender at most: batches beyond that stay in the bounded queue,
+        // where they are counted, rather than piling up here.
+        let (jobs, job_queue) = crossbeam_channel::bounded::<Job>(transports.len());
+        let progress = Arc::new(Progress::default());
+        let scope = InstrumentationScope::builder("zenml-otel")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let senders = transports
+            .into_iter()
+            .enumerate()
+            .map(|(lane, transport)| {
+                let sender = Lane {
+                    transport,
+                    scope: scope.clone(),
+                    jobs: job_queue.clone(),
+                    shared: Arc::clone(&shared),
+                    progress: Arc::clone(&progress),
+                };
+                std::thread::Builder::new()
+                    .name(format!("zenml-otel-send-{lane}"))
+                    .spawn(move || sender.run())
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Self {
+            records,
+            control,
+            batch: Vec::with_capacity(max_batch),
+            max_batch,
+            delay,
+            timeout,
+            shared,
+            jobs: Some(jobs),
+            progress,
+            senders,
+        })
+    }
+
     pub(super) fn run(mut self) {
         let mut tick = Instant::now() + self.delay;
         loop {
@@ -36,25 +135,23 @@ impl Worker {
             let control = self
                 .control
                 .recv_timeout(tick.saturating_duration_since(Instant::now()));
-            // Export errors are counted and warned about where they happen, and reported to the
-            // next flush or shutdown.
             match control {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
-                    self.export_queued(None);
+                    self.dispatch_queued(None);
                 }
                 Ok(Control::Flush(ack)) => {
-                    self.export_queued(None);
-                    let _ = ack.send(self.report());
+                    self.dispatch_queued(None);
+                    let _ = ack.send(self.progress.settle());
                 }
-                Ok(Control::StepEnded) => self.export_queued(None),
+                Ok(Control::StepEnded) => self.dispatch_queued(None),
                 Ok(Control::Shutdown(ack)) => {
                     let deadline = Instant::now() + self.timeout;
                     return self.stop(Some(deadline), Some(ack));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
-                    self.export_queued(None);
+                    self.dispatch_queued(None);
                 }
                 // Every handle and the layer are gone: nothing more can arrive or be asked.
                 Err(RecvTimeoutError::Disconnected) => return self.stop(None, None),
@@ -62,9 +159,9 @@ impl Worker {
         }
     }
 
-    /// Exports what is queued now (not what arrives meanwhile, so a flush under constant load
-    /// still ends), in batches; past `deadline`, counts the rest as dropped instead.
-    fn export_queued(&mut self, deadline: Option<Instant>) {
+    /// Hands out what is queued now (not what arrives meanwhile, so a flush under constant load
+    /// still ends), a batch at a time.
+    fn dispatch_queued(&mut self, deadline: Option<Instant>) {
         let mut remaining = self.records.len();
         while remaining > 0 {
             let want = remaining.min(self.max_batch);
@@ -79,71 +176,104 @@ impl Worker {
                 return;
             }
             remaining = remaining.saturating_sub(self.batch.len());
-            self.export_batch(deadline);
+            self.dispatch_batch(deadline);
         }
     }
 
-    /// What a flush or shutdown answers: the last export failure since the previous answer, so
-    /// `Ok` means every record emitted before the call reached the collector or was counted.
-    fn report(&mut self) -> Result<(), String> {
-        self.unreported_failure.take().map_or(Ok(()), Err)
-    }
-
-    fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
-        self.export_queued(deadline);
-        let result = self.report();
-        self.shared.close();
-        // Records that got in between the last export and `close`: counted, never lost quietly.
-        self.shared.count_stragglers();
-        self.transport.shutdown();
-        if let Some(ack) = ack {
-            let _ = ack.send(result);
-        }
-    }
-
-    /// Exports the current batch, one request per run so each goes under its own resource;
-    /// past `deadline` (or once shutdown gave up on this thread) starts no new request.
-    fn export_batch(&mut self, deadline: Option<Instant>) {
+    /// One job per run in the batch, so each request goes under its own resource.
+    fn dispatch_batch(&mut self, deadline: Option<Instant>) {
         // Stable sort: records of one run keep their order.
         self.batch
             .sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
-        let ledger = &self.shared.ledger;
-        let mut start = 0;
-        while start < self.batch.len() {
-            let run = Arc::clone(&self.batch[start].run);
-            let end = start
-                + self.batch[start..]
-                    .iter()
-                    .take_while(|queued| Arc::ptr_eq(&queued.run, &run))
-                    .count();
-            let records = start..end;
-            start = end;
-            let n = records.len() as u64;
-            if deadline.is_some_and(|d| Instant::now() >= d) || ledger.abandoned() {
-                ledger.settle(n, Outcome::Dropped);
-                continue;
-            }
-            let group: Vec<(&SdkLogRecord, &InstrumentationScope)> = self.batch[records]
+        let Some(jobs) = &self.jobs else { return };
+        while let Some(first) = self.batch.first() {
+            let run = Arc::clone(&first.run);
+            let n = self
+                .batch
                 .iter()
-                .map(|queued| (&queued.record, &self.scope))
-                .collect();
-            self.transport.set_resource(&run.resource);
-            match self.transport.export(LogBatch::new(&group)) {
-                Ok(rejected) => {
-                    ledger.settle(n, Outcome::Exported { rejected });
-                    if rejected > 0 {
-                        self.shared
-                            .warn(&format!("the collector rejected {rejected} of {n} records"));
-                    }
-                }
-                Err(error) => {
-                    ledger.settle(n, Outcome::Failed);
-                    self.shared
-                        .warn(&format!("export of {n} records failed: {error}"));
-                    self.unreported_failure = Some(error);
-                }
+                .take_while(|queued| Arc::ptr_eq(&queued.run, &run))
+                .count();
+            let records: Vec<QueuedRecord> = self.batch.drain(..n).collect();
+            self.progress.lock().pending += 1;
+            let job = Job {
+                run,
+                records,
+                deadline,
+            };
+            if let Err(unsent) = jobs.send(job) {
+                // Every sender is gone (it cannot happen while we hold `jobs`): count, not lose.
+                let n = unsent.into_inner().records.len() as u64;
+                self.shared.ledger.settle(n, Outcome::Dropped);
+                self.progress.finished(None);
             }
         }
-        self.batch.clear();
+    }
+
+    fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
+        self.dispatch_queued(deadline);
+        let result = self.progress.settle();
+        self.shared.close();
+        // Records that got in between the last export and `close`: counted, never lost quietly.
+        self.shared.count_stragglers();
+        // Senders finish their (already settled) work and return once the job queue closes.
+        self.jobs = None;
+        if let Some(ack) = ack {
+            let _ = ack.send(result);
+        }
+        for sender in self.senders.drain(..) {
+            let _ = sender.join();
+        }
+    }
+}
+
+/// A sender thread: exports the jobs it is handed with its own exporter.
+struct Lane {
+    transport: Transport,
+    scope: InstrumentationScope,
+    jobs: Receiver<Job>,
+    shared: Arc<Shared>,
+    progress: Arc<Progress>,
+}
+
+impl Lane {
+    fn run(mut self) {
+        super::mark_export_thread();
+        while let Ok(job) = self.jobs.recv() {
+            let failure = self.export(&job);
+            self.progress.finished(failure);
+        }
+        self.transport.shutdown();
+    }
+
+    /// Exports one job and counts its records; returns the failure, if it failed.
+    fn export(&mut self, job: &Job) -> Option<String> {
+        let ledger = &self.shared.ledger;
+        let n = job.records.len() as u64;
+        if job.deadline.is_some_and(|d| Instant::now() >= d) || ledger.abandoned() {
+            ledger.settle(n, Outcome::Dropped);
+            return None;
+        }
+        let group: Vec<(&SdkLogRecord, &InstrumentationScope)> = job
+            .records
+            .iter()
+            .map(|queued| (&queued.record, &self.scope))
+            .collect();
+        self.transport.set_resource(&job.run.resource);
+        match self.transport.export(LogBatch::new(&group)) {
+            Ok(rejected) => {
+                ledger.settle(n, Outcome::Exported { rejected });
+                if rejected > 0 {
+                    self.shared
+                        .warn(&format!("the collector rejected {rejected} of {n} records"));
+                }
+                None
+            }
+            Err(error) => {
+                ledger.settle(n, Outcome::Failed);
+                self.shared
+                    .warn(&format!("export of {n} records failed: {error}"));
+                Some(error)
+            }
+        }
     }
 }
