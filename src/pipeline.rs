@@ -42,7 +42,7 @@ fn mark_export_thread() {
 }
 
 /// Export requests in flight at once: while the collector works on one, the next is encoded.
-const LANES: usize = 2;
+const LANES: usize = 3;
 
 /// A record waiting for export, with the run it belongs to.
 #[derive(Debug)]
