@@ -518,10 +518,15 @@ fn emitting_never_waits(protocol: Protocol) {
     emit(&harness, 1000, "meanwhile");
     let emitting = started.elapsed();
     // Structural, not a benchmark: emitting only enqueues (try_send), so the loop is over
-    // while the collector still holds the first request unanswered.
-    assert_eq!(
-        harness.receiver.record_count(),
-        0,
+    // while the collector still holds the first request unanswered. (Other export lanes may
+    // deliver "meanwhile" records already; the slow one must not have been answered.)
+    let slow_answered = harness
+        .receiver
+        .records()
+        .iter()
+        .any(|r| r.body().as_deref() == Some("slow"));
+    assert!(
+        !slow_answered,
         "{protocol:?}: the emit loop ({emitting:?}) outlasted a {DELAY:?} export: it waited on I/O"
     );
     assert!(emitting < DELAY, "{emitting:?}");
