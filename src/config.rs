@@ -4,6 +4,8 @@
 mod endpoint;
 mod env;
 
+pub(crate) use env::HEADERS as HEADER_VARIABLES;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 use opentelemetry_sdk::Resource;
 
-use crate::config::{Compression, Protocol, Settings};
+use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
 use crate::Error;
 
 /// One exporter and what its futures run on. Each sender thread of the pipeline owns one; they
@@ -115,13 +115,16 @@ struct HeaderPrecedence {
 impl HeaderPrecedence {
     fn new(settings: &Settings) -> Self {
         let ours: Vec<&HeaderName> = settings.headers.iter().map(|(name, _)| name).collect();
-        let from_env = std::env::var("OTEL_EXPORTER_OTLP_LOGS_HEADERS")
-            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
-            .unwrap_or_default();
-        let suppressed = from_env
-            .split(',')
-            .filter_map(|entry| entry.split_once('='))
-            .filter_map(|(name, _)| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        let suppressed = HEADER_VARIABLES
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .flat_map(|value| {
+                value
+                    .split(',')
+                    .filter_map(|entry| Some(entry.split_once('=')?.0.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
             .filter(|name| !ours.contains(&name))
             .collect();
         Self {

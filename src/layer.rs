@@ -44,7 +44,7 @@ fn is_exporter_target(target: &str) -> bool {
 }
 
 /// A [`tracing_subscriber::Layer`] that exports every event as an OpenTelemetry log record over
-/// OTLP/HTTP, under a resource naming its ZenML pipeline run, step and source.
+/// OTLP (HTTP or gRPC), under a resource naming its ZenML pipeline run, step and source.
 ///
 /// See the [crate docs](crate) for the field, resource and record mappings.
 #[derive(Debug)]
@@ -58,7 +58,8 @@ pub struct ZenmlOtelLayer {
 }
 
 impl ZenmlOtelLayer {
-    /// Validates `config`, builds the OTLP exporter and starts the export thread.
+    /// Applies the environment to the fields `config` leaves at their defaults, validates
+    /// everything, builds the OTLP exporter and starts the export threads.
     ///
     /// Fails with an [`Error`] naming the field when a value is unusable (an endpoint that is not
     /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses). Nothing
@@ -205,7 +206,7 @@ where
         // one, which the loop guard needs, is in their normalized metadata.
         let bridged = event.normalized_metadata();
         let meta = bridged.as_ref().unwrap_or_else(|| event.metadata());
-        if is_exporter_target(meta.target()) {
+        if is_exporter_target(meta.target()) || self.emitter.drop_early() {
             return;
         }
         let now = SystemTime::now();

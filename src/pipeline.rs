@@ -81,6 +81,9 @@ struct Shared {
     timeout: Duration,
     worker: Mutex<Option<JoinHandle<()>>>,
     last_warning: Mutex<Option<Instant>>,
+    /// Milliseconds after `epoch` before which no warning is printed.
+    quiet_until: AtomicU64,
+    epoch: Instant,
     live_runs: Arc<AtomicU64>,
 }
 
@@ -106,9 +109,16 @@ impl Shared {
 
     /// Rate-limited note on stderr; never through `tracing`, which would feed the queue again.
     fn warn(&self, what: &str) {
+        // Dropping records is the overload path: skip the lock while a warning is recent.
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now < self.quiet_until.load(Ordering::Relaxed) {
+            return;
+        }
         let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
         if last.map_or(true, |at| at.elapsed() >= WARN_EVERY) {
             *last = Some(Instant::now());
+            self.quiet_until
+                .store(now + WARN_EVERY.as_millis() as u64, Ordering::Relaxed);
             let l = &self.ledger;
             eprintln!(
                 "zenml-otel: {what} (emitted {}, exported {}, dropped {}, failed {}, rejected {})",
@@ -134,6 +144,19 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
+    /// Counts an event as emitted and dropped without building its record, when it could only
+    /// be dropped: the pipeline is closed, or the queue is full and the policy is to drop.
+    /// Under overload this spares the logging thread the whole record.
+    pub(crate) fn drop_early(&self) -> bool {
+        let closed = self.shared.closed.load(Ordering::SeqCst);
+        if closed || (self.block.is_none() && self.records.is_full()) {
+            self.shared.ledger.emitted.fetch_add(1, Ordering::SeqCst);
+            self.shared.count_dropped(1);
+            return true;
+        }
+        false
+    }
+
     pub(crate) fn emit(&self, record: QueuedRecord) {
         // Counted before the `closed` check (both SeqCst): an abandoning shutdown then sees
         // every record either counted here as dropped or in the queue it drains.
@@ -195,6 +218,8 @@ pub(crate) fn start(
         timeout: settings.timeout,
         worker: Mutex::new(None),
         last_warning: Mutex::new(None),
+        quiet_until: AtomicU64::new(0),
+        epoch: Instant::now(),
         live_runs: Arc::default(),
     });
     let (built_tx, built_rx) = bounded(1);

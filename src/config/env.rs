@@ -15,7 +15,7 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// rules, which depend on the protocol.
 pub(super) const SERVICE_NAME: &[&str] = &["OTEL_SERVICE_NAME"];
 pub(super) const RESOURCE_ATTRIBUTES: &[&str] = &["OTEL_RESOURCE_ATTRIBUTES"];
-pub(super) const HEADERS: &[&str] = &[
+pub(crate) const HEADERS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     "OTEL_EXPORTER_OTLP_HEADERS",
 ];
