@@ -271,9 +271,7 @@ impl Runs {
     pub(crate) fn cached<'a>(&self, state: &'a SpanState) -> Option<&'a Arc<Resolved>> {
         let generation = self.generation.load(Ordering::Acquire);
         match &state.cached {
-            Some((owner, at, resolved)) if *owner == self.id() && *at == generation => {
-                Some(resolved)
-            }
+            Some((owner, at, resolved)) if *owner == self.id && *at == generation => Some(resolved),
             _ => None,
         }
     }
@@ -281,11 +279,7 @@ impl Runs {
     /// Caches a resolution computed when the generation was `generation`; if fields changed
     /// meanwhile, the stamp is already stale and the next event recomputes.
     pub(crate) fn cache(&self, state: &mut SpanState, generation: u64, resolved: Arc<Resolved>) {
-        state.cached = Some((self.id(), generation, resolved));
-    }
-
-    fn id(&self) -> usize {
-        self.id
+        state.cached = Some((self.id, generation, resolved));
     }
 
     pub(crate) fn generation(&self) -> u64 {

@@ -139,14 +139,8 @@ fn overflow_is_counted_exactly() {
 
 #[test]
 fn failed_exports_are_counted() {
-    // A port nothing listens on: every request is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        endpoint: Some(common::refused_endpoint()),
         export_timeout_millis: 300,
         ..OtelLogStoreConfig::default()
     })
@@ -180,13 +174,8 @@ fn a_full_batch_is_exported_without_waiting_for_the_schedule() {
 
 #[test]
 fn a_failure_of_an_earlier_export_is_reported_by_the_next_flush_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        endpoint: Some(common::refused_endpoint()),
         export_timeout_millis: 300,
         ..slow_schedule()
     })

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use common::certs::{write_temp, Ca};
+use common::refused_endpoint;
 use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
@@ -23,15 +24,6 @@ fn secret_config(endpoint: String) -> OtelLogStoreConfig {
         export_timeout_millis: 500,
         ..OtelLogStoreConfig::default()
     }
-}
-
-fn refused_endpoint() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
 }
 
 #[test]

@@ -86,3 +86,13 @@ pub fn watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 's
         }
     }
 }
+
+/// The URL of a loopback port nothing listens on (bound, read and released): every request to it
+/// is refused.
+pub fn refused_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
