@@ -1,6 +1,6 @@
-//! The export pipeline: one bounded queue shared by every run, one export thread that batches
-//! records, groups them by run and exports each group under its run's resource through
-//! opentelemetry-otlp, plus the handle and guard users control it with.
+//! The export pipeline: one bounded queue shared by every run, a coordinator thread that batches
+//! records and groups them by run, sender threads that export each group under its run's
+//! resource through opentelemetry-otlp, plus the handle and guard users control it with.
 
 mod handle;
 mod ledger;
@@ -201,8 +201,8 @@ impl Emitter {
     }
 }
 
-/// Starts the export thread, which builds the exporter (gRPC's runtime must live there) and
-/// reports whether that worked before anything is logged.
+/// Starts the coordinator thread, which builds the exporters and the senders and reports
+/// whether that worked before anything is logged.
 pub(crate) fn start(
     config: &OtelLogStoreConfig,
     settings: &Settings,
