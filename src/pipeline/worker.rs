@@ -94,9 +94,10 @@ impl Coordinator {
         // where they are counted, rather than piling up here.
         let (jobs, job_queue) = crossbeam_channel::bounded::<Job>(transports.len());
         let progress = Arc::new(Progress::default());
-        let scope = InstrumentationScope::builder("zenml-otel")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
+        // Every record names its scope by its target (the exporter's rule), so this scope lends
+        // only its (empty) version and schema: our crate's version would be misleading next to
+        // the user's module name, and would cost an allocation per record in the encoder.
+        let scope = InstrumentationScope::builder("zenml-otel").build();
         let senders = transports
             .into_iter()
             .enumerate()
