@@ -122,7 +122,7 @@ impl ZenmlOtelLayer {
         &self.instance_id
     }
 
-    /// The full OTLP/HTTP URL logs are posted to.
+    /// The URL logs are sent to: the full OTLP/HTTP logs URL, or the gRPC endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

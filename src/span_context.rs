@@ -54,10 +54,15 @@ impl SpanFields {
             self.source = source;
         }
         for (key, value) in attributes {
-            match self.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => self.attributes.push((key, value)),
-            }
+            self.set_attribute(key, value);
+        }
+    }
+
+    /// Sets an extra attribute, replacing an earlier value of the same key.
+    fn set_attribute(&mut self, key: Key, value: AnyValue) {
+        match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.attributes.push((key, value)),
         }
     }
 
@@ -84,12 +89,7 @@ impl SpanFields {
             fields::STEP_ID => self.step_id = Some(text().into()),
             fields::SOURCE => self.source = Some(text().into()),
             name if name.starts_with(fields::PREFIX) => {
-                let key = Key::from_static_str(name);
-                let value = value();
-                match self.attributes.iter_mut().find(|(k, _)| *k == key) {
-                    Some(slot) => slot.1 = value,
-                    None => self.attributes.push((key, value)),
-                }
+                self.set_attribute(Key::from_static_str(name), value());
             }
             _ => {}
         }
