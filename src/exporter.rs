@@ -1,17 +1,24 @@
 //! Builds the opentelemetry-otlp exporter for the configured protocol — TLS, compression,
 //! timeout, header precedence — and runs its futures: on the calling thread for HTTP (blocking
 //! reqwest), on a tokio runtime the crate owns for gRPC (tonic needs one; users may have none).
+//!
+//! Over HTTP the request body is ours: a batch is encoded as one request with a `ResourceLogs`
+//! per run (`pipeline::encode`), and opentelemetry-otlp delivers it — retries, `Retry-After`,
+//! timeout, status handling — through the [`HttpClient`] it is given, which swaps the body in.
+//! Its tonic client offers no such seam, so over gRPC it still encodes, one request per run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderName, HeaderValue};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
-use opentelemetry_sdk::Resource;
 
 use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
+use crate::pipeline::encode::{Encoder, DEFAULT_SCOPE};
+use crate::pipeline::QueuedRecord;
 use crate::Error;
 
 /// One exporter and what its futures run on. Each sender thread of the pipeline owns one; they
@@ -21,6 +28,13 @@ pub(crate) struct Transport {
     exporter: opentelemetry_otlp::LogExporter,
     /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass on.
     http_outcome: Arc<Mutex<HttpOutcome>>,
+    /// Only for HTTP: the body the HTTP client sends in place of opentelemetry-otlp's.
+    http_body: Arc<Mutex<Option<PreparedBody>>>,
+    encoder: Encoder,
+    protocol: Protocol,
+    compression: Compression,
+    /// The scope records without a target are exported under (the layer always sets one).
+    scope: InstrumentationScope,
     /// Only for gRPC: a one-worker runtime the crate owns, shared by the senders (tonic's
     /// connections are driven there; each sender `block_on`s its own export).
     runtime: Option<Arc<tokio::runtime::Runtime>>,
@@ -45,6 +59,11 @@ impl Transport {
                         Ok(Self {
                             exporter: grpc_exporter(settings)?,
                             http_outcome: Arc::default(),
+                            http_body: Arc::default(),
+                            encoder: Encoder::default(),
+                            protocol: settings.protocol,
+                            compression: settings.compression,
+                            scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
                             runtime: Some(Arc::clone(&runtime)),
                         })
                     })
@@ -55,13 +74,23 @@ impl Transport {
                 (0..lanes)
                     .map(|_| {
                         let http_outcome = Arc::default();
+                        let http_body = Arc::default();
                         Ok(Self {
                             exporter: http_exporter(
                                 settings,
-                                client.clone(),
-                                Arc::clone(&http_outcome),
+                                HttpTransport {
+                                    client: client.clone(),
+                                    headers: HeaderPrecedence::new(settings),
+                                    outcome: Arc::clone(&http_outcome),
+                                    body: Arc::clone(&http_body),
+                                },
                             )?,
                             http_outcome,
+                            http_body,
+                            encoder: Encoder::default(),
+                            protocol: settings.protocol,
+                            compression: settings.compression,
+                            scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
                             runtime: None,
                         })
                     })
@@ -70,16 +99,89 @@ impl Transport {
         }
     }
 
-    /// Exports one batch. `Ok` holds how many records the collector rejected in a partial
-    /// success; the error text carries the underlying cause where one is known.
-    pub(crate) fn export(&self, batch: LogBatch<'_>) -> Result<u64, String> {
+    /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
+    /// many records it held, and `Ok` with how many the collector rejected in a partial success
+    /// or the error, with its underlying cause where one is known.
+    pub(crate) fn export(
+        &mut self,
+        records: &mut [QueuedRecord],
+        mut settle: impl FnMut(usize, Result<u64, String>),
+    ) {
+        // Stable: each run's records keep their order.
+        records.sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
+        match self.protocol {
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let result = self.prepare_body(records).and_then(|body| {
+                    *lock(&self.http_body) = Some(body);
+                    let result = self.send(LogBatch::new(&[]));
+                    *lock(&self.http_body) = None;
+                    result
+                });
+                settle(records.len(), result);
+            }
+            Protocol::Grpc => {
+                let mut rest = &*records;
+                while let Some(first) = rest.first() {
+                    let n = rest
+                        .iter()
+                        .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
+                        .count();
+                    let (group, tail) = rest.split_at(n);
+                    let batch: Vec<_> = group
+                        .iter()
+                        .map(|queued| (&queued.record, &self.scope))
+                        .collect();
+                    self.exporter.set_resource(&first.run.resource);
+                    settle(n, self.send(LogBatch::new(&batch)));
+                    rest = tail;
+                }
+            }
+        }
+    }
+
+    /// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured.
+    fn prepare_body(&mut self, records: &mut [QueuedRecord]) -> Result<PreparedBody, String> {
+        let mut body = Vec::with_capacity(records.len() * 256);
+        self.encoder.encode(records, &mut body);
+        if self.protocol == Protocol::HttpJson {
+            use prost::Message as _;
+            let request =
+                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
+                    body.as_slice(),
+                )
+                .map_err(|e| format!("cannot re-read the encoded request: {e}"))?;
+            body = serde_json::to_vec(&request)
+                .map_err(|e| format!("cannot write the request as OTLP/JSON: {e}"))?;
+        }
+        let (bytes, encoding) = match self.compression {
+            Compression::None => (body, None),
+            Compression::Gzip => {
+                use std::io::Write as _;
+                let mut gzip =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gzip.write_all(&body)
+                    .and_then(|()| gzip.finish())
+                    .map(|bytes| (bytes, Some("gzip")))
+                    .map_err(|e| format!("gzip compression failed: {e}"))?
+            }
+            Compression::Zstd => zstd::bulk::compress(&body, 0)
+                .map(|bytes| (bytes, Some("zstd")))
+                .map_err(|e| format!("zstd compression failed: {e}"))?,
+        };
+        Ok(PreparedBody {
+            bytes: Bytes::from(bytes),
+            encoding,
+        })
+    }
+
+    /// Runs one opentelemetry-otlp export.
+    fn send(&self, batch: LogBatch<'_>) -> Result<u64, String> {
         let export = self.exporter.export(batch);
         let result = match &self.runtime {
             Some(runtime) => runtime.block_on(export),
             None => futures_executor::block_on(export),
         };
-        let outcome =
-            std::mem::take(&mut *self.http_outcome.lock().unwrap_or_else(|e| e.into_inner()));
+        let outcome = std::mem::take(&mut *lock(&self.http_outcome));
         match result {
             Ok(()) => Ok(outcome.rejected),
             Err(error) => Err(match outcome.failure {
@@ -87,10 +189,6 @@ impl Transport {
                 None => error.to_string(),
             }),
         }
-    }
-
-    pub(crate) fn set_resource(&mut self, resource: &Resource) {
-        self.exporter.set_resource(resource);
     }
 
     pub(crate) fn shutdown(&mut self) {
@@ -154,12 +252,26 @@ impl std::fmt::Debug for HeaderPrecedence {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The blocking reqwest client, with the configured TLS, behind [`HeaderPrecedence`].
 #[derive(Debug)]
 struct HttpTransport {
     client: reqwest::blocking::Client,
     headers: HeaderPrecedence,
     outcome: Arc<Mutex<HttpOutcome>>,
+    body: Arc<Mutex<Option<PreparedBody>>>,
+}
+
+/// A request body encoded by us, sent instead of the (empty) one opentelemetry-otlp built; it
+/// is reused as is by every retry of the request.
+#[derive(Debug, Clone)]
+struct PreparedBody {
+    bytes: Bytes,
+    /// The `Content-Encoding` of `bytes`.
+    encoding: Option<&'static str>,
 }
 
 /// Facts about the last request that opentelemetry-otlp's result does not carry.
@@ -206,6 +318,15 @@ fn rejected_records(response: &Response<Bytes>) -> u64 {
 #[async_trait::async_trait]
 impl HttpClient for HttpTransport {
     async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        if let Some(body) = lock(&self.body).clone() {
+            *request.body_mut() = body.bytes;
+            if let Some(encoding) = body.encoding {
+                request.headers_mut().insert(
+                    http::header::CONTENT_ENCODING,
+                    HeaderValue::from_static(encoding),
+                );
+            }
+        }
         let map = request.headers_mut();
         for name in self.headers.suppressed.iter() {
             map.remove(name);
@@ -214,7 +335,7 @@ impl HttpClient for HttpTransport {
             map.insert(name.clone(), value.clone());
         }
         let result = self.client.send_bytes(request).await;
-        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outcome = lock(&self.outcome);
         match &result {
             Ok(response) if response.status().is_success() => {
                 outcome.rejected = rejected_records(response);
@@ -266,32 +387,26 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> 
         .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))
 }
 
+/// Compression is left to [`Transport::prepare_body`]: what opentelemetry-otlp encodes here is
+/// only the empty placeholder the client replaces.
 fn http_exporter(
     settings: &Settings,
-    client: reqwest::blocking::Client,
-    outcome: Arc<Mutex<HttpOutcome>>,
+    client: HttpTransport,
 ) -> Result<opentelemetry_otlp::LogExporter, Error> {
-    let headers = HeaderPrecedence::new(settings);
     let protocol = match settings.protocol {
         Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
         _ => opentelemetry_otlp::Protocol::HttpBinary,
     };
-    let mut builder = opentelemetry_otlp::LogExporter::builder()
+    opentelemetry_otlp::LogExporter::builder()
         .with_http()
         .with_protocol(protocol)
         .with_endpoint(settings.endpoint.clone())
         .with_timeout(settings.timeout)
         .with_retry_policy(retry_policy())
-        .with_headers(headers.as_strings())
-        .with_http_client(HttpTransport {
-            client,
-            headers,
-            outcome,
-        });
-    if let Some(compression) = compression(settings.compression) {
-        builder = builder.with_compression(compression);
-    }
-    builder.build().map_err(build_error("endpoint"))
+        .with_headers(client.headers.as_strings())
+        .with_http_client(client)
+        .build()
+        .map_err(build_error("endpoint"))
 }
 
 fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter, Error> {

@@ -2,6 +2,7 @@
 //! records and groups them by run, sender threads that export each group under its run's
 //! resource through opentelemetry-otlp, plus the handle and guard users control it with.
 
+pub(crate) mod encode;
 mod handle;
 mod ledger;
 mod worker;

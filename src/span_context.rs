@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::{Key, KeyValue, StringValue, Value};
@@ -13,6 +13,7 @@ use opentelemetry_sdk::Resource;
 use tracing::field::{Field, Visit};
 
 use crate::fields;
+use crate::pipeline::encode::EncodedResource;
 
 /// The `zenml.*` fields one span sets (or, once resolved, that a span sees from its scope).
 #[derive(Debug, Default, Clone)]
@@ -187,8 +188,20 @@ impl Resolved {
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) resource: Resource,
+    /// The resource as it goes on the wire, encoded by the first batch the run is in.
+    pub(crate) encoded: OnceLock<EncodedResource>,
     /// The pipeline's count of live runs; `None` for the base run outside any.
     gauge: Option<Arc<AtomicU64>>,
+}
+
+impl Run {
+    pub(crate) fn new(resource: Resource, gauge: Option<Arc<AtomicU64>>) -> Self {
+        Self {
+            resource,
+            encoded: OnceLock::new(),
+            gauge,
+        }
+    }
 }
 
 impl Drop for Run {
@@ -239,10 +252,7 @@ impl Runs {
             .collect();
         let outside = Arc::new(Resolved {
             fields: SpanFields::default(),
-            run: Arc::new(Run {
-                resource: base,
-                gauge: None,
-            }),
+            run: Arc::new(Run::new(base, None)),
         });
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Self {
@@ -343,10 +353,7 @@ impl Runs {
             )
             .build();
         self.gauge.fetch_add(1, Ordering::Relaxed);
-        let run = Arc::new(Run {
-            resource,
-            gauge: Some(Arc::clone(&self.gauge)),
-        });
+        let run = Arc::new(Run::new(resource, Some(Arc::clone(&self.gauge))));
         live.runs.insert(key, Arc::downgrade(&run));
         run
     }

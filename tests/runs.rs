@@ -77,9 +77,22 @@ fn concurrent_runs_and_steps_each_land_under_their_own_resource() {
     }
     assert_eq!(per_context.len(), 6);
     assert!(per_context.values().all(|&n| n == PER_CONTEXT));
-    // One ResourceLogs per request: the records of a run never share a request with another's resource.
+    // A request carries each run's resource once, with all of that run's records under it.
     for request in harness.receiver.requests() {
-        assert_eq!(request.body.resource_logs.len(), 1);
+        let resources: Vec<_> = request
+            .body
+            .resource_logs
+            .iter()
+            .map(|logs| format!("{:?}", logs.resource))
+            .collect();
+        let mut distinct = resources.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            resources.len(),
+            "a run repeated in one request"
+        );
     }
 }
 

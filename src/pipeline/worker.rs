@@ -1,6 +1,6 @@
-//! The export threads. A coordinator takes records from the queue in batches and groups them by
-//! run; senders export each group under its run's resource. With more than one sender, the
-//! next batch is encoded while the collector still works on the last one.
+//! The export threads. A coordinator takes records from the queue in batches; senders encode
+//! and export them. With more than one sender, the next batch is encoded while the collector
+//! still works on the last one.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -8,17 +8,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 
 use super::ledger::Outcome;
 use super::{Control, QueuedRecord, Shared};
 use crate::exporter::Transport;
-use crate::span_context::Run;
 
-/// The records of one run, for one export request.
+/// One batch of records, of any runs.
 struct Job {
-    run: Arc<Run>,
     records: Vec<QueuedRecord>,
     /// Past it (shutdown's deadline), the job is counted as dropped instead of sent.
     deadline: Option<Instant>,
@@ -94,17 +90,12 @@ impl Coordinator {
         // where they are counted, rather than piling up here.
         let (jobs, job_queue) = crossbeam_channel::bounded::<Job>(transports.len());
         let progress = Arc::new(Progress::default());
-        // Every record names its scope by its target (the exporter's rule), so this scope lends
-        // only its (empty) version and schema: our crate's version would be misleading next to
-        // the user's module name, and would cost an allocation per record in the encoder.
-        let scope = InstrumentationScope::builder("zenml-otel").build();
         let senders = transports
             .into_iter()
             .enumerate()
             .map(|(lane, transport)| {
                 let sender = Lane {
                     transport,
-                    scope: scope.clone(),
                     jobs: job_queue.clone(),
                     shared: Arc::clone(&shared),
                     progress: Arc::clone(&progress),
@@ -181,32 +172,15 @@ impl Coordinator {
         }
     }
 
-    /// One job per run in the batch, so each request goes under its own resource.
     fn dispatch_batch(&mut self, deadline: Option<Instant>) {
-        // Stable sort: records of one run keep their order.
-        self.batch
-            .sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
         let Some(jobs) = &self.jobs else { return };
-        while let Some(first) = self.batch.first() {
-            let run = Arc::clone(&first.run);
-            let n = self
-                .batch
-                .iter()
-                .take_while(|queued| Arc::ptr_eq(&queued.run, &run))
-                .count();
-            let records: Vec<QueuedRecord> = self.batch.drain(..n).collect();
-            self.progress.lock().pending += 1;
-            let job = Job {
-                run,
-                records,
-                deadline,
-            };
-            if let Err(unsent) = jobs.send(job) {
-                // Every sender is gone (it cannot happen while we hold `jobs`): count, not lose.
-                let n = unsent.into_inner().records.len() as u64;
-                self.shared.ledger.settle(n, Outcome::Dropped);
-                self.progress.finished(None);
-            }
+        let records = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
+        self.progress.lock().pending += 1;
+        if let Err(unsent) = jobs.send(Job { records, deadline }) {
+            // Every sender is gone (it cannot happen while we hold `jobs`): count, not lose.
+            let n = unsent.into_inner().records.len() as u64;
+            self.shared.ledger.settle(n, Outcome::Dropped);
+            self.progress.finished(None);
         }
     }
 
@@ -230,7 +204,6 @@ impl Coordinator {
 /// A sender thread: exports the jobs it is handed with its own exporter.
 struct Lane {
     transport: Transport,
-    scope: InstrumentationScope,
     jobs: Receiver<Job>,
     shared: Arc<Shared>,
     progress: Arc<Progress>,
@@ -239,42 +212,39 @@ struct Lane {
 impl Lane {
     fn run(mut self) {
         super::mark_export_thread();
-        while let Ok(job) = self.jobs.recv() {
-            let failure = self.export(&job);
+        while let Ok(mut job) = self.jobs.recv() {
+            let failure = self.export(&mut job);
+            // Before `finished`: a flush that returns must find the runs of exported records
+            // released (`ExportStats::live_runs`).
+            drop(job);
             self.progress.finished(failure);
         }
         self.transport.shutdown();
     }
 
-    /// Exports one job and counts its records; returns the failure, if it failed.
-    fn export(&mut self, job: &Job) -> Option<String> {
-        let ledger = &self.shared.ledger;
-        let n = job.records.len() as u64;
+    /// Exports one job and counts its records; returns the last failure, if any.
+    fn export(&mut self, job: &mut Job) -> Option<String> {
+        let shared = &self.shared;
+        let ledger = &shared.ledger;
         if job.deadline.is_some_and(|d| Instant::now() >= d) || ledger.abandoned() {
-            ledger.settle(n, Outcome::Dropped);
+            ledger.settle(job.records.len() as u64, Outcome::Dropped);
             return None;
         }
-        let group: Vec<(&SdkLogRecord, &InstrumentationScope)> = job
-            .records
-            .iter()
-            .map(|queued| (&queued.record, &self.scope))
-            .collect();
-        self.transport.set_resource(&job.run.resource);
-        match self.transport.export(LogBatch::new(&group)) {
-            Ok(rejected) => {
-                ledger.settle(n, Outcome::Exported { rejected });
-                if rejected > 0 {
-                    self.shared
-                        .warn(&format!("the collector rejected {rejected} of {n} records"));
+        let mut failure = None;
+        self.transport
+            .export(&mut job.records, |n, result| match result {
+                Ok(rejected) => {
+                    ledger.settle(n as u64, Outcome::Exported { rejected });
+                    if rejected > 0 {
+                        shared.warn(&format!("the collector rejected {rejected} of {n} records"));
+                    }
                 }
-                None
-            }
-            Err(error) => {
-                ledger.settle(n, Outcome::Failed);
-                self.shared
-                    .warn(&format!("export of {n} records failed: {error}"));
-                Some(error)
-            }
-        }
+                Err(error) => {
+                    ledger.settle(n as u64, Outcome::Failed);
+                    shared.warn(&format!("export of {n} records failed: {error}"));
+                    failure = Some(error);
+                }
+            });
+        failure
     }
 }
