@@ -318,14 +318,17 @@ fn rejected_records(response: &Response<Bytes>) -> u64 {
 #[async_trait::async_trait]
 impl HttpClient for HttpTransport {
     async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        if let Some(body) = lock(&self.body).clone() {
-            *request.body_mut() = body.bytes;
-            if let Some(encoding) = body.encoding {
-                request.headers_mut().insert(
-                    http::header::CONTENT_ENCODING,
-                    HeaderValue::from_static(encoding),
-                );
-            }
+        // Never let opentelemetry-otlp's placeholder out: it holds no records, and a collector
+        // acknowledging it would have records counted as exported that were never sent.
+        let body = lock(&self.body)
+            .clone()
+            .ok_or("zenml-otel: no request body was prepared for this export")?;
+        *request.body_mut() = body.bytes;
+        if let Some(encoding) = body.encoding {
+            request.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding),
+            );
         }
         let map = request.headers_mut();
         for name in self.headers.suppressed.iter() {
