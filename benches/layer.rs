@@ -476,9 +476,10 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
 const THREADED_QUEUE: usize = 1 << 20;
 
 /// Wall time for `threads` threads, each in its own run span, to log `iters / threads` events
-/// through `dispatch` at once.
-fn threaded(dispatch: &tracing::Dispatch, threads: u64, iters: u64) -> Duration {
+/// through `dispatch` at once; adds the events logged to `issued`.
+fn threaded(dispatch: &tracing::Dispatch, threads: u64, iters: u64, issued: &mut u64) -> Duration {
     let per_thread = (iters / threads).max(1);
+    *issued += per_thread * threads;
     let barrier = std::sync::Barrier::new(threads as usize + 1);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
@@ -514,6 +515,7 @@ fn bench_threads(c: &mut Criterion) {
     let sink = BlackHole::start();
     let mut group = c.benchmark_group("event_in_run_span_threads");
     for threads in [2u64, 8] {
+        let name = format!("zenml_otel/{threads}");
         let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
             max_queue_size: THREADED_QUEUE,
             ..zenml_config(&sink)
@@ -521,26 +523,37 @@ fn bench_threads(c: &mut Criterion) {
         .expect("a valid config");
         let handle = layer.handle();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        group.bench_function(format!("zenml_otel/{threads}"), |b| {
+        let mut issued = 0;
+        group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = threaded(&dispatch, threads, iters);
+                let elapsed = threaded(&dispatch, threads, iters, &mut issued);
                 handle.force_flush().expect("flush to the sink");
                 elapsed
             });
         });
         handle.shutdown().expect("shutdown");
         let stats = handle.stats();
-        assert_eq!(stats.dropped + stats.failed, 0, "{stats:?}");
+        eprintln!("{name}: {issued} events, {stats:?}");
+        assert_eq!(
+            (stats.emitted, stats.exported, stats.dropped, stats.failed),
+            (issued, issued, 0, 0),
+            "{name} must export every event it was timed on"
+        );
 
-        let processor = BatchLogProcessor::builder(otlp_exporter(&sink))
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_max_queue_size(THREADED_QUEUE)
-                    .with_scheduled_delay(SCHEDULE_DELAY)
-                    .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
-                    .build(),
-            )
-            .build();
+        let name = format!("official_bridge/{threads}");
+        let exported = Arc::new(AtomicU64::new(0));
+        let processor = BatchLogProcessor::builder(Counted {
+            inner: otlp_exporter(&sink),
+            exported: exported.clone(),
+        })
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(THREADED_QUEUE)
+                .with_scheduled_delay(SCHEDULE_DELAY)
+                .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
+                .build(),
+        )
+        .build();
         let provider = SdkLoggerProvider::builder()
             .with_log_processor(processor)
             .build();
@@ -548,14 +561,21 @@ fn bench_threads(c: &mut Criterion) {
             .with_tracing_span_attributes(TracingSpanAttributes::all())
             .build();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(bridge));
-        group.bench_function(format!("official_bridge/{threads}"), |b| {
+        let mut issued = 0;
+        group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = threaded(&dispatch, threads, iters);
+                let elapsed = threaded(&dispatch, threads, iters, &mut issued);
                 provider.force_flush().expect("flush to the sink");
                 elapsed
             });
         });
         provider.shutdown().expect("shutdown");
+        let exported = exported.load(Ordering::Relaxed);
+        eprintln!("{name}: {issued} events, {exported} exported");
+        assert_eq!(
+            exported, issued,
+            "{name} must export every event it was timed on"
+        );
     }
     group.finish();
 }

@@ -29,13 +29,16 @@
 //!   records in each run and step, interleaved, default queue, to the counting sink (a child
 //!   process, so it adds no thread or memory to ours): threads, RSS and `stats().live_runs`
 //!   before / during / after, over `--reps` (default 3) waves, plus the requests it took (ours
-//!   sends one request per run/step per batch). `--runs N` changes the number of runs.
+//!   sends one request per batch over HTTP, with a `ResourceLogs` per run/step in it).
+//!   `--runs N` changes the number of runs.
 //! - `bytes` (P5): request bytes per record, protobuf and gzip, ours vs the official exporter, for
 //!   the same records, with `--runs` runs interleaved (default 1, 8 and 1000), into the counting
 //!   sink: wire (Content-Length) bytes, decompressed bytes and header bytes.
-//! - `encode`: where the export thread's time goes: opentelemetry-otlp's encoding steps (proto
-//!   conversion and grouping, prost encoding, drop, gzip) timed on one thread without I/O, on
-//!   records shaped like our layer's.
+//! - `encode`: what opentelemetry-otlp's encoding costs (proto conversion and grouping, prost
+//!   encoding, drop, gzip), timed on one thread without I/O, on records shaped like our layer's:
+//!   the official bridge pays it for every record, and so do we over gRPC. Over HTTP we encode
+//!   ourselves (src/pipeline/encode.rs); its cost shows in `throughput`'s CPU column for the
+//!   sender threads.
 //!
 //! The record every case logs, inside a span carrying `zenml.pipeline_run_id`, `zenml.step_id`
 //! and `zenml.source`: `info!(i, rows = 42u64, "step progress")`.

@@ -1,6 +1,6 @@
 //! The export pipeline: one bounded queue shared by every run, a coordinator thread that batches
-//! records and groups them by run, sender threads that export each group under its run's
-//! resource through opentelemetry-otlp, plus the handle and guard users control it with.
+//! records, sender threads that encode each batch (one request, a `ResourceLogs` per run) and
+//! export it through opentelemetry-otlp, plus the handle and guard users control it with.
 
 pub(crate) mod encode;
 mod handle;

@@ -13,8 +13,8 @@ fn thread_count() -> usize {
 #[test]
 fn ten_thousand_short_runs_keep_threads_constant_and_release_their_state() {
     watchdog("10k runs", || {
-        // Every record is its own run here, so each goes in its own request: a queue that holds
-        // the whole burst keeps this test about threads and state, not throughput.
+        // A queue that holds the whole burst keeps this test about threads and state, not
+        // throughput.
         let harness = Harness::with(zenml_otel::OtelLogStoreConfig {
             max_queue_size: 20_000,
             ..zenml_otel::OtelLogStoreConfig::default()

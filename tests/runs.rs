@@ -229,3 +229,36 @@ fn events_outside_runs_and_odd_ids_are_exported() {
         Some("42")
     );
 }
+
+#[test]
+fn a_batch_of_many_runs_is_one_request_with_each_run_once() {
+    let harness = Harness::new();
+    harness.run(|| {
+        // Interleaved, as concurrent steps log: run 0, 1, …, 99, 0, 1, …
+        let spans: Vec<_> = (0..100)
+            .map(|run| info_span!("run", zenml.pipeline_run_id = run, zenml.step_id = "s"))
+            .collect();
+        for line in 0..3 {
+            for span in &spans {
+                span.in_scope(|| info!(line, "step progress"));
+            }
+        }
+    });
+    let records = harness.flushed();
+    assert_eq!(records.len(), 300);
+    let requests = harness.receiver.requests();
+    assert_eq!(requests.len(), 1, "300 records of 100 runs fit one batch");
+    let resource_logs = &requests[0].body.resource_logs;
+    assert_eq!(resource_logs.len(), 100);
+    for record in &records {
+        let run = record.resource_attr(PIPELINE_RUN_ID).expect("a run id");
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| r.resource_attr(PIPELINE_RUN_ID).as_deref() == Some(run.as_str()))
+            .map(|r| r.attr_str("line"))
+            .collect();
+        // Each run's three records, under its one resource, in the order they were logged.
+        assert_eq!(mine.len(), 3);
+        assert_eq!(mine, ["0", "1", "2"].map(|i| Some(i.to_owned())));
+    }
+}
