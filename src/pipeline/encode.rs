@@ -89,81 +89,46 @@ impl EncodedResource {
 /// Reusable scratch space of one sender.
 #[derive(Debug, Default)]
 pub(crate) struct Encoder {
-    /// Encoded length of each record of the batch, by position.
+    /// Encoded length of each record of the run being written, by position.
     lengths: Vec<usize>,
-    /// Start of each scope group within the current run, in order of first appearance.
+    /// Where each scope's records start within that run.
     scopes: Vec<usize>,
 }
 
 impl Encoder {
     /// Encodes `records` as one request. Records must come grouped by run (any order of runs);
-    /// within a run, each target's records keep their order.
+    /// each run's records are regrouped by scope in place, each scope's keeping their order.
     pub(crate) fn encode(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
+                .count();
+            let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            self.encode_run(run, out);
+            rest = tail;
+        }
+    }
+
+    /// One `ResourceLogs`: every length is known before its bytes are written, so each record
+    /// is measured once and written once, straight into `out`.
+    fn encode_run(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
+        group_by_scope(records);
         self.lengths.clear();
         self.lengths
             .extend(records.iter().map(|queued| record_len(&queued.record)));
-        let mut start = 0;
-        while start < records.len() {
-            let run = Arc::clone(&records[start].run);
-            let end = start
-                + records[start..]
-                    .iter()
-                    .take_while(|queued| Arc::ptr_eq(&queued.run, &run))
-                    .count();
-            self.group_by_scope(&mut records[start..end], start);
-            self.encode_run(&run, &records[start..end], start, out);
-            start = end;
-        }
-    }
-
-    /// Orders one run's records by scope (first appearance, stable) and notes where each scope
-    /// starts. Nearly always a single target, so nothing moves.
-    fn group_by_scope(&mut self, records: &mut [QueuedRecord], offset: usize) {
         self.scopes.clear();
-        let first = scope_name(&records[0].record);
-        if records.iter().all(|r| scope_name(&r.record) == first) {
-            self.scopes.push(0);
-            return;
-        }
-        let mut names: Vec<&str> = Vec::new();
-        let mut rank: Vec<usize> = records
-            .iter()
-            .map(|r| {
-                let name = scope_name(&r.record);
-                names.iter().position(|n| *n == name).unwrap_or_else(|| {
-                    names.push(name);
-                    names.len() - 1
-                })
-            })
-            .collect();
-        let scopes = names.len();
-        // Sort records and their lengths together by rank (stable within a rank).
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_by_key(|&i| rank[i]);
-        let lengths: Vec<usize> = order.iter().map(|&i| self.lengths[offset + i]).collect();
-        self.lengths[offset..offset + records.len()].copy_from_slice(&lengths);
-        apply_permutation(records, &mut order);
-        rank.sort_unstable();
-        self.scopes.push(0);
-        for i in 1..rank.len() {
-            if rank[i] != rank[i - 1] {
-                self.scopes.push(i);
-            }
-        }
-        debug_assert_eq!(self.scopes.len(), scopes);
-    }
-
-    fn encode_run(&self, run: &Run, records: &[QueuedRecord], offset: usize, out: &mut Vec<u8>) {
-        let resource = EncodedResource::of(run);
+        self.scopes.extend((0..records.len()).filter(|&i| {
+            i == 0 || scope_name(&records[i].record) != scope_name(&records[i - 1].record)
+        }));
         let scope_lens: Vec<usize> = (0..self.scopes.len())
             .map(|s| {
-                let (from, to) = self.scope_bounds(s, records.len());
-                scope_logs_len(
-                    scope_name(&records[from].record),
-                    &self.lengths[offset + from..offset + to],
-                )
+                let (from, to) = self.scope_bounds(s);
+                scope_logs_len(scope_name(&records[from].record), &self.lengths[from..to])
             })
             .collect();
+        let resource = EncodedResource::of(&records[0].run);
         let resource_logs_len = resource.resource.len()
             + resource.schema_url.len()
             + scope_lens
@@ -173,15 +138,12 @@ impl Encoder {
         encode_delimited_header(tag::REQUEST_RESOURCE_LOGS, resource_logs_len, out);
         out.extend_from_slice(&resource.resource);
         for (s, &len) in scope_lens.iter().enumerate() {
-            let (from, to) = self.scope_bounds(s, records.len());
+            let (from, to) = self.scope_bounds(s);
             encode_delimited_header(tag::RESOURCE_LOGS_SCOPE_LOGS, len, out);
             let name = scope_name(&records[from].record);
             encode_delimited_header(tag::SCOPE_LOGS_SCOPE, scope_len(name), out);
             encode_string(tag::SCOPE_NAME, name, out);
-            for (queued, &len) in records[from..to]
-                .iter()
-                .zip(&self.lengths[offset + from..offset + to])
-            {
+            for (queued, &len) in records[from..to].iter().zip(&self.lengths[from..to]) {
                 encode_delimited_header(tag::SCOPE_LOGS_LOG_RECORDS, len, out);
                 encode_record(&queued.record, out);
             }
@@ -189,23 +151,34 @@ impl Encoder {
         out.extend_from_slice(&resource.schema_url);
     }
 
-    fn scope_bounds(&self, s: usize, n: usize) -> (usize, usize) {
-        (self.scopes[s], self.scopes.get(s + 1).copied().unwrap_or(n))
+    fn scope_bounds(&self, s: usize) -> (usize, usize) {
+        let end = self.scopes.get(s + 1).copied();
+        (self.scopes[s], end.unwrap_or(self.lengths.len()))
     }
 }
 
-/// Reorders `items` so that position `i` holds what was at `order[i]`.
-fn apply_permutation<T>(items: &mut [T], order: &mut [usize]) {
-    for i in 0..items.len() {
-        let mut current = i;
-        while order[current] != i {
-            let next = order[current];
-            items.swap(current, next);
-            order[current] = current;
-            current = next;
-        }
-        order[current] = current;
+/// Orders one run's records by scope, scopes in order of first appearance, each scope's records
+/// in their order. Nearly always a single target, so nothing moves.
+fn group_by_scope(records: &mut [QueuedRecord]) {
+    let first = scope_name(&records[0].record);
+    if records
+        .iter()
+        .all(|queued| scope_name(&queued.record) == first)
+    {
+        return;
     }
+    let mut names: Vec<String> = Vec::new();
+    for queued in records.iter() {
+        let name = scope_name(&queued.record);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    // Stable: equal keys keep their order.
+    records.sort_by_cached_key(|queued| {
+        let name = scope_name(&queued.record);
+        names.iter().position(|n| n == name)
+    });
 }
 
 fn scope_name(record: &SdkLogRecord) -> &str {
