@@ -144,14 +144,7 @@ impl Transport {
         let mut body = Vec::with_capacity(records.len() * 256);
         self.encoder.encode(records, &mut body);
         if self.protocol == Protocol::HttpJson {
-            use prost::Message as _;
-            let request =
-                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
-                    body.as_slice(),
-                )
-                .map_err(|e| format!("cannot re-read the encoded request: {e}"))?;
-            body = serde_json::to_vec(&request)
-                .map_err(|e| format!("cannot write the request as OTLP/JSON: {e}"))?;
+            body = crate::pipeline::encode::to_json(&body)?;
         }
         let (bytes, encoding) = match self.compression {
             Compression::None => (body, None),

@@ -43,6 +43,42 @@ fn resources_survive_a_real_collector_with_compression() {
     through_rotel(Protocol::Grpc, Compression::Gzip);
 }
 
+#[test]
+#[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
+fn non_finite_doubles_pass_a_real_collector_over_http_json() {
+    // rotel answers 400 to the whole request for `"doubleValue": null` (serde's NaN) and for
+    // proto3 JSON's `"NaN"`: the values go as strings, and the batch goes through.
+    let receiver = OtlpReceiver::start().unwrap();
+    let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(rotel.http_endpoint.clone()),
+        protocol: Protocol::HttpJson,
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info!(
+            loss = f64::NAN,
+            best = f64::INFINITY,
+            lr = 0.5f64,
+            "epoch done"
+        );
+        info!("next");
+    });
+    handle
+        .force_flush()
+        .unwrap_or_else(|e| panic!("rotel refused: {e}\nrotel log:\n{}", rotel.log()));
+    let records = receiver.wait_for_records(2, WAIT);
+    assert_eq!(records.len(), 2, "rotel log:\n{}", rotel.log());
+    let epoch = common::by_body(&records, "epoch done");
+    assert_eq!(epoch.attr_str("loss").as_deref(), Some("NaN"));
+    assert_eq!(epoch.attr_str("best").as_deref(), Some("Infinity"));
+    assert_eq!(epoch.attr_str("lr").as_deref(), Some("0.5"));
+    assert_eq!(handle.stats().exported, 2);
+}
+
 fn through_rotel(protocol: Protocol, compression: Compression) {
     let receiver = OtlpReceiver::start().unwrap();
     let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");

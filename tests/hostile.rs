@@ -124,3 +124,45 @@ fn extremes_by_name() {
     assert!(record.attr_str("escapes").is_some());
     assert!(record.attr_str("deep").is_some_and(|d| d.len() > 4000));
 }
+
+#[test]
+fn non_finite_doubles_are_doubles_in_protobuf_and_strings_in_json() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use zenml_otel::testing::OtlpReceiver;
+    use zenml_otel::{OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
+
+    for protocol in [Protocol::HttpProtobuf, Protocol::HttpJson] {
+        let receiver = OtlpReceiver::start().unwrap();
+        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+            endpoint: Some(receiver.endpoint()),
+            protocol,
+            ..OtelLogStoreConfig::default()
+        })
+        .unwrap();
+        let handle = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(nan = f64::NAN, neg = f64::NEG_INFINITY, "doubles");
+        });
+        handle.force_flush().unwrap();
+        let records = receiver.records();
+        assert_eq!(records.len(), 1);
+        let (nan, neg) = (records[0].attr("nan"), records[0].attr("neg"));
+        match protocol {
+            Protocol::HttpJson => {
+                assert_eq!(records[0].attr_str("nan").as_deref(), Some("NaN"));
+                assert_eq!(records[0].attr_str("neg").as_deref(), Some("-Infinity"));
+            }
+            _ => {
+                assert!(
+                    matches!(nan, Some(Value::DoubleValue(d)) if d.is_nan()),
+                    "{nan:?}"
+                );
+                assert!(
+                    matches!(neg, Some(Value::DoubleValue(d)) if *d == f64::NEG_INFINITY),
+                    "{neg:?}"
+                );
+            }
+        }
+    }
+}

@@ -329,3 +329,62 @@ fn one_request_holds_every_run_once_and_the_resource_is_encoded_once() {
     }
     assert!(runs.iter().all(|run| run.encoded.get().is_some()));
 }
+
+#[test]
+fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
+    let runs = vec![Arc::new(Run::new(resource(0), None))];
+    let list = AnyValue::ListAny(Box::new(vec![
+        AnyValue::Double(f64::NEG_INFINITY),
+        AnyValue::Double(0.25),
+    ]));
+    let map = AnyValue::Map(Box::new(
+        [(Key::from("inner"), AnyValue::Double(f64::NAN))]
+            .into_iter()
+            .collect(),
+    ));
+    let spec = Spec {
+        run: 0,
+        timestamp: Some(1),
+        observed: 1,
+        severity: None,
+        severity_text: None,
+        body: Some(AnyValue::Double(f64::INFINITY)),
+        attributes: vec![
+            ("nan".to_owned(), AnyValue::Double(f64::NAN)),
+            ("finite".to_owned(), AnyValue::Double(1.5)),
+            ("list".to_owned(), list),
+            ("map".to_owned(), map),
+        ],
+        target: None,
+        trace: None,
+        event_name: None,
+    };
+    let mut records = build(&[spec], &runs);
+    let json: serde_json::Value =
+        serde_json::from_slice(&super::to_json(&ours(&mut records)).unwrap()).unwrap();
+    let record = &json["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    assert_eq!(
+        record["body"],
+        serde_json::json!({"stringValue": "Infinity"})
+    );
+    let attributes = record["attributes"].as_array().unwrap();
+    let value = |key: &str| {
+        attributes
+            .iter()
+            .find(|kv| kv["key"] == key)
+            .map(|kv| kv["value"].clone())
+            .unwrap()
+    };
+    assert_eq!(value("nan"), serde_json::json!({"stringValue": "NaN"}));
+    assert_eq!(value("finite"), serde_json::json!({"doubleValue": 1.5}));
+    assert_eq!(
+        value("list"),
+        serde_json::json!({"arrayValue": {"values": [
+            {"stringValue": "-Infinity"}, {"doubleValue": 0.25}
+        ]}})
+    );
+    assert_eq!(
+        value("map")["kvlistValue"]["values"][0]["value"],
+        serde_json::json!({"stringValue": "NaN"})
+    );
+}
