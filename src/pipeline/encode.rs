@@ -8,7 +8,8 @@
 //! that spans many runs costs a request per run. This writes the same bytes straight from the
 //! records with prost's wire primitives: every length is computed once, nothing is copied but
 //! into the output, a run's resource is encoded once for its lifetime. The tests hold it to
-//! byte equality with opentelemetry-proto's own conversion, the reference.
+//! byte equality with opentelemetry-proto's own conversion, the reference. OTLP/JSON is that
+//! request again, through opentelemetry-proto's serde ([`to_json`]).
 
 use std::sync::Arc;
 
