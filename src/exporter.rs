@@ -26,18 +26,31 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Transport {
     exporter: opentelemetry_otlp::LogExporter,
-    /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass on.
-    http_outcome: Arc<Mutex<HttpOutcome>>,
-    /// Only for HTTP: the body the HTTP client sends in place of opentelemetry-otlp's.
-    http_body: Arc<Mutex<Option<PreparedBody>>>,
-    encoder: Encoder,
-    protocol: Protocol,
-    compression: Compression,
-    /// The scope records without a target are exported under (the layer always sets one).
-    scope: InstrumentationScope,
-    /// Only for gRPC: a one-worker runtime the crate owns, shared by the senders (tonic's
-    /// connections are driven there; each sender `block_on`s its own export).
-    runtime: Option<Arc<tokio::runtime::Runtime>>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// Our encoding, one request per batch, sent by opentelemetry-otlp through this lane's
+    /// [`HttpTransport`]; the futures run on the sender thread (blocking reqwest).
+    Http {
+        /// The body the HTTP client sends in place of opentelemetry-otlp's.
+        body: Arc<Mutex<Option<PreparedBody>>>,
+        /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass
+        /// on.
+        outcome: Arc<Mutex<HttpOutcome>>,
+        encoder: Encoder,
+        json: bool,
+        compression: Compression,
+    },
+    /// opentelemetry-otlp's own encoding, one request per run in a batch.
+    Grpc {
+        /// A one-worker runtime the crate owns, shared by the senders (tonic's connections are
+        /// driven there; each sender `block_on`s its own export).
+        runtime: Arc<tokio::runtime::Runtime>,
+        /// The scope records without a target are exported under (the layer always sets one).
+        scope: InstrumentationScope,
+    },
 }
 
 impl Transport {
@@ -58,13 +71,10 @@ impl Transport {
                     .map(|_| {
                         Ok(Self {
                             exporter: grpc_exporter(settings)?,
-                            http_outcome: Arc::default(),
-                            http_body: Arc::default(),
-                            encoder: Encoder::default(),
-                            protocol: settings.protocol,
-                            compression: settings.compression,
-                            scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
-                            runtime: Some(Arc::clone(&runtime)),
+                            kind: Kind::Grpc {
+                                runtime: Arc::clone(&runtime),
+                                scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
+                            },
                         })
                     })
                     .collect()
@@ -73,25 +83,26 @@ impl Transport {
                 let client = http_client(settings)?;
                 (0..lanes)
                     .map(|_| {
-                        let http_outcome = Arc::default();
-                        let http_body = Arc::default();
+                        let body = Arc::default();
+                        let outcome = Arc::default();
+                        let exporter = http_exporter(
+                            settings,
+                            HttpTransport {
+                                client: client.clone(),
+                                headers: HeaderPrecedence::new(settings),
+                                outcome: Arc::clone(&outcome),
+                                body: Arc::clone(&body),
+                            },
+                        )?;
                         Ok(Self {
-                            exporter: http_exporter(
-                                settings,
-                                HttpTransport {
-                                    client: client.clone(),
-                                    headers: HeaderPrecedence::new(settings),
-                                    outcome: Arc::clone(&http_outcome),
-                                    body: Arc::clone(&http_body),
-                                },
-                            )?,
-                            http_outcome,
-                            http_body,
-                            encoder: Encoder::default(),
-                            protocol: settings.protocol,
-                            compression: settings.compression,
-                            scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
-                            runtime: None,
+                            exporter,
+                            kind: Kind::Http {
+                                body,
+                                outcome,
+                                encoder: Encoder::default(),
+                                json: settings.protocol == Protocol::HttpJson,
+                                compression: settings.compression,
+                            },
                         })
                     })
                     .collect()
@@ -109,17 +120,32 @@ impl Transport {
     ) {
         // Stable: each run's records keep their order.
         records.sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
-        match self.protocol {
-            Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let result = self.prepare_body(records).and_then(|body| {
-                    *lock(&self.http_body) = Some(body);
-                    let result = self.send(LogBatch::new(&[]));
-                    *lock(&self.http_body) = None;
-                    result
-                });
+        match &mut self.kind {
+            Kind::Http {
+                body,
+                outcome,
+                encoder,
+                json,
+                compression,
+            } => {
+                let result =
+                    prepare_body(encoder, records, *json, *compression).and_then(|prepared| {
+                        *lock(body) = Some(prepared);
+                        let result =
+                            futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
+                        *lock(body) = None;
+                        let outcome = std::mem::take(&mut *lock(outcome));
+                        match result {
+                            Ok(()) => Ok(outcome.rejected),
+                            Err(error) => Err(match outcome.failure {
+                                Some(cause) => format!("{error}: {cause}"),
+                                None => error.to_string(),
+                            }),
+                        }
+                    });
                 settle(records.len(), result);
             }
-            Protocol::Grpc => {
+            Kind::Grpc { runtime, scope } => {
                 let mut rest = &*records;
                 while let Some(first) = rest.first() {
                     let n = rest
@@ -129,64 +155,53 @@ impl Transport {
                     let (group, tail) = rest.split_at(n);
                     let batch: Vec<_> = group
                         .iter()
-                        .map(|queued| (&queued.record, &self.scope))
+                        .map(|queued| (&queued.record, &*scope))
                         .collect();
                     self.exporter.set_resource(&first.run.resource);
-                    settle(n, self.send(LogBatch::new(&batch)));
+                    let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
+                    settle(n, result.map(|()| 0).map_err(|e| e.to_string()));
                     rest = tail;
                 }
             }
         }
     }
 
-    /// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured.
-    fn prepare_body(&mut self, records: &mut [QueuedRecord]) -> Result<PreparedBody, String> {
-        let mut body = Vec::with_capacity(records.len() * 256);
-        self.encoder.encode(records, &mut body);
-        if self.protocol == Protocol::HttpJson {
-            body = crate::pipeline::encode::to_json(&body)?;
-        }
-        let (bytes, encoding) = match self.compression {
-            Compression::None => (body, None),
-            Compression::Gzip => {
-                use std::io::Write as _;
-                let mut gzip =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                gzip.write_all(&body)
-                    .and_then(|()| gzip.finish())
-                    .map(|bytes| (bytes, Some("gzip")))
-                    .map_err(|e| format!("gzip compression failed: {e}"))?
-            }
-            Compression::Zstd => zstd::bulk::compress(&body, 0)
-                .map(|bytes| (bytes, Some("zstd")))
-                .map_err(|e| format!("zstd compression failed: {e}"))?,
-        };
-        Ok(PreparedBody {
-            bytes: Bytes::from(bytes),
-            encoding,
-        })
-    }
-
-    /// Runs one opentelemetry-otlp export.
-    fn send(&self, batch: LogBatch<'_>) -> Result<u64, String> {
-        let export = self.exporter.export(batch);
-        let result = match &self.runtime {
-            Some(runtime) => runtime.block_on(export),
-            None => futures_executor::block_on(export),
-        };
-        let outcome = std::mem::take(&mut *lock(&self.http_outcome));
-        match result {
-            Ok(()) => Ok(outcome.rejected),
-            Err(error) => Err(match outcome.failure {
-                Some(cause) => format!("{error}: {cause}"),
-                None => error.to_string(),
-            }),
-        }
-    }
-
     pub(crate) fn shutdown(&mut self) {
         let _ = self.exporter.shutdown();
     }
+}
+
+/// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured.
+fn prepare_body(
+    encoder: &mut Encoder,
+    records: &mut [QueuedRecord],
+    json: bool,
+    compression: Compression,
+) -> Result<PreparedBody, String> {
+    let mut body = Vec::with_capacity(records.len() * 256);
+    encoder.encode(records, &mut body);
+    if json {
+        body = crate::pipeline::encode::to_json(&body)?;
+    }
+    let (bytes, encoding) = match compression {
+        Compression::None => (body, None),
+        Compression::Gzip => {
+            use std::io::Write as _;
+            let mut gzip =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gzip.write_all(&body)
+                .and_then(|()| gzip.finish())
+                .map(|bytes| (bytes, Some("gzip")))
+                .map_err(|e| format!("gzip compression failed: {e}"))?
+        }
+        Compression::Zstd => zstd::bulk::compress(&body, 0)
+            .map(|bytes| (bytes, Some("zstd")))
+            .map_err(|e| format!("zstd compression failed: {e}"))?,
+    };
+    Ok(PreparedBody {
+        bytes: Bytes::from(bytes),
+        encoding,
+    })
 }
 
 fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
@@ -383,7 +398,7 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> 
         .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))
 }
 
-/// Compression is left to [`Transport::prepare_body`]: what opentelemetry-otlp encodes here is
+/// Compression is left to [`prepare_body`]: what opentelemetry-otlp encodes here is
 /// only the empty placeholder the client replaces.
 fn http_exporter(
     settings: &Settings,
