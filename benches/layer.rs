@@ -299,21 +299,19 @@ fn bench_zenml_otel(
             });
         });
     });
-    handle.shutdown().expect("shutdown");
-    let stats = handle.stats();
-    eprintln!("{name}: {issued} events, {stats:?}");
-    assert_eq!(
-        (stats.emitted, stats.exported, stats.dropped, stats.failed),
-        (issued, issued, 0, 0),
-        "{name} must export every event it was timed on"
-    );
+    assert_ours_exported_all(name, issued, &handle);
 }
 
-fn bench_bridge<E: LogExporter + 'static>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
+/// The official pipeline: bridge (span fields copied onto every record) → SDK provider with our
+/// layer's service attributes → batch processor with our batch settings and a queue of
+/// `queue` → `exporter`, counting what it exported.
+fn bridge_pipeline<E: LogExporter + 'static>(
     exporter: E,
-    gap: Duration,
+    queue: usize,
+) -> (
+    SdkLoggerProvider,
+    OpenTelemetryTracingBridge<SdkLoggerProvider, opentelemetry_sdk::logs::SdkLogger>,
+    Arc<AtomicU64>,
 ) {
     let exported = Arc::new(AtomicU64::new(0));
     let processor = BatchLogProcessor::builder(Counted {
@@ -322,7 +320,7 @@ fn bench_bridge<E: LogExporter + 'static>(
     })
     .with_batch_config(
         BatchConfigBuilder::default()
-            .with_max_queue_size(MAX_QUEUE_SIZE)
+            .with_max_queue_size(queue)
             .with_scheduled_delay(SCHEDULE_DELAY)
             .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
             .build(),
@@ -344,6 +342,46 @@ fn bench_bridge<E: LogExporter + 'static>(
     let bridge = OpenTelemetryTracingBridge::builder(&provider)
         .with_tracing_span_attributes(TracingSpanAttributes::all())
         .build();
+    (provider, bridge, exported)
+}
+
+/// Shuts our layer down; panics unless it exported every one of the `issued` events it was
+/// timed on.
+fn assert_ours_exported_all(name: &str, issued: u64, handle: &zenml_otel::LogStoreHandle) {
+    handle.shutdown().expect("shutdown");
+    let stats = handle.stats();
+    eprintln!("{name}: {issued} events, {stats:?}");
+    assert_eq!(
+        (stats.emitted, stats.exported, stats.dropped, stats.failed),
+        (issued, issued, 0, 0),
+        "{name} must export every event it was timed on"
+    );
+}
+
+/// Shuts the bridge's provider down; panics unless it exported every one of the `issued`
+/// events it was timed on.
+fn assert_bridge_exported_all(
+    name: &str,
+    issued: u64,
+    provider: &SdkLoggerProvider,
+    exported: &AtomicU64,
+) {
+    provider.shutdown().expect("shutdown");
+    let exported = exported.load(Ordering::Relaxed);
+    eprintln!("{name}: {issued} events, {exported} exported");
+    assert_eq!(
+        exported, issued,
+        "{name} must export every event it was timed on"
+    );
+}
+
+fn bench_bridge<E: LogExporter + 'static>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    exporter: E,
+    gap: Duration,
+) {
+    let (provider, bridge, exported) = bridge_pipeline(exporter, MAX_QUEUE_SIZE);
     let mut issued = 0;
     in_run_span(tracing_subscriber::registry().with(bridge), || {
         group.bench_function(name, |b| {
@@ -354,13 +392,7 @@ fn bench_bridge<E: LogExporter + 'static>(
             });
         });
     });
-    provider.shutdown().expect("shutdown");
-    let exported = exported.load(Ordering::Relaxed);
-    eprintln!("{name}: {issued} events, {exported} exported");
-    assert_eq!(
-        exported, issued,
-        "{name} must export every event it was timed on"
-    );
+    assert_bridge_exported_all(name, issued, &provider, &exported);
 }
 
 /// The SDK's own OTLP/HTTP exporter, configured like ours, posting to `sink`.
@@ -531,35 +563,10 @@ fn bench_threads(c: &mut Criterion) {
                 elapsed
             });
         });
-        handle.shutdown().expect("shutdown");
-        let stats = handle.stats();
-        eprintln!("{name}: {issued} events, {stats:?}");
-        assert_eq!(
-            (stats.emitted, stats.exported, stats.dropped, stats.failed),
-            (issued, issued, 0, 0),
-            "{name} must export every event it was timed on"
-        );
+        assert_ours_exported_all(&name, issued, &handle);
 
         let name = format!("official_bridge/{threads}");
-        let exported = Arc::new(AtomicU64::new(0));
-        let processor = BatchLogProcessor::builder(Counted {
-            inner: otlp_exporter(&sink),
-            exported: exported.clone(),
-        })
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(THREADED_QUEUE)
-                .with_scheduled_delay(SCHEDULE_DELAY)
-                .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
-                .build(),
-        )
-        .build();
-        let provider = SdkLoggerProvider::builder()
-            .with_log_processor(processor)
-            .build();
-        let bridge = OpenTelemetryTracingBridge::builder(&provider)
-            .with_tracing_span_attributes(TracingSpanAttributes::all())
-            .build();
+        let (provider, bridge, exported) = bridge_pipeline(otlp_exporter(&sink), THREADED_QUEUE);
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(bridge));
         let mut issued = 0;
         group.bench_function(&name, |b| {
@@ -569,13 +576,7 @@ fn bench_threads(c: &mut Criterion) {
                 elapsed
             });
         });
-        provider.shutdown().expect("shutdown");
-        let exported = exported.load(Ordering::Relaxed);
-        eprintln!("{name}: {issued} events, {exported} exported");
-        assert_eq!(
-            exported, issued,
-            "{name} must export every event it was timed on"
-        );
+        assert_bridge_exported_all(&name, issued, &provider, &exported);
     }
     group.finish();
 }

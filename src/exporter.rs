@@ -18,7 +18,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 
 use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
 use crate::pipeline::encode::{Encoder, DEFAULT_SCOPE};
-use crate::pipeline::QueuedRecord;
+use crate::pipeline::{same_run, QueuedRecord};
 use crate::Error;
 
 /// One exporter and what its futures run on. Each sender thread of the pipeline owns one; they
@@ -147,19 +147,15 @@ impl Transport {
             }
             Kind::Grpc { runtime, scope } => {
                 let mut rest = &*records;
-                while let Some(first) = rest.first() {
-                    let n = rest
-                        .iter()
-                        .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
-                        .count();
-                    let (group, tail) = rest.split_at(n);
+                while !rest.is_empty() {
+                    let (group, tail) = rest.split_at(same_run(rest));
                     let batch: Vec<_> = group
                         .iter()
                         .map(|queued| (&queued.record, &*scope))
                         .collect();
-                    self.exporter.set_resource(&first.run.resource);
+                    self.exporter.set_resource(&group[0].run.resource);
                     let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
-                    settle(n, result.map(|()| 0).map_err(|e| e.to_string()));
+                    settle(group.len(), result.map(|()| 0).map_err(|e| e.to_string()));
                     rest = tail;
                 }
             }

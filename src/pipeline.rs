@@ -52,6 +52,16 @@ pub(crate) struct QueuedRecord {
     pub(crate) record: SdkLogRecord,
 }
 
+/// How many records at the start of `records` belong to the first one's run.
+pub(crate) fn same_run(records: &[QueuedRecord]) -> usize {
+    records.first().map_or(0, |first| {
+        records
+            .iter()
+            .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
+            .count()
+    })
+}
+
 #[derive(Debug)]
 enum Control {
     /// A batch's worth of records is queued. Sent once per batch (see

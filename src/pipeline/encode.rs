@@ -11,8 +11,6 @@
 //! byte equality with opentelemetry-proto's own conversion, the reference. OTLP/JSON is that
 //! request again, through opentelemetry-proto's serde ([`to_json`]).
 
-use std::sync::Arc;
-
 use opentelemetry::logs::AnyValue;
 use opentelemetry_proto::tonic::common::v1 as proto;
 use opentelemetry_sdk::logs::SdkLogRecord;
@@ -101,11 +99,8 @@ impl Encoder {
     /// each run's records are regrouped by scope in place, each scope's keeping their order.
     pub(crate) fn encode(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
         let mut rest = records;
-        while let Some(first) = rest.first() {
-            let n = rest
-                .iter()
-                .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
-                .count();
+        while !rest.is_empty() {
+            let n = super::same_run(rest);
             let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
             self.encode_run(run, out);
             rest = tail;

@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use prost::Message as _;
 
 use super::{Encoder, DEFAULT_SCOPE};
-use crate::pipeline::QueuedRecord;
+use crate::pipeline::{same_run, QueuedRecord};
 use crate::span_context::Run;
 
 const SEVERITIES: [Severity; 24] = [
@@ -208,12 +208,9 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
     let scope = InstrumentationScope::builder(DEFAULT_SCOPE).build();
     let mut resource_logs = Vec::new();
     let mut rest = records;
-    while let Some(first) = rest.first() {
-        let n = rest
-            .iter()
-            .take_while(|q| Arc::ptr_eq(&q.run, &first.run))
-            .count();
-        let (group, tail) = rest.split_at(n);
+    while !rest.is_empty() {
+        let (group, tail) = rest.split_at(same_run(rest));
+        let first = &group[0];
         let batch: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             group.iter().map(|q| (&q.record, &scope)).collect();
         let resource = ResourceAttributesWithSchema::from(&first.run.resource);
