@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Deserializer};
 
+use crate::handover::{self, ConfigText};
 use crate::Error;
 
 /// The OTLP transport and encoding.
@@ -150,8 +151,8 @@ deserialize_from_str!(OnFull);
 /// (`--headers='{"Authorization":"Bearer token123"}'`).
 ///
 /// Where values come from, first match wins: a field set to something other than its default;
-/// then the standard `OTEL_*` and ZenML `ZENML_LOGS_OTEL_*` environment variables; then the
-/// default. [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) applies the environment itself;
+/// then the configuration a ZenML step handed over ([`handover::LOG_STORE_CONFIG`]); then the
+/// standard `OTEL_*` and ZenML `ZENML_LOGS_OTEL_*` environment variables; then the default. [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) applies the environment itself;
 /// [`from_env`](Self::from_env) shows the result.
 ///
 /// ```
@@ -333,8 +334,13 @@ impl OtelLogStoreConfig {
         let field = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(field.clone(), format!("cannot read the file: {e}")))?;
+        Self::from_json(&text, field)
+    }
+
+    /// Parses a component's configuration; errors name `field` and the key at fault.
+    fn from_json(text: &str, field: String) -> Result<Self, Error> {
         // The path names the key at fault, which serde_json's own errors do not for bad values.
-        let deserializer = &mut serde_json::Deserializer::from_str(&text);
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let problem = e.into_inner();
@@ -345,9 +351,55 @@ impl OtelLogStoreConfig {
         })
     }
 
-    /// Fields still at their default take their value from the environment.
+    /// Fields still at their default take their value from a configuration handed over by a
+    /// ZenML step (see [`handover`](crate::handover)), then from the environment.
     pub(crate) fn with_env(self) -> Result<Self, Error> {
-        env::overlay(self, &|name| std::env::var(name).ok())
+        let env = |name: &str| std::env::var(name).ok();
+        let config = match handover::config_source(&env)? {
+            None => self,
+            Some((variable, ConfigText::Json(json))) => {
+                self.or(Self::from_json(&json, variable.to_owned())?)
+            }
+            Some((variable, ConfigText::File(path))) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| Error::config(variable, format!("cannot read `{path}`: {e}")))?;
+                self.or(Self::from_json(&text, variable.to_owned())?)
+            }
+        };
+        env::overlay(config, &env)
+    }
+
+    /// Every field of `self` still at its default takes `fallback`'s value.
+    fn or(mut self, fallback: Self) -> Self {
+        let default = Self::default();
+        macro_rules! fill {
+            ($($field:ident),* $(,)?) => {
+                $(if self.$field == default.$field {
+                    self.$field = fallback.$field;
+                })*
+            };
+        }
+        fill!(
+            service_name,
+            service_version,
+            deployment_environment,
+            endpoint,
+            headers,
+            insecure,
+            max_queue_size,
+            schedule_delay_millis,
+            max_export_batch_size,
+            protocol,
+            compression,
+            export_timeout_millis,
+            certificate_file,
+            client_certificate_file,
+            client_key_file,
+            resource_attributes,
+            on_full,
+            max_block_millis,
+        );
+        self
     }
 
     /// Checks every field and resolves the endpoint; what the pipeline is built from.

@@ -17,6 +17,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
 
+use crate::handover::Handover;
 use crate::pipeline::{self, Emitter, QueuedRecord};
 use crate::record::{self, EventVisitor};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
@@ -62,11 +63,15 @@ impl ZenmlOtelLayer {
     /// everything, builds the OTLP exporter and starts the export threads.
     ///
     /// Fails with an [`Error`] naming the field when a value is unusable (an endpoint that is not
-    /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses). Nothing
+    /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses), or the
+    /// variable when a ZenML step's [`handover`](crate::handover) is blank or malformed. Nothing
     /// is sent until an event is logged.
     pub fn new(config: OtelLogStoreConfig) -> Result<Self, Error> {
         let config = config.with_env()?;
         let settings = config.validate()?;
+        let handover = Handover::read(&|name| {
+            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+        })?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         let base = Resource::builder_empty()
             .with_attributes(
@@ -98,7 +103,7 @@ impl ZenmlOtelLayer {
             .build()
             .logger_with_scope(opentelemetry::InstrumentationScope::builder("zenml-otel").build());
         Ok(Self {
-            runs: Runs::new(base, emitter.run_gauge()),
+            runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,
             handle,
             logger,

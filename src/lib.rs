@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod exporter;
 pub mod fields;
+pub mod handover;
 mod layer;
 mod pipeline;
 mod record;

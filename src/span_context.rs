@@ -13,6 +13,7 @@ use opentelemetry_sdk::Resource;
 use tracing::field::{Field, Visit};
 
 use crate::fields;
+use crate::handover::Handover;
 use crate::pipeline::encode::EncodedResource;
 
 /// The `zenml.*` fields one span sets (or, once resolved, that a span sees from its scope).
@@ -79,6 +80,27 @@ impl SpanFields {
         }
     }
 
+    /// Whether any of the three fields that select a run (and its resource) is set.
+    fn names_run(&self) -> bool {
+        self.pipeline_run_id.is_some() || self.step_id.is_some() || self.source.is_some()
+    }
+
+    /// ZenML's own record attributes for the run's ids, so ZenML's queries find these records.
+    /// They follow the resolved ids, whatever a span set under the same keys.
+    fn add_zenml_record_ids(&mut self, source: &Arc<str>) {
+        let ids = [
+            (fields::RECORD_PIPELINE_RUN_ID, self.pipeline_run_id.clone()),
+            (fields::RECORD_STEP_RUN_ID, self.step_id.clone()),
+            (fields::RECORD_LOG_SOURCE, Some(source.clone())),
+        ];
+        for (key, value) in ids {
+            if let Some(value) = value {
+                let value = AnyValue::String(StringValue::from(value));
+                self.set_attribute(Key::from_static_str(key), value);
+            }
+        }
+    }
+
     fn set(
         &mut self,
         field: &Field,
@@ -93,6 +115,17 @@ impl SpanFields {
                 self.set_attribute(Key::from_static_str(name), value());
             }
             _ => {}
+        }
+    }
+}
+
+impl From<Handover> for SpanFields {
+    fn from(handover: Handover) -> Self {
+        Self {
+            pipeline_run_id: handover.pipeline_run_id,
+            step_id: handover.step_id,
+            source: handover.source,
+            attributes: handover.attributes,
         }
     }
 }
@@ -225,6 +258,11 @@ pub(crate) struct Runs {
     /// Distinguishes layer instances sharing one registry (and so one `SpanState` per span).
     id: usize,
     base_attributes: Vec<KeyValue>,
+    /// The process's own context (a ZenML step's handover): outermost, under every span.
+    base_fields: SpanFields,
+    /// The resource of records outside any run.
+    base_run: Arc<Run>,
+    /// What events outside every `zenml.*` span resolve to: `base_fields`.
     outside: Arc<Resolved>,
     live: Mutex<Interned>,
     gauge: Arc<AtomicU64>,
@@ -240,7 +278,7 @@ struct Interned {
 }
 
 impl Runs {
-    pub(crate) fn new(base: Resource, gauge: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(base: Resource, gauge: Arc<AtomicU64>, base_fields: SpanFields) -> Self {
         // A run's own zenml.* keys win over any the base got from OTEL_RESOURCE_ATTRIBUTES, even
         // where the run has none (an orchestrator has no step id).
         let base_attributes: Vec<KeyValue> = base
@@ -250,14 +288,17 @@ impl Runs {
             })
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
+        let base_run = Arc::new(Run::new(base, None));
         let outside = Arc::new(Resolved {
             fields: SpanFields::default(),
-            run: Arc::new(Run::new(base, None)),
+            run: base_run.clone(),
         });
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
-        Self {
+        let mut runs = Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             base_attributes,
+            base_fields: SpanFields::default(),
+            base_run,
             outside,
             live: Mutex::new(Interned {
                 runs: HashMap::new(),
@@ -265,7 +306,10 @@ impl Runs {
             }),
             generation: AtomicU64::new(0),
             gauge,
-        }
+        };
+        runs.outside = runs.resolve(base_fields.clone());
+        runs.base_fields = base_fields;
+        runs
     }
 
     /// The context of events outside any span that sets a `zenml.*` field.
@@ -297,15 +341,13 @@ impl Runs {
     }
 
     /// Builds the context from fields gathered innermost-first by [`Resolver`].
-    fn resolve(&self, fields: SpanFields) -> Arc<Resolved> {
+    fn resolve(&self, mut fields: SpanFields) -> Arc<Resolved> {
         if fields.is_empty() {
             return self.outside.clone();
         }
-        let run = if fields.pipeline_run_id.is_none()
-            && fields.step_id.is_none()
-            && fields.source.is_none()
-        {
-            self.outside.run.clone()
+        fields.inherit(&self.base_fields);
+        let run = if !fields.names_run() {
+            self.base_run.clone()
         } else {
             let source = fields.source.clone().unwrap_or_else(|| {
                 Arc::from(if fields.step_id.is_some() {
@@ -314,6 +356,7 @@ impl Runs {
                     fields::SOURCE_ORCHESTRATOR
                 })
             });
+            fields.add_zenml_record_ids(&source);
             self.run(RunKey {
                 pipeline_run_id: fields.pipeline_run_id.clone(),
                 step_id: fields.step_id.clone(),
@@ -413,7 +456,11 @@ mod tests {
 
     #[test]
     fn source_is_derived_unless_given() {
-        let runs = Runs::new(Resource::builder_empty().build(), Arc::default());
+        let runs = Runs::new(
+            Resource::builder_empty().build(),
+            Arc::default(),
+            SpanFields::default(),
+        );
         let step = runs.resolve(fields(Some("r"), Some("s"), None));
         assert_eq!(
             resource_value(&step.run, fields::SOURCE).as_deref(),
@@ -434,7 +481,11 @@ mod tests {
 
     #[test]
     fn one_run_per_key_released_when_unused() {
-        let runs = Runs::new(Resource::builder_empty().build(), Arc::default());
+        let runs = Runs::new(
+            Resource::builder_empty().build(),
+            Arc::default(),
+            SpanFields::default(),
+        );
         let a = runs.resolve(fields(Some("r"), Some("s"), None));
         let b = runs.resolve(fields(Some("r"), Some("s"), None));
         assert!(Arc::ptr_eq(&a.run, &b.run));

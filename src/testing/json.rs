@@ -14,12 +14,37 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use serde_json::Value;
 
 /// Decodes an OTLP/JSON `ExportLogsServiceRequest`, or explains why it is not one.
-pub(super) fn decode(body: &[u8]) -> Result<ExportLogsServiceRequest, String> {
-    let value: Value =
+///
+/// With `proto_field_names`, keys may also be spelled as the proto fields (`resource_logs`,
+/// `string_value`) and optional fields may be `null`, as protobuf JSON parsers accept and as
+/// ZenML's Python `otel` log store sends: such a body is first rewritten to the spec's shape.
+pub(super) fn decode(
+    body: &[u8],
+    proto_field_names: bool,
+) -> Result<ExportLogsServiceRequest, String> {
+    let mut value: Value =
         serde_json::from_slice(body).map_err(|e| format!("invalid OTLP/JSON body: {e}"))?;
+    if proto_field_names {
+        value = to_json_names(value);
+    }
     check_shape(&value)?;
-    serde_json::from_slice(body)
+    serde_json::from_value(value)
         .map_err(|e| format!("invalid OTLP/JSON ExportLogsServiceRequest: {e}"))
+}
+
+/// Renames every object key to its lowerCamelCase JSON name and drops `null` members. Only
+/// keys are touched: attribute names are values (`{"key": "zenml.log_store.id"}`).
+fn to_json_names(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, child)| !child.is_null())
+                .map(|(key, child)| (lower_camel_case(&key), to_json_names(child)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(to_json_names).collect()),
+        other => other,
+    }
 }
 
 /// The checks serde does not do: a top-level `resourceLogs`, lowerCamelCase keys
@@ -193,7 +218,7 @@ mod tests {
 
     #[test]
     fn decodes_spec_json() {
-        let request = decode(SPEC.as_bytes()).unwrap();
+        let request = decode(SPEC.as_bytes(), false).unwrap();
         let record = &request.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(record.observed_time_unix_nano, 1_700_000_000_000_000_002);
@@ -224,14 +249,17 @@ mod tests {
 
     #[test]
     fn rejects_snake_case_keys() {
-        let top = decode(br#"{"resource_logs": []}"#).unwrap_err();
+        let top = decode(br#"{"resource_logs": []}"#, false).unwrap_err();
         assert!(top.starts_with("missing field `resourceLogs`"), "{top}");
         assert!(top.contains("lowerCamelCase"), "{top}");
 
-        assert_eq!(decode(b"{}").unwrap_err(), "missing field `resourceLogs`");
+        assert_eq!(
+            decode(b"{}", false).unwrap_err(),
+            "missing field `resourceLogs`"
+        );
 
         let nested = SPEC.replace("\"logRecords\"", "\"log_records\"");
-        let error = decode(nested.as_bytes()).unwrap_err();
+        let error = decode(nested.as_bytes(), false).unwrap_err();
         assert_eq!(
             error,
             "unknown field `log_records` at $.resourceLogs[0].scopeLogs[0]: \
@@ -239,7 +267,7 @@ mod tests {
         );
 
         let value = SPEC.replace("\"stringValue\": \"hello\"", "\"string_value\": \"hello\"");
-        assert!(decode(value.as_bytes())
+        assert!(decode(value.as_bytes(), false)
             .unwrap_err()
             .contains("`string_value`"));
     }
@@ -251,7 +279,7 @@ mod tests {
             "5b8efff798038103d269b633813fc60c",
             "W47/95gDgQPSabYzgT/GDA==",
         );
-        let error = decode(base64.as_bytes()).unwrap_err();
+        let error = decode(base64.as_bytes(), false).unwrap_err();
         assert!(
             error.starts_with(
                 "invalid `traceId` at $.resourceLogs[0].scopeLogs[0].logRecords[0].traceId"
@@ -259,12 +287,14 @@ mod tests {
             "{error}"
         );
         let short = SPEC.replace("eee19b7ec3c1b174", "eee19b7e");
-        assert!(decode(short.as_bytes()).unwrap_err().contains("`spanId`"));
+        assert!(decode(short.as_bytes(), false)
+            .unwrap_err()
+            .contains("`spanId`"));
         let prefixed = SPEC.replace("eee19b7ec3c1b174", "0xeee19b7ec3c1b1");
-        assert!(decode(prefixed.as_bytes()).is_err());
+        assert!(decode(prefixed.as_bytes(), false).is_err());
         let empty = SPEC.replace("eee19b7ec3c1b174", "");
         assert!(
-            decode(empty.as_bytes()).unwrap().resource_logs[0].scope_logs[0].log_records[0]
+            decode(empty.as_bytes(), false).unwrap().resource_logs[0].scope_logs[0].log_records[0]
                 .span_id
                 .is_empty()
         );
@@ -272,15 +302,17 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_bad_types() {
-        assert!(decode(b"[]").unwrap_err().contains("must be a JSON object"));
-        assert!(decode(b"not json")
+        assert!(decode(b"[]", false)
+            .unwrap_err()
+            .contains("must be a JSON object"));
+        assert!(decode(b"not json", false)
             .unwrap_err()
             .starts_with("invalid OTLP/JSON body"));
         let named_enum = SPEC.replace(
             "\"severityNumber\": 9",
             "\"severityNumber\": \"SEVERITY_NUMBER_INFO\"",
         );
-        assert!(decode(named_enum.as_bytes())
+        assert!(decode(named_enum.as_bytes(), false)
             .unwrap_err()
             .starts_with("invalid OTLP/JSON ExportLogsServiceRequest"));
     }
@@ -293,5 +325,44 @@ mod tests {
             "observedTimeUnixNano"
         );
         assert_eq!(lower_camel_case("_x"), "x");
+    }
+
+    /// What ZenML 0.98's Python `otel` log store posts (trimmed from a captured request).
+    const ZENML: &str = r#"{"resource_logs": [{
+      "resource": {"attributes": [{"key": "service.name", "value": {"string_value": "zenml-pipelines"}}],
+                   "dropped_attributes_count": 0},
+      "scope_logs": [{
+        "scope": {"name": "c56b45f8-66d7-41ca-a18f-d191fe71cc6b", "version": null, "schema_url": "", "attributes": null},
+        "log_records": [{
+          "time_unix_nano": 1795493419047869440, "observed_time_unix_nano": 1795493420416524977,
+          "flags": 0, "body": {"string_value": "loading rows"}, "severity_text": "INFO",
+          "attributes": [{"key": "zenml.log_store.id", "value": {"string_value": "da5eb578"}}],
+          "dropped_attributes_count": 0, "severity_number": 9
+        }],
+        "schema_url": ""
+      }],
+      "schema_url": ""
+    }]}"#;
+
+    #[test]
+    fn proto_field_names_only_when_asked() {
+        let strict = decode(ZENML.as_bytes(), false).unwrap_err();
+        assert!(strict.contains("resource_logs"), "{strict}");
+        let request = decode(ZENML.as_bytes(), true).unwrap();
+        let logs = &request.resource_logs[0].scope_logs[0];
+        assert_eq!(
+            logs.scope.as_ref().unwrap().name,
+            "c56b45f8-66d7-41ca-a18f-d191fe71cc6b"
+        );
+        let record = &logs.log_records[0];
+        assert_eq!(record.time_unix_nano, 1_795_493_419_047_869_440);
+        assert_eq!(record.severity_number, 9);
+        assert_eq!(record.severity_text, "INFO");
+        let body = record.body.as_ref().and_then(|b| b.value.clone());
+        assert_eq!(body, Some(AnyValue::StringValue("loading rows".into())));
+        // Attribute names are values, not keys: their underscores stay.
+        assert_eq!(record.attributes[0].key, "zenml.log_store.id");
+        // Spec JSON still decodes in the lenient mode.
+        assert!(decode(SPEC.as_bytes(), true).is_ok());
     }
 }

@@ -64,7 +64,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -129,6 +129,8 @@ struct Shared {
     tls_failures: AtomicUsize,
     /// Requests that reached the handlers, faulted or not.
     attempts: AtomicUsize,
+    /// OTLP/JSON may use proto field names (`resource_logs`): see `accept_proto_field_names`.
+    proto_field_names: AtomicBool,
     faults: Mutex<fault::Faults>,
     /// Watched by the accept loop (refuse or listen) and by black-holed requests.
     control: watch::Sender<fault::Control>,
@@ -328,6 +330,16 @@ impl OtlpReceiver {
         self.shared.faults().push(n, fault);
     }
 
+    /// Accepts OTLP/JSON whose keys are the proto field names (`resource_logs`,
+    /// `string_value`) and whose unset fields are `null`, as protobuf JSON parsers do and as
+    /// ZenML's Python `otel` log store sends. Off by default: the OTLP spec says senders must
+    /// use the lowerCamelCase names, and collectors such as rotel refuse anything else.
+    pub fn accept_proto_field_names(&self, accept: bool) {
+        self.shared
+            .proto_field_names
+            .store(accept, Ordering::Release);
+    }
+
     /// Every request that reached the receiver so far, faulted or not, malformed ones
     /// included. Connections refused under [`Fault::Refuse`] never reach it and are not
     /// counted.
@@ -416,6 +428,7 @@ impl Shared {
             arrived: Condvar::new(),
             tls_failures: AtomicUsize::new(0),
             attempts: AtomicUsize::new(0),
+            proto_field_names: AtomicBool::new(false),
             faults: Mutex::default(),
             control: watch::Sender::new(fault::Control::default()),
             applied: Mutex::default(),

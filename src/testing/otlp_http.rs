@@ -1,6 +1,7 @@
 //! OTLP/HTTP: `POST …/v1/logs` with a protobuf or JSON body, optionally gzip or zstd encoded.
 
 use std::io::Read;
+use std::sync::atomic::Ordering;
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -59,7 +60,8 @@ pub(super) async fn handle(
         }
         Some(Fault::Blackhole) => return conn.blackhole(plan.generation).await,
     }
-    match decode(parts, body) {
+    let proto_field_names = conn.shared.proto_field_names.load(Ordering::Acquire);
+    match decode(parts, body, proto_field_names) {
         Ok(received) => {
             let encoding = received.encoding;
             // Store before responding so a caller that saw the 200 also sees the records.
@@ -162,7 +164,11 @@ async fn read_body(body: Incoming) -> Result<Bytes, Rejection> {
         .to_bytes())
 }
 
-fn decode(parts: http::request::Parts, compressed: Bytes) -> Result<ReceivedRequest, Rejection> {
+fn decode(
+    parts: http::request::Parts,
+    compressed: Bytes,
+    proto_field_names: bool,
+) -> Result<ReceivedRequest, Rejection> {
     let path = parts.uri.path().to_owned();
     if !path.ends_with("/v1/logs") {
         return Err(Rejection::new(
@@ -180,7 +186,7 @@ fn decode(parts: http::request::Parts, compressed: Bytes) -> Result<ReceivedRequ
     let compression = content_encoding(&parts.headers)?;
     let raw = compression.decode(&compressed)?;
     let body = match encoding {
-        Encoding::Json => json::decode(&raw),
+        Encoding::Json => json::decode(&raw, proto_field_names),
         Encoding::Protobuf | Encoding::Grpc => ExportLogsServiceRequest::decode(raw.as_slice())
             .map_err(|e| format!("invalid ExportLogsServiceRequest: {e}")),
     }

@@ -1,0 +1,33 @@
+//! The Rust half of a ZenML step: a program that `run_rust_step` (python/zenml_otel.py) starts.
+//!
+//! It needs no ids or endpoint of its own: the step hands them over in the environment, and
+//! `ZenmlOtelLayer::new(OtelLogStoreConfig::default())` picks them up, so every record below
+//! belongs to the step that started it and is exported to that step's `otel` log store.
+//! `bash examples/zenml/run.sh` runs it inside a real ZenML pipeline.
+
+use tracing::{info, info_span, warn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
+
+fn main() -> Result<(), zenml_otel::Error> {
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig::default())?;
+    // Dropped at the end of main: exports what is still queued before the process exits.
+    let _guard = layer.guard();
+    tracing_subscriber::registry().with(layer).init();
+
+    info!(threads = 2u64, "rust: loading the features");
+    let features: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
+    // A span of the program's own, without zenml.* fields: its records stay in the step.
+    let span = info_span!("fit", model = "linear");
+    let score = span.in_scope(|| {
+        let mean = features.iter().sum::<f64>() / features.len() as f64;
+        info!(mean, "rust: fitted the model");
+        mean
+    });
+    if score < 0.9 {
+        warn!(score, threshold = 0.9, "rust: score below threshold");
+    }
+    info!("rust: done");
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The handover from a ZenML step to a program it starts.
+//!
+//! ZenML sets no environment variable with a step's ids for the processes the step starts, so
+//! this crate defines its own. `run_rust_step` in `python/zenml_otel.py` sets them from the step
+//! context; [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) reads them, and every record
+//! outside the program's own `zenml.*` spans then belongs to that step (spans still override per
+//! field). Anyone starting the program another way can set them by hand.
+//!
+//! | variable | becomes |
+//! |---|---|
+//! | [`PIPELINE_RUN_ID`] | resource `zenml.pipeline_run_id` and record `zenml.pipeline.run.id` |
+//! | [`STEP_RUN_ID`] | resource `zenml.step_id` and record `zenml.step.run.id` |
+//! | [`LOG_SOURCE`] | resource `zenml.source` and record `zenml.log.source` |
+//! | [`LOG_ID`] | record `zenml.log.id`: the step's logs entry, what ZenML finds logs by |
+//! | [`PIPELINE_RUN_NAME`], [`STEP_RUN_NAME`] | record `zenml.pipeline.run.name`, `zenml.step.run.name` |
+//! | [`PIPELINE_ID`], [`PIPELINE_NAME`] | record `zenml.pipeline.id`, `zenml.pipeline.name` |
+//! | [`PROJECT_ID`], [`PROJECT_NAME`] | record `zenml.project.id`, `zenml.project.name` |
+//! | [`STACK_ID`], [`STACK_NAME`] | record `zenml.stack.id`, `zenml.stack.name` |
+//! | [`USER_ID`], [`USER_NAME`] | record `zenml.user.id`, `zenml.user.name` |
+//! | [`LOG_STORE_ID`], [`LOG_STORE_NAME`] | record `zenml.log_store.id`, `zenml.log_store.name` |
+//! | [`LOG_STORE_CONFIG`] | the `otel` log store's configuration as JSON (the component's keys) |
+//! | [`LOG_STORE_CONFIG_FILE`] | the same, as the path of a JSON file |
+//!
+//! Ids must be UUIDs (exported in ZenML's lowercase hyphenated form, so a query with ZenML's
+//! own value matches); names any text without control characters; the source a word such as
+//! `step`. A variable that is set but blank or malformed is an error naming it.
+
+use opentelemetry::logs::AnyValue;
+use opentelemetry::{Key, StringValue};
+use std::sync::Arc;
+
+use crate::Error;
+
+/// The pipeline run's id (UUID).
+pub const PIPELINE_RUN_ID: &str = "ZENML_OTEL_PIPELINE_RUN_ID";
+/// The pipeline run's name.
+pub const PIPELINE_RUN_NAME: &str = "ZENML_OTEL_PIPELINE_RUN_NAME";
+/// The step run's id (UUID).
+pub const STEP_RUN_ID: &str = "ZENML_OTEL_STEP_RUN_ID";
+/// The step run's name.
+pub const STEP_RUN_NAME: &str = "ZENML_OTEL_STEP_RUN_NAME";
+/// The id (UUID) of the step's logs entry: ZenML's log stores find a step's logs by it.
+pub const LOG_ID: &str = "ZENML_OTEL_LOG_ID";
+/// The logs entry's source (`step` for a step's own logs).
+pub const LOG_SOURCE: &str = "ZENML_OTEL_LOG_SOURCE";
+/// The pipeline's id (UUID).
+pub const PIPELINE_ID: &str = "ZENML_OTEL_PIPELINE_ID";
+/// The pipeline's name.
+pub const PIPELINE_NAME: &str = "ZENML_OTEL_PIPELINE_NAME";
+/// The project's id (UUID).
+pub const PROJECT_ID: &str = "ZENML_OTEL_PROJECT_ID";
+/// The project's name.
+pub const PROJECT_NAME: &str = "ZENML_OTEL_PROJECT_NAME";
+/// The stack's id (UUID).
+pub const STACK_ID: &str = "ZENML_OTEL_STACK_ID";
+/// The stack's name.
+pub const STACK_NAME: &str = "ZENML_OTEL_STACK_NAME";
+/// The user's id (UUID).
+pub const USER_ID: &str = "ZENML_OTEL_USER_ID";
+/// The user's name.
+pub const USER_NAME: &str = "ZENML_OTEL_USER_NAME";
+/// The active stack's log store id (UUID).
+pub const LOG_STORE_ID: &str = "ZENML_OTEL_LOG_STORE_ID";
+/// The active stack's log store name.
+pub const LOG_STORE_NAME: &str = "ZENML_OTEL_LOG_STORE_NAME";
+/// The `otel` log store's configuration: a JSON object of the component's keys.
+pub const LOG_STORE_CONFIG: &str = "ZENML_OTEL_LOG_STORE_CONFIG";
+/// The path of a JSON file holding the `otel` log store's configuration.
+pub const LOG_STORE_CONFIG_FILE: &str = "ZENML_OTEL_LOG_STORE_CONFIG_FILE";
+
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Uuid,
+    Name,
+    Source,
+}
+
+/// The variables that become record attributes only, with their attribute and value shape.
+const RECORD_ATTRIBUTES: &[(&str, &str, Shape)] = &[
+    (LOG_ID, "zenml.log.id", Shape::Uuid),
+    (PIPELINE_RUN_NAME, "zenml.pipeline.run.name", Shape::Name),
+    (STEP_RUN_NAME, "zenml.step.run.name", Shape::Name),
+    (PIPELINE_ID, "zenml.pipeline.id", Shape::Uuid),
+    (PIPELINE_NAME, "zenml.pipeline.name", Shape::Name),
+    (PROJECT_ID, "zenml.project.id", Shape::Uuid),
+    (PROJECT_NAME, "zenml.project.name", Shape::Name),
+    (STACK_ID, "zenml.stack.id", Shape::Uuid),
+    (STACK_NAME, "zenml.stack.name", Shape::Name),
+    (USER_ID, "zenml.user.id", Shape::Uuid),
+    (USER_NAME, "zenml.user.name", Shape::Name),
+    (LOG_STORE_ID, "zenml.log_store.id", Shape::Uuid),
+    (LOG_STORE_NAME, "zenml.log_store.name", Shape::Name),
+];
+
+/// Every variable this module reads, for tests and tools that clear them.
+pub const ALL: &[&str] = &[
+    PIPELINE_RUN_ID,
+    PIPELINE_RUN_NAME,
+    STEP_RUN_ID,
+    STEP_RUN_NAME,
+    LOG_ID,
+    LOG_SOURCE,
+    PIPELINE_ID,
+    PIPELINE_NAME,
+    PROJECT_ID,
+    PROJECT_NAME,
+    STACK_ID,
+    STACK_NAME,
+    USER_ID,
+    USER_NAME,
+    LOG_STORE_ID,
+    LOG_STORE_NAME,
+    LOG_STORE_CONFIG,
+    LOG_STORE_CONFIG_FILE,
+];
+
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The step context a program was handed: the process's base run context.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Handover {
+    pub(crate) pipeline_run_id: Option<Arc<str>>,
+    pub(crate) step_id: Option<Arc<str>>,
+    pub(crate) source: Option<Arc<str>>,
+    /// ZenML's other record attributes (`zenml.log.id`, the names), in the table's order.
+    pub(crate) attributes: Vec<(Key, AnyValue)>,
+}
+
+impl Handover {
+    /// Reads and checks every id and name variable; unset ones are left out.
+    pub(crate) fn read(env: Env<'_>) -> Result<Self, Error> {
+        let value = |name: &'static str, shape| checked(env, name, shape);
+        let handover = Self {
+            pipeline_run_id: value(PIPELINE_RUN_ID, Shape::Uuid)?.map(Arc::from),
+            step_id: value(STEP_RUN_ID, Shape::Uuid)?.map(Arc::from),
+            source: value(LOG_SOURCE, Shape::Source)?.map(Arc::from),
+            attributes: RECORD_ATTRIBUTES
+                .iter()
+                .filter_map(|&(name, key, shape)| {
+                    value(name, shape).transpose().map(|text| {
+                        text.map(|text| {
+                            let text = StringValue::from(Arc::<str>::from(text));
+                            (Key::from_static_str(key), AnyValue::String(text))
+                        })
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if handover.step_id.is_some() && handover.pipeline_run_id.is_none() {
+            return Err(Error::config(
+                STEP_RUN_ID,
+                format!("is set, but {PIPELINE_RUN_ID} is not: a step run belongs to a run"),
+            ));
+        }
+        Ok(handover)
+    }
+}
+
+/// The variable's value if it is set, checked against its shape.
+fn checked(env: Env<'_>, name: &'static str, shape: Shape) -> Result<Option<String>, Error> {
+    let Some(value) = env(name) else {
+        return Ok(None);
+    };
+    if value.trim().is_empty() {
+        return Err(Error::config(
+            name,
+            "is set but blank; unset it or give a value",
+        ));
+    }
+    let problem = match shape {
+        Shape::Uuid => match uuid::Uuid::try_parse(&value) {
+            Ok(id) => return Ok(Some(id.hyphenated().to_string())),
+            Err(_) => format!("`{value}` is not a UUID (ZenML ids are UUIDs)"),
+        },
+        Shape::Name if value.chars().any(char::is_control) => {
+            "contains control characters".to_owned()
+        }
+        Shape::Source
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+        {
+            format!("`{value}` is not a log source such as `step` (letters, digits, `_`, `-`, `.`)")
+        }
+        Shape::Name | Shape::Source => return Ok(Some(value)),
+    };
+    Err(Error::config(name, problem))
+}
+
+/// The log store configuration handed over, as JSON text and the variable it came from.
+pub(crate) fn config_source(env: Env<'_>) -> Result<Option<(&'static str, ConfigText)>, Error> {
+    match (env(LOG_STORE_CONFIG), env(LOG_STORE_CONFIG_FILE)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::config(
+            LOG_STORE_CONFIG,
+            format!("and {LOG_STORE_CONFIG_FILE} are both set; give the configuration once"),
+        )),
+        (Some(json), None) if json.trim().is_empty() => Err(Error::config(
+            LOG_STORE_CONFIG,
+            "is set but blank; unset it or give a JSON object",
+        )),
+        (Some(json), None) => Ok(Some((LOG_STORE_CONFIG, ConfigText::Json(json)))),
+        (None, Some(path)) if path.trim().is_empty() => Err(Error::config(
+            LOG_STORE_CONFIG_FILE,
+            "is set but blank; unset it or give a file path",
+        )),
+        (None, Some(path)) => Ok(Some((LOG_STORE_CONFIG_FILE, ConfigText::File(path)))),
+    }
+}
+
+/// Where a handed-over configuration is.
+#[derive(Debug)]
+pub(crate) enum ConfigText {
+    Json(String),
+    File(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    const RUN: &str = "e44082a8-5006-4788-86e3-0c99ecfb36fe";
+    const STEP: &str = "3fa122bd-b946-4ce8-af22-67421f1fc97a";
+
+    fn error(vars: &[(&str, &str)]) -> Error {
+        Handover::read(&env(vars)).expect_err("should be refused")
+    }
+
+    #[test]
+    fn nothing_set_is_an_empty_handover() {
+        assert_eq!(Handover::read(&env(&[])).unwrap(), Handover::default());
+    }
+
+    #[test]
+    fn ids_are_normalised_to_zenml_spelling() {
+        let upper = RUN.to_uppercase();
+        let handover = Handover::read(&env(&[
+            (PIPELINE_RUN_ID, &upper),
+            (LOG_ID, "{3fa122bd-b946-4ce8-af22-67421f1fc97a}"),
+        ]))
+        .unwrap();
+        assert_eq!(handover.pipeline_run_id.as_deref(), Some(RUN));
+        assert_eq!(handover.attributes[0].0.as_str(), "zenml.log.id");
+        assert_eq!(handover.attributes[0].1, AnyValue::from(STEP.to_owned()));
+    }
+
+    #[test]
+    fn every_variable_maps_to_its_attribute() {
+        let mut vars = vec![
+            (PIPELINE_RUN_ID, RUN),
+            (STEP_RUN_ID, STEP),
+            (LOG_SOURCE, "step"),
+        ];
+        vars.extend(
+            RECORD_ATTRIBUTES
+                .iter()
+                .map(|&(name, _, shape)| match shape {
+                    Shape::Uuid => (name, STEP),
+                    _ => (name, "a name"),
+                }),
+        );
+        let handover = Handover::read(&env(&vars)).unwrap();
+        assert_eq!(handover.step_id.as_deref(), Some(STEP));
+        assert_eq!(handover.source.as_deref(), Some("step"));
+        let keys: Vec<&str> = handover
+            .attributes
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let expected: Vec<&str> = RECORD_ATTRIBUTES.iter().map(|&(_, key, _)| key).collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn every_id_variable_refuses_blank_and_malformed_values() {
+        for name in [
+            PIPELINE_RUN_ID,
+            LOG_ID,
+            PIPELINE_ID,
+            PROJECT_ID,
+            STACK_ID,
+            USER_ID,
+            LOG_STORE_ID,
+        ] {
+            for bad in ["", "   ", "not-a-uuid", "e44082a8-5006-4788-86e3", "12345"] {
+                let err = error(&[(name, bad)]);
+                assert_eq!(err.field(), Some(name), "{name}={bad:?}: {err}");
+            }
+        }
+        let err = error(&[(PIPELINE_RUN_ID, RUN), (STEP_RUN_ID, "step-1")]);
+        assert_eq!(err.field(), Some(STEP_RUN_ID));
+        assert!(err.to_string().contains("not a UUID"), "{err}");
+    }
+
+    #[test]
+    fn names_and_source_refuse_blank_and_malformed_values() {
+        let names = RECORD_ATTRIBUTES
+            .iter()
+            .filter(|(_, _, shape)| matches!(shape, Shape::Name))
+            .map(|&(name, _, _)| name);
+        for name in names {
+            for bad in ["", " \t", "line\nbreak"] {
+                assert_eq!(error(&[(name, bad)]).field(), Some(name), "{name}={bad:?}");
+            }
+        }
+        for bad in ["", "two words", "step\n", "ünïcode"] {
+            assert_eq!(
+                error(&[(LOG_SOURCE, bad)]).field(),
+                Some(LOG_SOURCE),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_needs_its_run() {
+        let err = error(&[(STEP_RUN_ID, STEP)]);
+        assert_eq!(err.field(), Some(STEP_RUN_ID));
+        assert!(err.to_string().contains(PIPELINE_RUN_ID), "{err}");
+    }
+
+    #[test]
+    fn config_is_given_once_and_not_blank() {
+        assert!(config_source(&env(&[])).unwrap().is_none());
+        let both = config_source(&env(&[
+            (LOG_STORE_CONFIG, "{}"),
+            (LOG_STORE_CONFIG_FILE, "f"),
+        ]));
+        assert_eq!(both.unwrap_err().field(), Some(LOG_STORE_CONFIG));
+        for name in [LOG_STORE_CONFIG, LOG_STORE_CONFIG_FILE] {
+            let blank = config_source(&env(&[(name, " ")]));
+            assert_eq!(blank.unwrap_err().field(), Some(name));
+        }
+    }
+}
