@@ -11,7 +11,8 @@
 #      burst (P3), memory and runs (P4), bytes (P5) — see examples/throughput.rs;
 #   3. the Python reference, bench/python/reference.py (throughput and burst), in a venv with the
 #      OpenTelemetry Python SDK (created at $BENCH_PY_VENV, default /tmp/zenml-otel-bench-venv);
-#   4. bench/python/summary.py: ratios and goals.
+#   4. bench/python/summary.py: ratios and goals;
+#   5. `cargo run --release --example zenml-bytes`: bytes ZenML's record attributes add.
 #
 # rotel: $ROTEL_AGENT, else the one .ci/run installs in .venv, else rotel-agent on PATH. Without
 # it the rotel scenarios print "skipped" and the summary says so.
@@ -86,6 +87,9 @@ for scenario in throughput burst memory runs bytes encode; do
     step "cargo run --release --example throughput -- $scenario"
     cargo run --release --quiet --example throughput -- "$scenario" 2>"$OUT/$scenario.stderr" | tee "$OUT/$scenario.txt"
 done
+
+step "cargo run --release --example zenml-bytes (what ZenML's record attributes add)"
+cargo run --release --quiet --example zenml-bytes 2>"$OUT/zenml-bytes.stderr" | tee "$OUT/zenml-bytes.txt"
 
 step "bench/python/reference.py all"
 "$PY_VENV/bin/python" bench/python/reference.py all 2>"$OUT/python.stderr" | tee "$OUT/python.txt"

@@ -20,6 +20,7 @@ use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
 use crate::pipeline::encode::{Encoder, DEFAULT_SCOPE};
 use crate::pipeline::{same_run, QueuedRecord};
 use crate::Error;
+use opentelemetry::logs::LogRecord as _;
 
 /// One exporter and what its futures run on. Each sender thread of the pipeline owns one; they
 /// share one HTTP client (one connection pool) or one gRPC runtime.
@@ -119,7 +120,7 @@ impl Transport {
         mut settle: impl FnMut(usize, Result<u64, String>),
     ) {
         // Stable: each run's records keep their order.
-        records.sort_by_key(|queued| Arc::as_ptr(&queued.run) as usize);
+        records.sort_by_key(|queued| Arc::as_ptr(queued.run()) as usize);
         match &mut self.kind {
             Kind::Http {
                 body,
@@ -146,6 +147,13 @@ impl Transport {
                 settle(records.len(), result);
             }
             Kind::Grpc { runtime, scope } => {
+                // opentelemetry-otlp encodes these records itself: give them their context's
+                // attributes (once: it retries internally, on the same batch).
+                for queued in records.iter_mut() {
+                    for (key, value) in queued.context.attributes() {
+                        queued.record.add_attribute(key.clone(), value.clone());
+                    }
+                }
                 let mut rest = &*records;
                 while !rest.is_empty() {
                     let (group, tail) = rest.split_at(same_run(rest));
@@ -153,7 +161,7 @@ impl Transport {
                         .iter()
                         .map(|queued| (&queued.record, &*scope))
                         .collect();
-                    self.exporter.set_resource(&group[0].run.resource);
+                    self.exporter.set_resource(&group[0].run().resource);
                     let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
                     settle(group.len(), result.map(|()| 0).map_err(|e| e.to_string()));
                     rest = tail;

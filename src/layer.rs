@@ -246,9 +246,6 @@ where
             Some(span) => self.resolve(&span),
             None => self.runs.outside().clone(),
         };
-        for (key, value) in resolved.attributes() {
-            record.add_attribute(key.clone(), value.clone());
-        }
         opentelemetry::Context::map_current(|cx| {
             let span = cx.span();
             let span_context = span.span_context();
@@ -261,7 +258,7 @@ where
             }
         });
         self.emitter.emit(QueuedRecord {
-            run: resolved.run.clone(),
+            context: resolved,
             record,
         });
     }

@@ -21,7 +21,7 @@ use self::ledger::Ledger;
 use self::worker::Coordinator;
 use crate::config::Settings;
 use crate::exporter::Transport;
-use crate::span_context::Run;
+use crate::span_context::{Resolved, Run};
 use crate::{Error, OtelLogStoreConfig};
 
 /// Least time between two warnings on stderr about lost records.
@@ -45,11 +45,18 @@ fn mark_export_thread() {
 /// Export requests in flight at once: while the collector works on one, the next is encoded.
 const LANES: usize = 3;
 
-/// A record waiting for export, with the run it belongs to.
+/// A record waiting for export, with its context: the run it belongs to and the attributes
+/// every record of that context carries after its own.
 #[derive(Debug)]
 pub(crate) struct QueuedRecord {
-    pub(crate) run: Arc<Run>,
+    pub(crate) context: Arc<Resolved>,
     pub(crate) record: SdkLogRecord,
+}
+
+impl QueuedRecord {
+    pub(crate) fn run(&self) -> &Arc<Run> {
+        &self.context.run
+    }
 }
 
 /// How many records at the start of `records` belong to the first one's run.
@@ -57,7 +64,7 @@ pub(crate) fn same_run(records: &[QueuedRecord]) -> usize {
     records.first().map_or(0, |first| {
         records
             .iter()
-            .take_while(|queued| Arc::ptr_eq(&queued.run, &first.run))
+            .take_while(|queued| Arc::ptr_eq(queued.run(), first.run()))
             .count()
     })
 }

@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 
 use crate::fields;
 use crate::handover::Handover;
-use crate::pipeline::encode::EncodedResource;
+use crate::pipeline::encode::{self, EncodedResource};
 
 /// The `zenml.*` fields one span sets (or, once resolved, that a span sees from its scope).
 #[derive(Debug, Default, Clone)]
@@ -203,16 +203,46 @@ impl SpanState {
     }
 }
 
-/// Everything an event inside a span needs: its run (resource) and the extra record attributes.
+/// Everything an event inside a span needs: its run (resource) and the extra record attributes
+/// (the spans' other `zenml.*` fields, ZenML's ids). Queued records point here rather than
+/// copying those attributes: the logging thread never touches them, and the encoder appends
+/// their bytes, written once per resolution.
 #[derive(Debug)]
 pub(crate) struct Resolved {
     fields: SpanFields,
     pub(crate) run: Arc<Run>,
+    /// `fields.attributes` as the `attributes` fields of an OTLP `LogRecord`.
+    encoded: Box<[u8]>,
 }
 
 impl Resolved {
+    pub(crate) fn new(fields: SpanFields, run: Arc<Run>) -> Self {
+        let encoded = encode::record_attributes(&fields.attributes);
+        Self {
+            fields,
+            run,
+            encoded,
+        }
+    }
+
+    /// A context of `run` whose records carry `attributes` after their own.
+    #[cfg(test)]
+    pub(crate) fn with_attributes(run: Arc<Run>, attributes: Vec<(Key, AnyValue)>) -> Self {
+        let fields = SpanFields {
+            attributes,
+            ..SpanFields::default()
+        };
+        Self::new(fields, run)
+    }
+
+    /// The record attributes every record in this context carries, after its own.
     pub(crate) fn attributes(&self) -> &[(Key, AnyValue)] {
         &self.fields.attributes
+    }
+
+    /// [`attributes`](Self::attributes), encoded.
+    pub(crate) fn encoded_attributes(&self) -> &[u8] {
+        &self.encoded
     }
 }
 
@@ -289,10 +319,7 @@ impl Runs {
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
         let base_run = Arc::new(Run::new(base, None));
-        let outside = Arc::new(Resolved {
-            fields: SpanFields::default(),
-            run: base_run.clone(),
-        });
+        let outside = Arc::new(Resolved::new(SpanFields::default(), base_run.clone()));
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         let mut runs = Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -363,7 +390,7 @@ impl Runs {
                 source,
             })
         };
-        Arc::new(Resolved { fields, run })
+        Arc::new(Resolved::new(fields, run))
     }
 
     fn run(&self, key: RunKey) -> Arc<Run> {

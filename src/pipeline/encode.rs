@@ -12,6 +12,7 @@
 //! request again, through opentelemetry-proto's serde ([`to_json`]).
 
 use opentelemetry::logs::AnyValue;
+use opentelemetry::Key;
 use opentelemetry_proto::tonic::common::v1 as proto;
 use opentelemetry_sdk::logs::SdkLogRecord;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
@@ -112,8 +113,11 @@ impl Encoder {
     fn encode_run(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
         group_by_scope(records);
         self.lengths.clear();
-        self.lengths
-            .extend(records.iter().map(|queued| record_len(&queued.record)));
+        self.lengths.extend(
+            records.iter().map(|queued| {
+                record_len(&queued.record) + queued.context.encoded_attributes().len()
+            }),
+        );
         self.scopes.clear();
         self.scopes.extend((0..records.len()).filter(|&i| {
             i == 0 || scope_name(&records[i].record) != scope_name(&records[i - 1].record)
@@ -124,7 +128,7 @@ impl Encoder {
                 scope_logs_len(scope_name(&records[from].record), &self.lengths[from..to])
             })
             .collect();
-        let resource = EncodedResource::of(&records[0].run);
+        let resource = EncodedResource::of(records[0].run());
         let resource_logs_len = resource.resource.len()
             + resource.schema_url.len()
             + scope_lens
@@ -141,7 +145,7 @@ impl Encoder {
             encode_string(tag::SCOPE_NAME, name, out);
             for (queued, &len) in records[from..to].iter().zip(&self.lengths[from..to]) {
                 encode_delimited_header(tag::SCOPE_LOGS_LOG_RECORDS, len, out);
-                encode_record(&queued.record, out);
+                encode_record(&queued.record, queued.context.encoded_attributes(), out);
             }
         }
         out.extend_from_slice(&resource.schema_url);
@@ -304,7 +308,8 @@ fn record_len(record: &SdkLogRecord) -> usize {
     len
 }
 
-fn encode_record(record: &SdkLogRecord, out: &mut Vec<u8>) {
+/// `context_attributes`: encoded `attributes` fields that follow the record's own.
+fn encode_record(record: &SdkLogRecord, context_attributes: &[u8], out: &mut Vec<u8>) {
     encode_fixed64(tag::TIME_UNIX_NANO, nanos(record.timestamp()), out);
     encode_varint_field(
         tag::SEVERITY_NUMBER,
@@ -321,11 +326,9 @@ fn encode_record(record: &SdkLogRecord, out: &mut Vec<u8>) {
         encode_any_value(body, out);
     }
     for (key, value) in record.attributes_iter() {
-        encode_delimited_header(tag::ATTRIBUTES, key_value_len(key.as_str(), value), out);
-        encode_string(tag::KEY_VALUE_KEY, key.as_str(), out);
-        encode_delimited_header(tag::KEY_VALUE_VALUE, any_value_len(value), out);
-        encode_any_value(value, out);
+        encode_attribute(key, value, out);
     }
+    out.extend_from_slice(context_attributes);
     let trace = trace_fields(record);
     if let Some((flags, trace_id, span_id)) = &trace {
         if *flags != 0 {
@@ -345,6 +348,23 @@ fn encode_record(record: &SdkLogRecord, out: &mut Vec<u8>) {
         record.event_name().unwrap_or_default(),
         out,
     );
+}
+
+/// `attributes` as the `attributes` fields of a `LogRecord`, to follow a record's own.
+pub(crate) fn record_attributes(attributes: &[(Key, AnyValue)]) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for (key, value) in attributes {
+        encode_attribute(key, value, &mut out);
+    }
+    out.into_boxed_slice()
+}
+
+/// One `attributes` field of a `LogRecord`.
+fn encode_attribute(key: &Key, value: &AnyValue, out: &mut Vec<u8>) {
+    encode_delimited_header(tag::ATTRIBUTES, key_value_len(key.as_str(), value), out);
+    encode_string(tag::KEY_VALUE_KEY, key.as_str(), out);
+    encode_delimited_header(tag::KEY_VALUE_VALUE, any_value_len(value), out);
+    encode_any_value(value, out);
 }
 
 fn key_value_len(key: &str, value: &AnyValue) -> usize {

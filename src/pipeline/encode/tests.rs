@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use super::{Encoder, DEFAULT_SCOPE};
 use crate::pipeline::{same_run, QueuedRecord};
-use crate::span_context::Run;
+use crate::span_context::{Resolved, Run};
 
 const SEVERITIES: [Severity; 24] = [
     Severity::Trace,
@@ -152,7 +152,14 @@ fn resource(i: usize) -> Resource {
     }
 }
 
-fn build(specs: &[Spec], runs: &[Arc<Run>]) -> Vec<QueuedRecord> {
+/// Contexts: runs whose records carry no attributes of their context.
+fn plain(runs: &[Arc<Run>]) -> Vec<Arc<Resolved>> {
+    let context = |run: &Arc<Run>| Arc::new(Resolved::with_attributes(run.clone(), Vec::new()));
+    runs.iter().map(context).collect()
+}
+
+/// `spec.run` picks the record's context.
+fn build(specs: &[Spec], contexts: &[Arc<Resolved>]) -> Vec<QueuedRecord> {
     let provider = SdkLoggerProvider::builder().build();
     let logger = provider.logger("test");
     specs
@@ -189,7 +196,7 @@ fn build(specs: &[Spec], runs: &[Arc<Run>]) -> Vec<QueuedRecord> {
                 record.set_event_name(name);
             }
             QueuedRecord {
-                run: Arc::clone(&runs[spec.run]),
+                context: Arc::clone(&contexts[spec.run]),
                 record,
             }
         })
@@ -211,9 +218,20 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
     while !rest.is_empty() {
         let (group, tail) = rest.split_at(same_run(rest));
         let first = &group[0];
+        // The context's attributes, as opentelemetry-otlp would get them: on the record.
+        let with_context: Vec<SdkLogRecord> = group
+            .iter()
+            .map(|q| {
+                let mut record = q.record.clone();
+                for (key, value) in q.context.attributes() {
+                    record.add_attribute(key.clone(), value.clone());
+                }
+                record
+            })
+            .collect();
         let batch: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-            group.iter().map(|q| (&q.record, &scope)).collect();
-        let resource = ResourceAttributesWithSchema::from(&first.run.resource);
+            with_context.iter().map(|r| (r, &scope)).collect();
+        let resource = ResourceAttributesWithSchema::from(&first.run().resource);
         let mut converted = group_logs_by_resource_and_scope(&LogBatch::new(&batch), &resource);
         let mut order: Vec<String> = Vec::new();
         for q in group {
@@ -238,7 +256,7 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
 }
 
 fn sorted_by_run(mut records: Vec<QueuedRecord>) -> Vec<QueuedRecord> {
-    records.sort_by_key(|q| Arc::as_ptr(&q.run) as usize);
+    records.sort_by_key(|q| Arc::as_ptr(q.run()) as usize);
     records
 }
 
@@ -247,10 +265,23 @@ proptest! {
 
     #[test]
     fn same_bytes_as_opentelemetry_proto(
-        specs in proptest::collection::vec(spec(4), 1..40)
+        specs in proptest::collection::vec(spec(8), 1..40),
+        context_attributes in proptest::collection::vec(
+            proptest::collection::vec(("zenml\\.[a-z._]{0,10}", value()), 0..4),
+            8,
+        ),
     ) {
+        // Two contexts per run: spans of one run may carry different `zenml.*` attributes.
         let runs: Vec<Arc<Run>> = (0..4).map(|i| Arc::new(Run::new(resource(i), None))).collect();
-        let mut records = sorted_by_run(build(&specs, &runs));
+        let contexts: Vec<Arc<Resolved>> = context_attributes
+            .into_iter()
+            .enumerate()
+            .map(|(i, attributes)| {
+                let attributes = attributes.into_iter().map(|(k, v)| (Key::from(k), v)).collect();
+                Arc::new(Resolved::with_attributes(runs[i / 2].clone(), attributes))
+            })
+            .collect();
+        let mut records = sorted_by_run(build(&specs, &contexts));
         let encoded = ours(&mut records);
         // `encode` regroups each run's records by scope in place; the reference sees the same
         // order, so this also checks that no record is lost or duplicated by the regrouping.
@@ -276,7 +307,7 @@ fn records_of_one_scope_keep_their_order_across_scopes() {
             event_name: None,
         })
         .collect();
-    let mut records = build(&specs, &runs);
+    let mut records = build(&specs, &plain(&runs));
     let request = ExportLogsServiceRequest::decode(ours(&mut records).as_slice()).unwrap();
     assert_eq!(request.resource_logs.len(), 1);
     let scopes: Vec<(String, Vec<u64>)> = request.resource_logs[0]
@@ -318,7 +349,7 @@ fn one_request_holds_every_run_once_and_the_resource_is_encoded_once() {
             event_name: None,
         })
         .collect();
-    let mut records = sorted_by_run(build(&specs, &runs));
+    let mut records = sorted_by_run(build(&specs, &plain(&runs)));
     let request = ExportLogsServiceRequest::decode(ours(&mut records).as_slice()).unwrap();
     assert_eq!(request.resource_logs.len(), 3);
     for logs in &request.resource_logs {
@@ -356,7 +387,7 @@ fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
         trace: None,
         event_name: None,
     };
-    let mut records = build(&[spec], &runs);
+    let mut records = build(&[spec], &plain(&runs));
     let json: serde_json::Value =
         serde_json::from_slice(&super::to_json(&ours(&mut records)).unwrap()).unwrap();
     let record = &json["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
