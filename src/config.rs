@@ -18,6 +18,11 @@ use serde::{Deserialize, Deserializer};
 use crate::handover::{self, ConfigText};
 use crate::Error;
 
+/// Default `max_export_batch_bytes`: under the Collector's 4 MiB gRPC message limit, with room.
+const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 4_000_000;
+/// Least `max_export_batch_bytes`: room for a resource, a scope and a record of some size.
+const MIN_MAX_EXPORT_BATCH_BYTES: usize = 16 * 1024;
+
 /// The OTLP transport and encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -191,6 +196,11 @@ pub struct OtelLogStoreConfig {
     pub schedule_delay_millis: u64,
     /// Most records per export request. Default 512; at most `max_queue_size`.
     pub max_export_batch_size: usize,
+    /// Most bytes per export request (the encoded request, before compression). Default
+    /// 4,000,000: within the OpenTelemetry Collector's default limits (4 MiB per gRPC message,
+    /// 20 MiB per HTTP body). A record too large for any request is truncated to fit and
+    /// counted in `stats().truncated`. At least 16384.
+    pub max_export_batch_bytes: usize,
     /// Transport and encoding. Default `http/protobuf`.
     pub protocol: Protocol,
     /// Request body compression. Default `none`.
@@ -227,6 +237,7 @@ impl Default for OtelLogStoreConfig {
             max_queue_size: 2048,
             schedule_delay_millis: 1000,
             max_export_batch_size: 512,
+            max_export_batch_bytes: DEFAULT_MAX_EXPORT_BATCH_BYTES,
             protocol: Protocol::HttpProtobuf,
             compression: Compression::None,
             export_timeout_millis: 10_000,
@@ -252,6 +263,7 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("max_queue_size", &self.max_queue_size)
             .field("schedule_delay_millis", &self.schedule_delay_millis)
             .field("max_export_batch_size", &self.max_export_batch_size)
+            .field("max_export_batch_bytes", &self.max_export_batch_bytes)
             .field("protocol", &self.protocol)
             .field("compression", &self.compression)
             .field("export_timeout_millis", &self.export_timeout_millis)
@@ -389,6 +401,7 @@ impl OtelLogStoreConfig {
             max_queue_size,
             schedule_delay_millis,
             max_export_batch_size,
+            max_export_batch_bytes,
             protocol,
             compression,
             export_timeout_millis,
@@ -422,6 +435,16 @@ impl OtelLogStoreConfig {
             if value == 0 {
                 return Err(Error::config(field, "must be at least 1, got 0"));
             }
+        }
+        if self.max_export_batch_bytes < MIN_MAX_EXPORT_BATCH_BYTES {
+            return Err(Error::config(
+                "max_export_batch_bytes",
+                format!(
+                    "{} is below {MIN_MAX_EXPORT_BATCH_BYTES}: a request must hold at least one \
+                     record with its resource",
+                    self.max_export_batch_bytes
+                ),
+            ));
         }
         if self.max_export_batch_size > self.max_queue_size {
             return Err(Error::config(
@@ -508,6 +531,7 @@ impl OtelLogStoreConfig {
             headers,
             tls,
             schedule_delay: Duration::from_millis(self.schedule_delay_millis),
+            max_request_bytes: self.max_export_batch_bytes,
             block: match self.on_full {
                 OnFull::Drop => None,
                 OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
@@ -544,6 +568,8 @@ pub(crate) struct Settings {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) tls: Tls,
     pub(crate) schedule_delay: Duration,
+    /// Most bytes of one encoded request.
+    pub(crate) max_request_bytes: usize,
     /// `Some(max wait)` when emitters block on a full queue.
     pub(crate) block: Option<Duration>,
 }
@@ -565,6 +591,7 @@ impl fmt::Debug for Settings {
             )
             .field("tls", &self.tls)
             .field("schedule_delay", &self.schedule_delay)
+            .field("max_request_bytes", &self.max_request_bytes)
             .field("block", &self.block)
             .finish()
     }

@@ -18,7 +18,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 
 use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
 use crate::pipeline::encode::{Encoder, DEFAULT_SCOPE};
-use crate::pipeline::{same_run, QueuedRecord};
+use crate::pipeline::{limit, same_run, QueuedRecord};
 use crate::Error;
 use opentelemetry::logs::LogRecord as _;
 
@@ -28,6 +28,7 @@ use opentelemetry::logs::LogRecord as _;
 pub(crate) struct Transport {
     exporter: opentelemetry_otlp::LogExporter,
     kind: Kind,
+    max_request_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -71,6 +72,7 @@ impl Transport {
                 (0..lanes)
                     .map(|_| {
                         Ok(Self {
+                            max_request_bytes: settings.max_request_bytes,
                             exporter: grpc_exporter(settings)?,
                             kind: Kind::Grpc {
                                 runtime: Arc::clone(&runtime),
@@ -97,6 +99,7 @@ impl Transport {
                         )?;
                         Ok(Self {
                             exporter,
+                            max_request_bytes: settings.max_request_bytes,
                             kind: Kind::Http {
                                 body,
                                 outcome,
@@ -113,7 +116,8 @@ impl Transport {
 
     /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
     /// many records it held, and `Ok` with how many the collector rejected in a partial success
-    /// or the error, with its underlying cause where one is known.
+    /// or the error, with its underlying cause where one is known. No request's encoding is
+    /// larger than `max_request_bytes`.
     pub(crate) fn export(
         &mut self,
         records: &mut [QueuedRecord],
@@ -121,52 +125,106 @@ impl Transport {
     ) {
         // Stable: each run's records keep their order.
         records.sort_by_key(|queued| Arc::as_ptr(queued.run()) as usize);
-        match &mut self.kind {
-            Kind::Http {
-                body,
-                outcome,
-                encoder,
-                json,
-                compression,
-            } => {
-                let result =
-                    prepare_body(encoder, records, *json, *compression).and_then(|prepared| {
-                        *lock(body) = Some(prepared);
-                        let result =
-                            futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
-                        *lock(body) = None;
-                        let outcome = std::mem::take(&mut *lock(outcome));
-                        match result {
-                            Ok(()) => Ok(outcome.rejected),
-                            Err(error) => Err(match outcome.failure {
-                                Some(cause) => format!("{error}: {cause}"),
-                                None => error.to_string(),
-                            }),
-                        }
-                    });
-                settle(records.len(), result);
+        if let Kind::Grpc { .. } = self.kind {
+            // opentelemetry-otlp encodes these records itself: give them their context's
+            // attributes (once: it retries internally, on the same batch).
+            for queued in records.iter_mut() {
+                for (key, value) in queued.context.attributes() {
+                    queued.record.add_attribute(key.clone(), value.clone());
+                }
             }
-            Kind::Grpc { runtime, scope } => {
-                // opentelemetry-otlp encodes these records itself: give them their context's
-                // attributes (once: it retries internally, on the same batch).
-                for queued in records.iter_mut() {
-                    for (key, value) in queued.context.attributes() {
-                        queued.record.add_attribute(key.clone(), value.clone());
+        }
+        for range in limit::requests(records, self.max_request_bytes) {
+            let request = &mut records[range];
+            match &self.kind {
+                Kind::Http { .. } => self.export_http(request, &mut settle),
+                Kind::Grpc { .. } => self.export_grpc(request, &mut settle),
+            }
+        }
+    }
+
+    /// One request; halved and sent again when its body came out larger than the limit (OTLP/
+    /// JSON is larger than the protobuf the requests were cut by) or the collector refused it
+    /// as too large (HTTP 413), down to single records.
+    fn export_http(
+        &mut self,
+        records: &mut [QueuedRecord],
+        settle: &mut impl FnMut(usize, Result<u64, String>),
+    ) {
+        let Kind::Http {
+            body,
+            outcome,
+            encoder,
+            json,
+            compression,
+        } = &mut self.kind
+        else {
+            return;
+        };
+        let prepared = prepare_body(
+            encoder,
+            records,
+            *json,
+            *compression,
+            self.max_request_bytes,
+        );
+        let result = match prepared {
+            Ok(Some(prepared)) => {
+                *lock(body) = Some(prepared);
+                let result = futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
+                *lock(body) = None;
+                let outcome = std::mem::take(&mut *lock(outcome));
+                match result {
+                    Ok(()) => Ok(outcome.rejected),
+                    Err(_) if outcome.too_large && records.len() > 1 => {
+                        return self.halve(records, settle)
                     }
-                }
-                let mut rest = &*records;
-                while !rest.is_empty() {
-                    let (group, tail) = rest.split_at(same_run(rest));
-                    let batch: Vec<_> = group
-                        .iter()
-                        .map(|queued| (&queued.record, &*scope))
-                        .collect();
-                    self.exporter.set_resource(&group[0].run().resource);
-                    let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
-                    settle(group.len(), result.map(|()| 0).map_err(|e| e.to_string()));
-                    rest = tail;
+                    Err(error) => Err(match outcome.failure {
+                        Some(cause) => format!("{error}: {cause}"),
+                        None => error.to_string(),
+                    }),
                 }
             }
+            Ok(None) if records.len() > 1 => return self.halve(records, settle),
+            Ok(None) => Err(format!(
+                "one record's request is larger than max_export_batch_bytes ({})",
+                self.max_request_bytes
+            )),
+            Err(error) => Err(error),
+        };
+        settle(records.len(), result);
+    }
+
+    fn halve(
+        &mut self,
+        records: &mut [QueuedRecord],
+        settle: &mut impl FnMut(usize, Result<u64, String>),
+    ) {
+        let (first, second) = records.split_at_mut(records.len() / 2);
+        self.export_http(first, settle);
+        self.export_http(second, settle);
+    }
+
+    /// opentelemetry-otlp's own encoding: one request per run.
+    fn export_grpc(
+        &mut self,
+        records: &mut [QueuedRecord],
+        settle: &mut impl FnMut(usize, Result<u64, String>),
+    ) {
+        let Kind::Grpc { runtime, scope } = &self.kind else {
+            return;
+        };
+        let mut rest = &*records;
+        while !rest.is_empty() {
+            let (group, tail) = rest.split_at(same_run(rest));
+            let batch: Vec<_> = group
+                .iter()
+                .map(|queued| (&queued.record, &*scope))
+                .collect();
+            self.exporter.set_resource(&group[0].run().resource);
+            let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
+            settle(group.len(), result.map(|()| 0).map_err(|e| e.to_string()));
+            rest = tail;
         }
     }
 
@@ -175,17 +233,22 @@ impl Transport {
     }
 }
 
-/// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured.
+/// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured;
+/// `None` if it would be larger than `max` bytes before compression.
 fn prepare_body(
     encoder: &mut Encoder,
     records: &mut [QueuedRecord],
     json: bool,
     compression: Compression,
-) -> Result<PreparedBody, String> {
+    max: usize,
+) -> Result<Option<PreparedBody>, String> {
     let mut body = Vec::with_capacity(records.len() * 256);
     encoder.encode(records, &mut body);
     if json {
         body = crate::pipeline::encode::to_json(&body)?;
+    }
+    if body.len() > max {
+        return Ok(None);
     }
     let (bytes, encoding) = match compression {
         Compression::None => (body, None),
@@ -202,10 +265,10 @@ fn prepare_body(
             .map(|bytes| (bytes, Some("zstd")))
             .map_err(|e| format!("zstd compression failed: {e}"))?,
     };
-    Ok(PreparedBody {
+    Ok(Some(PreparedBody {
         bytes: Bytes::from(bytes),
         encoding,
-    })
+    }))
 }
 
 fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
@@ -294,6 +357,8 @@ struct HttpOutcome {
     failure: Option<String>,
     /// Records the collector rejected in a partial success (opentelemetry-otlp only logs them).
     rejected: u64,
+    /// The collector answered 413: the request is too large for it.
+    too_large: bool,
 }
 
 /// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
@@ -355,7 +420,9 @@ impl HttpClient for HttpTransport {
             Ok(response) if response.status().is_success() => {
                 outcome.rejected = rejected_records(response);
             }
-            Ok(_) => {}
+            Ok(response) => {
+                outcome.too_large = response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
+            }
             Err(error) => {
                 let mut cause = error.to_string();
                 let mut source = error.source();

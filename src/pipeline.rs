@@ -5,6 +5,7 @@
 pub(crate) mod encode;
 mod handle;
 mod ledger;
+pub(crate) mod limit;
 mod worker;
 
 use std::cell::Cell;
@@ -254,8 +255,7 @@ pub(crate) fn start(
                     records_rx,
                     control_rx,
                     max_batch,
-                    worker_settings.schedule_delay,
-                    worker_settings.timeout,
+                    &worker_settings,
                     worker_shared,
                 )
                 .map_err(|e| Error::export(format!("cannot start the export threads: {e}")))

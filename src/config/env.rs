@@ -53,6 +53,7 @@ pub(super) const MAX_EXPORT_BATCH_SIZE: &[&str] = &[
     "ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE",
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
 ];
+pub(super) const MAX_EXPORT_BATCH_BYTES: &[&str] = &["ZENML_OTEL_MAX_EXPORT_BATCH_BYTES"];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -127,6 +128,13 @@ pub(super) fn overlay(
         default.max_export_batch_size,
         env,
         MAX_EXPORT_BATCH_SIZE,
+        parse_number,
+    )?;
+    set_parsed(
+        &mut cfg.max_export_batch_bytes,
+        default.max_export_batch_bytes,
+        env,
+        MAX_EXPORT_BATCH_BYTES,
         parse_number,
     )?;
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,

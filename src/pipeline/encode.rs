@@ -157,6 +157,22 @@ impl Encoder {
     }
 }
 
+/// Bytes `queued` takes in a request, its `log_records` field header included.
+pub(crate) fn record_size(queued: &QueuedRecord) -> usize {
+    let len = record_len(&queued.record) + queued.context.encoded_attributes().len();
+    delimited_len(tag::SCOPE_LOGS_LOG_RECORDS, len)
+}
+
+/// An upper bound of the bytes a request spends, besides its records, on a run and scope that
+/// `queued` opens: the `ResourceLogs` and `ScopeLogs` headers, the resource, the scope.
+pub(crate) fn group_overhead(queued: &QueuedRecord) -> usize {
+    /// A field key and the longest length varint.
+    const HEADER: usize = 1 + 10;
+    let resource = EncodedResource::of(queued.run());
+    let scope = delimited_len(tag::SCOPE_LOGS_SCOPE, scope_len(scope_name(&queued.record)));
+    HEADER + resource.resource.len() + resource.schema_url.len() + HEADER + scope
+}
+
 /// Orders one run's records by scope, scopes in order of first appearance, each scope's records
 /// in their order. Nearly always a single target, so nothing moves.
 fn group_by_scope(records: &mut [QueuedRecord]) {
@@ -181,7 +197,7 @@ fn group_by_scope(records: &mut [QueuedRecord]) {
     });
 }
 
-fn scope_name(record: &SdkLogRecord) -> &str {
+pub(crate) fn scope_name(record: &SdkLogRecord) -> &str {
     record
         .target()
         .map_or(DEFAULT_SCOPE, |target| target.as_ref())

@@ -34,6 +34,10 @@ pub struct ExportStats {
     /// Records the collector answered as rejected in a partial success (OTLP/HTTP; gRPC
     /// responses are not visible through opentelemetry-otlp).
     pub rejected: u64,
+    /// Records too large for any request (`max_export_batch_bytes`), exported with their
+    /// longest strings cut to fit and marked with `zenml_otel.truncated_bytes`. They are also
+    /// counted in `exported` (or whatever became of them): not a loss class of its own.
+    pub truncated: u64,
     /// Distinct run/step/source contexts whose state is held now: by an open span or a queued
     /// record. Falls back to zero once their spans closed and their records were exported.
     pub live_runs: u64,
@@ -126,6 +130,7 @@ impl LogStoreHandle {
             dropped: ledger.dropped.load(Ordering::Relaxed),
             failed: ledger.failed.load(Ordering::Relaxed),
             rejected: ledger.rejected.load(Ordering::Relaxed),
+            truncated: ledger.truncated.load(Ordering::Relaxed),
             live_runs: self.shared.live_runs.load(Ordering::Relaxed),
         }
     }

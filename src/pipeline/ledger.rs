@@ -16,6 +16,8 @@ pub(super) struct Ledger {
     pub(super) dropped: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) rejected: AtomicU64,
+    /// Records cut to fit a request: also counted in their outcome (not a loss class).
+    pub(super) truncated: AtomicU64,
     book: Mutex<Book>,
 }
 

@@ -11,7 +11,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::ledger::Outcome;
 use super::{Control, QueuedRecord, Shared};
+use crate::config::Settings;
 use crate::exporter::Transport;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 
 /// One batch of records, of any runs.
 struct Job {
@@ -76,14 +79,12 @@ pub(super) struct Coordinator {
 }
 
 impl Coordinator {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         transports: Vec<Transport>,
         records: Receiver<QueuedRecord>,
         control: Receiver<Control>,
         max_batch: usize,
-        delay: Duration,
-        timeout: Duration,
+        settings: &Settings,
         shared: Arc<Shared>,
     ) -> std::io::Result<Self> {
         // One job waiting per sender at most: batches beyond that stay in the bounded queue,
@@ -96,6 +97,9 @@ impl Coordinator {
             .map(|(lane, transport)| {
                 let sender = Lane {
                     transport,
+                    max_request_bytes: settings.max_request_bytes,
+                    // Only a record factory, for the copies of truncated records.
+                    logger: SdkLoggerProvider::builder().build().logger("zenml-otel"),
                     jobs: job_queue.clone(),
                     shared: Arc::clone(&shared),
                     progress: Arc::clone(&progress),
@@ -110,8 +114,8 @@ impl Coordinator {
             control,
             batch: Vec::with_capacity(max_batch),
             max_batch,
-            delay,
-            timeout,
+            delay: settings.schedule_delay,
+            timeout: settings.timeout,
             shared,
             jobs: Some(jobs),
             progress,
@@ -204,6 +208,8 @@ impl Coordinator {
 /// A sender thread: exports the jobs it is handed with its own exporter.
 struct Lane {
     transport: Transport,
+    max_request_bytes: usize,
+    logger: SdkLogger,
     jobs: Receiver<Job>,
     shared: Arc<Shared>,
     progress: Arc<Progress>,
@@ -230,6 +236,9 @@ impl Lane {
             ledger.settle(job.records.len() as u64, Outcome::Dropped);
             return None;
         }
+        let truncated =
+            super::limit::fit_oversized(&mut job.records, self.max_request_bytes, &self.logger);
+        ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
         let mut failure = None;
         self.transport
             .export(&mut job.records, |n, result| match result {

@@ -58,6 +58,13 @@ impl LogsService for Sink {
             .map_or_else(|| EXPORT_PATH.to_owned(), |p| p.0.clone());
         let headers = header_pairs(&request.metadata().clone().into_headers());
         let body = request.into_inner();
+        let limit = self.conn.shared.request_limit();
+        if body.encoded_len() > limit {
+            return Err(tonic::Status::out_of_range(format!(
+                "Error, decoded message length too large: found {} bytes, the limit is: {limit} bytes",
+                body.encoded_len()
+            )));
+        }
         let mut partial_success = None;
         match self.plan.fault.clone() {
             None | Some(Fault::Refuse) => {}

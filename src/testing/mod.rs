@@ -131,6 +131,8 @@ struct Shared {
     attempts: AtomicUsize,
     /// OTLP/JSON may use proto field names (`resource_logs`): see `accept_proto_field_names`.
     proto_field_names: AtomicBool,
+    /// Largest request accepted, decoded; 0: [`MAX_BODY_BYTES`]. See `set_max_request_bytes`.
+    max_request_bytes: AtomicUsize,
     faults: Mutex<fault::Faults>,
     /// Watched by the accept loop (refuse or listen) and by black-holed requests.
     control: watch::Sender<fault::Control>,
@@ -340,6 +342,16 @@ impl OtlpReceiver {
             .store(accept, Ordering::Release);
     }
 
+    /// Refuses requests larger than `max` bytes (the decoded protobuf or JSON, after content
+    /// decoding) as real collectors do: OTLP/HTTP with 413 Payload Too Large (the
+    /// OpenTelemetry Collector's default is 20 MiB), OTLP/gRPC with OUT_OF_RANGE, tonic's
+    /// answer to a message over its limit (the Collector's default is 4 MiB). `None` restores
+    /// the default of 64 MiB. Nothing from a refused request is kept.
+    pub fn set_max_request_bytes(&self, max: Option<usize>) {
+        let max = max.unwrap_or(0).min(MAX_BODY_BYTES);
+        self.shared.max_request_bytes.store(max, Ordering::Release);
+    }
+
     /// Every request that reached the receiver so far, faulted or not, malformed ones
     /// included. Connections refused under [`Fault::Refuse`] never reach it and are not
     /// counted.
@@ -429,6 +441,7 @@ impl Shared {
             tls_failures: AtomicUsize::new(0),
             attempts: AtomicUsize::new(0),
             proto_field_names: AtomicBool::new(false),
+            max_request_bytes: AtomicUsize::new(0),
             faults: Mutex::default(),
             control: watch::Sender::new(fault::Control::default()),
             applied: Mutex::default(),
@@ -473,6 +486,14 @@ impl Shared {
     fn store(&self, request: ReceivedRequest) {
         self.lock().push(request);
         self.arrived.notify_all();
+    }
+
+    /// The largest decoded request accepted now.
+    fn request_limit(&self) -> usize {
+        match self.max_request_bytes.load(Ordering::Acquire) {
+            0 => MAX_BODY_BYTES,
+            max => max,
+        }
     }
 
     fn tls_failed(&self) {

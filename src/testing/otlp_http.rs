@@ -61,7 +61,8 @@ pub(super) async fn handle(
         Some(Fault::Blackhole) => return conn.blackhole(plan.generation).await,
     }
     let proto_field_names = conn.shared.proto_field_names.load(Ordering::Acquire);
-    match decode(parts, body, proto_field_names) {
+    let limit = conn.shared.request_limit();
+    match decode(parts, body, proto_field_names, limit) {
         Ok(received) => {
             let encoding = received.encoding;
             // Store before responding so a caller that saw the 200 also sees the records.
@@ -168,6 +169,7 @@ fn decode(
     parts: http::request::Parts,
     compressed: Bytes,
     proto_field_names: bool,
+    limit: usize,
 ) -> Result<ReceivedRequest, Rejection> {
     let path = parts.uri.path().to_owned();
     if !path.ends_with("/v1/logs") {
@@ -185,6 +187,12 @@ fn decode(
     let encoding = content_type(&parts.headers)?;
     let compression = content_encoding(&parts.headers)?;
     let raw = compression.decode(&compressed)?;
+    if raw.len() > limit {
+        return Err(Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {} bytes exceeds {limit} bytes", raw.len()),
+        ));
+    }
     let body = match encoding {
         Encoding::Json => json::decode(&raw, proto_field_names),
         Encoding::Protobuf | Encoding::Grpc => ExportLogsServiceRequest::decode(raw.as_slice())
