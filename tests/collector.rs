@@ -170,3 +170,58 @@ fn through_rotel(protocol: Protocol, compression: Compression) {
         (120, 120, 0)
     );
 }
+
+#[test]
+#[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
+fn large_records_pass_a_real_collectors_default_size_limits() {
+    // rotel keeps the OpenTelemetry Collector's defaults: 4 MiB per gRPC message, and a cap
+    // on HTTP bodies. 512 records of 8 KiB were one refused 4.2 MB gRPC request before requests
+    // were cut by bytes, 512 of 64 KiB one 32 MB HTTP request; the 8 MiB record fits no request.
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        for (count, size) in [(1000, 8 * 1024), (1000, 64 * 1024), (1, 8 * 1024 * 1024)] {
+            let receiver = OtlpReceiver::start().unwrap();
+            let rotel =
+                Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
+            let endpoint = match protocol {
+                Protocol::Grpc => rotel.grpc_endpoint.clone(),
+                _ => rotel.http_endpoint.clone(),
+            };
+            let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+                endpoint: Some(endpoint),
+                protocol,
+                max_queue_size: count,
+                max_export_batch_size: count.min(512),
+                ..OtelLogStoreConfig::default()
+            })
+            .unwrap();
+            let handle = layer.handle();
+            let text = "x".repeat(size);
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                let step = info_span!("step", zenml.pipeline_run_id = "r", zenml.step_id = "s");
+                let _step = step.enter();
+                for i in 0..count {
+                    info!(i = i as u64, "{text}");
+                }
+            });
+            let what = format!("{protocol:?}, {count} records of {size} B");
+            handle
+                .force_flush()
+                .unwrap_or_else(|e| panic!("{what}: {e}\nrotel log:\n{}", rotel.log()));
+            let stats = handle.stats();
+            assert_eq!(
+                (stats.exported, stats.failed, stats.dropped),
+                (count as u64, 0, 0),
+                "{what}"
+            );
+            let records = receiver.wait_for_records(count, WAIT);
+            assert_eq!(records.len(), count, "{what}: rotel log:\n{}", rotel.log());
+            let truncated = records
+                .iter()
+                .filter(|r| r.attr("zenml_otel.truncated_bytes").is_some())
+                .count();
+            assert_eq!(truncated as u64, stats.truncated, "{what}");
+            assert_eq!(truncated, usize::from(size > 4_000_000), "{what}");
+            handle.shutdown().unwrap();
+        }
+    }
+}
