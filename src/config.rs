@@ -22,6 +22,8 @@ use crate::Error;
 const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 4_000_000;
 /// Least `max_export_batch_bytes`: room for a resource, a scope and a record of some size.
 const MIN_MAX_EXPORT_BATCH_BYTES: usize = 16 * 1024;
+/// Longest `max_retry_elapsed_millis`: a day.
+const MAX_RETRY_ELAPSED_MILLIS: u64 = 86_400_000;
 
 /// The OTLP transport and encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,6 +203,11 @@ pub struct OtelLogStoreConfig {
     /// 20 MiB per HTTP body). A record too large for any request is truncated to fit and
     /// counted in `stats().truncated`. At least 16384.
     pub max_export_batch_bytes: usize,
+    /// How long a request that failed with a retryable error (no connection, timeouts, HTTP
+    /// 429/502/503/504, gRPC UNAVAILABLE and friends) is sent again, with backoff from 1 s to
+    /// 30 s, before it counts as failed; meanwhile newer records wait in the queue. Default
+    /// 300000 (5 minutes, as the Collector's `retry_on_failure`); 1 to 86400000.
+    pub max_retry_elapsed_millis: u64,
     /// Transport and encoding. Default `http/protobuf`.
     pub protocol: Protocol,
     /// Request body compression. Default `none`.
@@ -238,6 +245,7 @@ impl Default for OtelLogStoreConfig {
             schedule_delay_millis: 1000,
             max_export_batch_size: 512,
             max_export_batch_bytes: DEFAULT_MAX_EXPORT_BATCH_BYTES,
+            max_retry_elapsed_millis: 300_000,
             protocol: Protocol::HttpProtobuf,
             compression: Compression::None,
             export_timeout_millis: 10_000,
@@ -264,6 +272,7 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("schedule_delay_millis", &self.schedule_delay_millis)
             .field("max_export_batch_size", &self.max_export_batch_size)
             .field("max_export_batch_bytes", &self.max_export_batch_bytes)
+            .field("max_retry_elapsed_millis", &self.max_retry_elapsed_millis)
             .field("protocol", &self.protocol)
             .field("compression", &self.compression)
             .field("export_timeout_millis", &self.export_timeout_millis)
@@ -402,6 +411,7 @@ impl OtelLogStoreConfig {
             schedule_delay_millis,
             max_export_batch_size,
             max_export_batch_bytes,
+            max_retry_elapsed_millis,
             protocol,
             compression,
             export_timeout_millis,
@@ -435,6 +445,15 @@ impl OtelLogStoreConfig {
             if value == 0 {
                 return Err(Error::config(field, "must be at least 1, got 0"));
             }
+        }
+        if !(1..=MAX_RETRY_ELAPSED_MILLIS).contains(&self.max_retry_elapsed_millis) {
+            return Err(Error::config(
+                "max_retry_elapsed_millis",
+                format!(
+                    "{} is not between 1 and {MAX_RETRY_ELAPSED_MILLIS} (a day)",
+                    self.max_retry_elapsed_millis
+                ),
+            ));
         }
         if self.max_export_batch_bytes < MIN_MAX_EXPORT_BATCH_BYTES {
             return Err(Error::config(
@@ -532,6 +551,7 @@ impl OtelLogStoreConfig {
             tls,
             schedule_delay: Duration::from_millis(self.schedule_delay_millis),
             max_request_bytes: self.max_export_batch_bytes,
+            retry_window: Duration::from_millis(self.max_retry_elapsed_millis),
             block: match self.on_full {
                 OnFull::Drop => None,
                 OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
@@ -570,6 +590,8 @@ pub(crate) struct Settings {
     pub(crate) schedule_delay: Duration,
     /// Most bytes of one encoded request.
     pub(crate) max_request_bytes: usize,
+    /// How long a retryable failure is retried.
+    pub(crate) retry_window: Duration,
     /// `Some(max wait)` when emitters block on a full queue.
     pub(crate) block: Option<Duration>,
 }
@@ -592,6 +614,7 @@ impl fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("schedule_delay", &self.schedule_delay)
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("retry_window", &self.retry_window)
             .field("block", &self.block)
             .finish()
     }

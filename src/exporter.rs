@@ -18,6 +18,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 
 use crate::config::{Compression, Protocol, Settings, HEADER_VARIABLES};
 use crate::pipeline::encode::{Encoder, DEFAULT_SCOPE};
+use crate::pipeline::retry::{self, Failure, Retry};
 use crate::pipeline::{limit, same_run, QueuedRecord};
 use crate::Error;
 use opentelemetry::logs::LogRecord as _;
@@ -117,11 +118,13 @@ impl Transport {
     /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
     /// many records it held, and `Ok` with how many the collector rejected in a partial success
     /// or the error, with its underlying cause where one is known. No request's encoding is
-    /// larger than `max_request_bytes`.
-    pub(crate) fn export(
+    /// larger than `max_request_bytes`; a request that fails with a retryable error is sent
+    /// again as long as a `retry()` allows.
+    pub(crate) fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
-        mut settle: impl FnMut(usize, Result<u64, String>),
+        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        retry: &dyn Fn() -> Retry<'r>,
     ) {
         // Stable: each run's records keep their order.
         records.sort_by_key(|queued| Arc::as_ptr(queued.run()) as usize);
@@ -137,20 +140,60 @@ impl Transport {
         for range in limit::requests(records, self.max_request_bytes) {
             let request = &mut records[range];
             match &self.kind {
-                Kind::Http { .. } => self.export_http(request, &mut settle),
-                Kind::Grpc { .. } => self.export_grpc(request, &mut settle),
+                Kind::Http { .. } => self.export_http(request, settle, retry),
+                Kind::Grpc { .. } => {
+                    let mut rest = &*request;
+                    while !rest.is_empty() {
+                        let (group, tail) = rest.split_at(same_run(rest));
+                        let mut retry = retry();
+                        let result = loop {
+                            match self.send_grpc(group) {
+                                Err(failure) if retry.again(&failure) => continue,
+                                result => break result,
+                            }
+                        };
+                        settle(group.len(), result.map_err(|f| f.message));
+                        rest = tail;
+                    }
+                }
             }
         }
     }
 
-    /// One request; halved and sent again when its body came out larger than the limit (OTLP/
-    /// JSON is larger than the protobuf the requests were cut by) or the collector refused it
-    /// as too large (HTTP 413), down to single records.
-    fn export_http(
+    /// One request, sent until it is delivered or its failure is final; halved when its body
+    /// came out larger than the limit (OTLP/JSON is larger than the protobuf the requests were
+    /// cut by) or the collector refused it as too large (HTTP 413), down to single records.
+    fn export_http<'r>(
         &mut self,
         records: &mut [QueuedRecord],
-        settle: &mut impl FnMut(usize, Result<u64, String>),
+        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        retry: &dyn Fn() -> Retry<'r>,
     ) {
+        let mut attempts = retry();
+        let result = loop {
+            match self.send_http(records) {
+                Sent::TooLarge if records.len() > 1 => {
+                    drop(attempts);
+                    let (first, second) = records.split_at_mut(records.len() / 2);
+                    self.export_http(first, settle, retry);
+                    return self.export_http(second, settle, retry);
+                }
+                Sent::TooLarge => {
+                    break Err(format!(
+                        "one record's request is larger than max_export_batch_bytes ({}) or \
+                         than the collector takes",
+                        self.max_request_bytes
+                    ))
+                }
+                Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
+                Sent::Done(result) => break result.map_err(|f| f.message),
+            }
+        };
+        settle(records.len(), result);
+    }
+
+    /// Sends `records` as one OTLP/HTTP request.
+    fn send_http(&mut self, records: &mut [QueuedRecord]) -> Sent {
         let Kind::Http {
             body,
             outcome,
@@ -159,73 +202,58 @@ impl Transport {
             compression,
         } = &mut self.kind
         else {
-            return;
+            unreachable!("send_http on a gRPC transport")
         };
-        let prepared = prepare_body(
+        let prepared = match prepare_body(
             encoder,
             records,
             *json,
             *compression,
             self.max_request_bytes,
-        );
-        let result = match prepared {
-            Ok(Some(prepared)) => {
-                *lock(body) = Some(prepared);
-                let result = futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
-                *lock(body) = None;
-                let outcome = std::mem::take(&mut *lock(outcome));
-                match result {
-                    Ok(()) => Ok(outcome.rejected),
-                    Err(_) if outcome.too_large && records.len() > 1 => {
-                        return self.halve(records, settle)
-                    }
-                    Err(error) => Err(match outcome.failure {
-                        Some(cause) => format!("{error}: {cause}"),
-                        None => error.to_string(),
-                    }),
-                }
+        ) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return Sent::TooLarge,
+            Err(message) => {
+                return Sent::Done(Err(Failure {
+                    message,
+                    retryable: false,
+                }))
             }
-            Ok(None) if records.len() > 1 => return self.halve(records, settle),
-            Ok(None) => Err(format!(
-                "one record's request is larger than max_export_batch_bytes ({})",
-                self.max_request_bytes
-            )),
-            Err(error) => Err(error),
         };
-        settle(records.len(), result);
-    }
-
-    fn halve(
-        &mut self,
-        records: &mut [QueuedRecord],
-        settle: &mut impl FnMut(usize, Result<u64, String>),
-    ) {
-        let (first, second) = records.split_at_mut(records.len() / 2);
-        self.export_http(first, settle);
-        self.export_http(second, settle);
-    }
-
-    /// opentelemetry-otlp's own encoding: one request per run.
-    fn export_grpc(
-        &mut self,
-        records: &mut [QueuedRecord],
-        settle: &mut impl FnMut(usize, Result<u64, String>),
-    ) {
-        let Kind::Grpc { runtime, scope } = &self.kind else {
-            return;
-        };
-        let mut rest = &*records;
-        while !rest.is_empty() {
-            let (group, tail) = rest.split_at(same_run(rest));
-            let batch: Vec<_> = group
-                .iter()
-                .map(|queued| (&queued.record, &*scope))
-                .collect();
-            self.exporter.set_resource(&group[0].run().resource);
-            let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
-            settle(group.len(), result.map(|()| 0).map_err(|e| e.to_string()));
-            rest = tail;
+        *lock(body) = Some(prepared);
+        let result = futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
+        *lock(body) = None;
+        let outcome = std::mem::take(&mut *lock(outcome));
+        match result {
+            Ok(()) => Sent::Done(Ok(outcome.rejected)),
+            Err(_) if outcome.too_large => Sent::TooLarge,
+            Err(error) => {
+                let message = match outcome.failure {
+                    Some(cause) => format!("{error}: {cause}"),
+                    None => error.to_string(),
+                };
+                let retryable = outcome.retryable || retry::is_timeout(&message);
+                Sent::Done(Err(Failure { message, retryable }))
+            }
         }
+    }
+
+    /// Sends one run's records as one OTLP/gRPC request (opentelemetry-otlp's own encoding).
+    fn send_grpc(&mut self, group: &[QueuedRecord]) -> Result<u64, Failure> {
+        let Kind::Grpc { runtime, scope } = &self.kind else {
+            unreachable!("send_grpc on an HTTP transport")
+        };
+        let batch: Vec<_> = group
+            .iter()
+            .map(|queued| (&queued.record, &*scope))
+            .collect();
+        self.exporter.set_resource(&group[0].run().resource);
+        let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
+        result.map(|()| 0).map_err(|error| {
+            let message = error.to_string();
+            let retryable = retry::retryable_grpc_error(&message);
+            Failure { message, retryable }
+        })
     }
 
     pub(crate) fn shutdown(&mut self) {
@@ -359,6 +387,16 @@ struct HttpOutcome {
     rejected: u64,
     /// The collector answered 413: the request is too large for it.
     too_large: bool,
+    /// The last attempt failed in a way that may pass later: no connection or answer, or HTTP
+    /// 429, 502, 503, 504.
+    retryable: bool,
+}
+
+/// How one OTLP/HTTP request ended.
+enum Sent {
+    Done(Result<u64, Failure>),
+    /// Larger than the limit, or refused by the collector as too large: to be split.
+    TooLarge,
 }
 
 /// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
@@ -422,6 +460,7 @@ impl HttpClient for HttpTransport {
             }
             Ok(response) => {
                 outcome.too_large = response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
+                outcome.retryable = retry::retryable_status(response.status().as_u16());
             }
             Err(error) => {
                 let mut cause = error.to_string();
@@ -431,6 +470,9 @@ impl HttpClient for HttpTransport {
                     cause.push_str(&inner.to_string());
                     source = inner.source();
                 }
+                // No connection or answer may pass later; a certificate the TLS handshake
+                // refuses will not.
+                outcome.retryable = !cause.to_ascii_lowercase().contains("certificate");
                 outcome.failure = Some(cause);
             }
         }

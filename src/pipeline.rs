@@ -6,6 +6,7 @@ pub(crate) mod encode;
 mod handle;
 mod ledger;
 pub(crate) mod limit;
+pub(crate) mod retry;
 mod worker;
 
 use std::cell::Cell;
@@ -96,6 +97,8 @@ struct Shared {
     /// the batch.
     batch_signalled: AtomicBool,
     shutdown_requested: AtomicBool,
+    /// Requests waiting for a retry; while there are any, no new batch is handed out.
+    outage: retry::Outage,
     /// The export timeout, which also bounds `shutdown()`.
     timeout: Duration,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -234,6 +237,7 @@ pub(crate) fn start(
         closed: AtomicBool::new(false),
         batch_signalled: AtomicBool::new(false),
         shutdown_requested: AtomicBool::new(false),
+        outage: retry::Outage::default(),
         timeout: settings.timeout,
         worker: Mutex::new(None),
         last_warning: Mutex::new(None),

@@ -21,6 +21,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{watchdog, Harness, WAIT};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
 use tracing::{info, info_span};
 use zenml_otel::testing::Fault;
 use zenml_otel::{ExportStats, OtelLogStoreConfig, Protocol};
@@ -485,9 +487,12 @@ fn grpc_collector_down_longer_than_the_default_retries_but_within_the_export_tim
 }
 
 #[test]
-fn a_collector_down_longer_than_the_export_timeout_fails_the_export_and_counts_it() {
+fn a_collector_down_longer_than_the_retry_window_fails_the_export_and_counts_it() {
     watchdog("down for good", || {
-        let harness = Harness::with(config(Protocol::HttpProtobuf, TIMEOUT_MS));
+        let harness = Harness::with(OtelLogStoreConfig {
+            max_retry_elapsed_millis: 2500,
+            ..config(Protocol::HttpProtobuf, TIMEOUT_MS)
+        });
         harness.receiver.set_fault(Some(Fault::Refuse));
         emit(&harness, 7, "lost");
         assert!(harness.handle.force_flush().is_err());
@@ -572,5 +577,86 @@ fn retries_against_a_refusing_collector_never_block_the_emitting_thread() {
         harness.receiver.set_fault(None);
         harness.handle.force_flush().ok();
         assert_balanced(harness.handle.stats());
+    });
+}
+
+#[test]
+fn an_outage_longer_than_the_export_timeout_loses_nothing_and_duplicates_nothing() {
+    // Down for three export timeouts: the batch in flight waits for its retry, newer records
+    // queue behind it, and once the collector is back all arrive, in the order logged.
+    watchdog("outage", || {
+        for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+            let harness = Harness::with(OtelLogStoreConfig {
+                schedule_delay_millis: 100,
+                max_export_batch_size: 10,
+                ..config(protocol, 1000)
+            });
+            harness.receiver.set_fault(Some(Fault::Refuse));
+            harness.run(|| {
+                let step = info_span!("step", zenml.pipeline_run_id = "r", zenml.step_id = "s");
+                let _entered = step.enter();
+                for i in 0..60u64 {
+                    info!(i, "during the outage");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            harness.receiver.set_fault(None);
+            harness
+                .handle
+                .force_flush()
+                .expect("delivered once the collector is back");
+            let stats = harness.handle.stats();
+            assert_eq!(
+                (stats.exported, stats.failed, stats.dropped),
+                (60, 0, 0),
+                "{protocol:?}"
+            );
+            // Each once; within each request in the order logged. (Up to three requests are in
+            // flight at once, before and after an outage: those may arrive in any order among
+            // themselves, and the records' timestamps keep the order.)
+            let index = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord| match r
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "i")
+                .and_then(|kv| kv.value.clone())
+            {
+                Some(AnyValue {
+                    value: Some(Value::IntValue(i)),
+                }) => i,
+                other => panic!("{other:?}"),
+            };
+            let mut all = Vec::new();
+            for request in harness.receiver.requests() {
+                let logged: Vec<i64> = request.body.resource_logs[0].scope_logs[0]
+                    .log_records
+                    .iter()
+                    .map(index)
+                    .collect();
+                assert!(
+                    logged.windows(2).all(|w| w[0] < w[1]),
+                    "{protocol:?}: {logged:?}"
+                );
+                all.extend(logged);
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..60).collect::<Vec<_>>(), "{protocol:?}: once each");
+        }
+    });
+}
+
+#[test]
+fn shutdown_during_an_outage_stays_bounded_and_counts_what_is_unsent() {
+    watchdog("shutdown in outage", || {
+        let harness = Harness::with(config(Protocol::HttpProtobuf, 1000));
+        harness.receiver.set_fault(Some(Fault::Refuse));
+        emit_step(&harness, 5, "never delivered");
+        // The step's batch failed its first export and waits for a retry.
+        std::thread::sleep(Duration::from_millis(1500));
+        let started = Instant::now();
+        let _ = harness.handle.shutdown();
+        assert!(started.elapsed() < Duration::from_millis(1000) + SHUTDOWN_SLACK + CI_NOISE);
+        let stats = harness.handle.stats();
+        assert_eq!(stats.emitted, 5);
+        assert_eq!(stats.failed + stats.dropped, 5, "{stats:?}");
     });
 }

@@ -142,6 +142,8 @@ fn failed_exports_are_counted() {
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(common::refused_endpoint()),
         export_timeout_millis: 300,
+        // No retry after the export timeout: the collector never comes.
+        max_retry_elapsed_millis: 1,
         ..OtelLogStoreConfig::default()
     })
     .unwrap();
@@ -177,6 +179,7 @@ fn a_failure_of_an_earlier_export_is_reported_by_the_next_flush_once() {
     let layer = zenml_otel::ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(common::refused_endpoint()),
         export_timeout_millis: 300,
+        max_retry_elapsed_millis: 1,
         ..slow_schedule()
     })
     .unwrap();

@@ -54,6 +54,7 @@ pub(super) const MAX_EXPORT_BATCH_SIZE: &[&str] = &[
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
 ];
 pub(super) const MAX_EXPORT_BATCH_BYTES: &[&str] = &["ZENML_OTEL_MAX_EXPORT_BATCH_BYTES"];
+pub(super) const MAX_RETRY_ELAPSED: &[&str] = &["ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS"];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -135,6 +136,13 @@ pub(super) fn overlay(
         default.max_export_batch_bytes,
         env,
         MAX_EXPORT_BATCH_BYTES,
+        parse_number,
+    )?;
+    set_parsed(
+        &mut cfg.max_retry_elapsed_millis,
+        default.max_retry_elapsed_millis,
+        env,
+        MAX_RETRY_ELAPSED,
         parse_number,
     )?;
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::ledger::Outcome;
+use super::retry::Retry;
 use super::{Control, QueuedRecord, Shared};
 use crate::config::Settings;
 use crate::exporter::Transport;
@@ -21,6 +22,8 @@ struct Job {
     records: Vec<QueuedRecord>,
     /// Past it (shutdown's deadline), the job is counted as dropped instead of sent.
     deadline: Option<Instant>,
+    /// Its place in dispatch order, which retries keep.
+    seq: u64,
 }
 
 /// What the coordinator and the senders share: jobs not yet finished, and the last failure not
@@ -76,6 +79,7 @@ pub(super) struct Coordinator {
     jobs: Option<Sender<Job>>,
     progress: Arc<Progress>,
     senders: Vec<JoinHandle<()>>,
+    next_seq: u64,
 }
 
 impl Coordinator {
@@ -98,6 +102,7 @@ impl Coordinator {
                 let sender = Lane {
                     transport,
                     max_request_bytes: settings.max_request_bytes,
+                    retry_window: settings.retry_window,
                     // Only a record factory, for the copies of truncated records.
                     logger: SdkLoggerProvider::builder().build().logger("zenml-otel"),
                     jobs: job_queue.clone(),
@@ -120,6 +125,7 @@ impl Coordinator {
             jobs: Some(jobs),
             progress,
             senders,
+            next_seq: 0,
         })
     }
 
@@ -137,8 +143,7 @@ impl Coordinator {
                     self.dispatch_queued(None);
                 }
                 Ok(Control::Flush(ack)) => {
-                    self.dispatch_queued(None);
-                    let _ = ack.send(self.progress.settle());
+                    let _ = ack.send(self.drain(None));
                 }
                 Ok(Control::StepEnded) => self.dispatch_queued(None),
                 Ok(Control::Shutdown(ack)) => {
@@ -155,32 +160,61 @@ impl Coordinator {
         }
     }
 
+    /// Hands out what is queued now and waits until all of it is settled, through outages:
+    /// what waited behind a retried request goes once that is done.
+    fn drain(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+        let mut remaining = self.records.len();
+        let mut result = Ok(());
+        loop {
+            remaining = self.dispatch(remaining, deadline);
+            if let Err(failure) = self.progress.settle() {
+                result = Err(failure);
+            }
+            if remaining == 0 || self.records.is_empty() {
+                return result;
+            }
+        }
+    }
+
     /// Hands out what is queued now (not what arrives meanwhile, so a flush under constant load
     /// still ends), a batch at a time.
     fn dispatch_queued(&mut self, deadline: Option<Instant>) {
-        let mut remaining = self.records.len();
-        while remaining > 0 {
+        self.dispatch(self.records.len(), deadline);
+    }
+
+    /// Hands out up to `remaining` queued records, a batch at a time; returns how many of them
+    /// wait behind a request being retried.
+    fn dispatch(&mut self, mut remaining: usize, deadline: Option<Instant>) -> usize {
+        // During an outage new batches wait in the queue, behind the request being retried.
+        while remaining > 0 && !self.shared.outage.ongoing() {
             let want = remaining.min(self.max_batch);
             if !self
                 .shared
                 .ledger
                 .take(&self.records, &mut self.batch, want)
             {
-                return; // abandoned by shutdown: everything is counted already
+                return 0; // abandoned by shutdown: everything is counted already
             }
             if self.batch.is_empty() {
-                return;
+                return 0;
             }
             remaining = remaining.saturating_sub(self.batch.len());
             self.dispatch_batch(deadline);
         }
+        remaining
     }
 
     fn dispatch_batch(&mut self, deadline: Option<Instant>) {
         let Some(jobs) = &self.jobs else { return };
         let records = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
         self.progress.lock().pending += 1;
-        if let Err(unsent) = jobs.send(Job { records, deadline }) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        if let Err(unsent) = jobs.send(Job {
+            records,
+            deadline,
+            seq,
+        }) {
             // Every sender is gone (it cannot happen while we hold `jobs`): count, not lose.
             let n = unsent.into_inner().records.len() as u64;
             self.shared.ledger.settle(n, Outcome::Dropped);
@@ -189,8 +223,11 @@ impl Coordinator {
     }
 
     fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
-        self.dispatch_queued(deadline);
-        let result = self.progress.settle();
+        // Ends the senders' retries, also when every handle went away without a shutdown.
+        self.shared
+            .shutdown_requested
+            .store(true, Ordering::Release);
+        let result = self.drain(deadline);
         self.shared.close();
         // Records that got in between the last export and `close`: counted, never lost quietly.
         self.shared.count_stragglers();
@@ -209,6 +246,8 @@ impl Coordinator {
 struct Lane {
     transport: Transport,
     max_request_bytes: usize,
+    /// How long a request that failed with a retryable error is tried again.
+    retry_window: Duration,
     logger: SdkLogger,
     jobs: Receiver<Job>,
     shared: Arc<Shared>,
@@ -236,12 +275,19 @@ impl Lane {
             ledger.settle(job.records.len() as u64, Outcome::Dropped);
             return None;
         }
+        shared
+            .outage
+            .wait_behind_older(job.seq, &shared.shutdown_requested);
         let truncated =
             super::limit::fit_oversized(&mut job.records, self.max_request_bytes, &self.logger);
         ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
         let mut failure = None;
-        self.transport
-            .export(&mut job.records, |n, result| match result {
+        let window = self.retry_window;
+        let seq = job.seq;
+        let retry = || Retry::new(&shared.outage, seq, &shared.shutdown_requested, window);
+        self.transport.export(
+            &mut job.records,
+            &mut |n, result| match result {
                 Ok(rejected) => {
                     ledger.settle(n as u64, Outcome::Exported { rejected });
                     if rejected > 0 {
@@ -253,7 +299,9 @@ impl Lane {
                     shared.warn(&format!("export of {n} records failed: {error}"));
                     failure = Some(error);
                 }
-            });
+            },
+            &retry,
+        );
         failure
     }
 }
