@@ -284,3 +284,105 @@ fn crash_mid_stream_keeps_the_counts_balanced_and_recovers() {
         );
     });
 }
+
+/// (No watchdog: these outlast its bound; `force_flush` bounds the wait at 30 s.)
+/// rotel is stopped for 30 s — six export timeouts — while `threads` threads each log 20
+/// records/s, as a step does: the failed requests are retried until rotel is back, newer
+/// records wait in the queue, and every record arrives exactly once.
+fn outage_within_the_retry_window(protocol: Protocol, threads: u64, config: OtelLogStoreConfig) {
+    const DOWN: Duration = Duration::from_secs(30);
+    let receiver = OtlpReceiver::start().expect("start the OTLP receiver");
+    let mut rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
+    let endpoint = match protocol {
+        Protocol::Grpc => rotel.grpc_endpoint.clone(),
+        _ => rotel.http_endpoint.clone(),
+    };
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(endpoint),
+        protocol,
+        export_timeout_millis: 5000,
+        schedule_delay_millis: 200,
+        ..config
+    })
+    .expect("valid config");
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let stop = Arc::new(AtomicBool::new(false));
+    let loggers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (dispatch, stop) = (dispatch.clone(), stop.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let step = tracing::info_span!("step", zenml.step_id = thread);
+                    let _step = step.enter();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Acquire) {
+                        info!(seq = thread * 1_000_000 + n, "streamed");
+                        n += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    n
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    rotel.terminate();
+    std::thread::sleep(DOWN);
+    rotel
+        .restart()
+        .expect("rotel starts again on the same ports");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Release);
+    let emitted: u64 = loggers.into_iter().map(|l| l.join().unwrap()).sum();
+    handle
+        .force_flush()
+        .unwrap_or_else(|e| panic!("{protocol:?}: {e}\nrotel log:\n{}", rotel.log()));
+    let stats = handle.stats();
+    assert_eq!(stats.emitted, emitted);
+    assert_eq!(
+        (stats.exported, stats.failed, stats.dropped),
+        (emitted, 0, 0),
+        "{protocol:?}: zero lost\nrotel log:\n{}",
+        rotel.log()
+    );
+    let records = receiver.wait_for_records(emitted as usize, WAIT);
+    let distinct: BTreeSet<u64> = records
+        .iter()
+        .filter_map(|r| r.attr_str("seq")?.parse().ok())
+        .collect();
+    assert_eq!(
+        distinct.len() as u64,
+        emitted,
+        "{protocol:?}: every record arrived"
+    );
+    assert_eq!(records.len() as u64, emitted, "{protocol:?}: none twice");
+}
+
+#[test]
+#[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
+fn a_30_s_outage_loses_nothing_over_http() {
+    outage_within_the_retry_window(Protocol::HttpProtobuf, 1, OtelLogStoreConfig::default())
+}
+
+#[test]
+#[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
+fn a_30_s_outage_loses_nothing_over_grpc() {
+    outage_within_the_retry_window(Protocol::Grpc, 1, OtelLogStoreConfig::default())
+}
+
+#[test]
+#[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
+fn a_30_s_outage_loses_nothing_from_8_threads_blocking_on_a_full_queue() {
+    // 8 × 20 records/s for 34 s outgrow a 1,024-record queue: the loggers wait for room.
+    outage_within_the_retry_window(
+        Protocol::HttpProtobuf,
+        8,
+        OtelLogStoreConfig {
+            max_queue_size: 1024,
+            on_full: zenml_otel::OnFull::Block,
+            max_block_millis: 60_000,
+            ..OtelLogStoreConfig::default()
+        },
+    )
+}
