@@ -166,3 +166,19 @@ fn endpoint_gets_the_logs_path() {
     .unwrap();
     assert_eq!(layer.endpoint(), "https://collector.example/v1/logs");
 }
+
+#[test]
+fn a_zero_or_absurd_retry_window_and_a_tiny_request_limit_are_refused() {
+    for millis in [0, 86_400_001, u64::MAX] {
+        let error = rejected(OtelLogStoreConfig {
+            max_retry_elapsed_millis: millis,
+            ..OtelLogStoreConfig::default()
+        });
+        assert_eq!(error.field(), Some("max_retry_elapsed_millis"), "{error}");
+    }
+    let error = rejected(OtelLogStoreConfig {
+        max_export_batch_bytes: 16 * 1024 - 1,
+        ..OtelLogStoreConfig::default()
+    });
+    assert_eq!(error.field(), Some("max_export_batch_bytes"), "{error}");
+}

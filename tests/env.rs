@@ -41,6 +41,8 @@ const VARS: &[&str] = &[
     "ZENML_LOGS_OTEL_SCHEDULE_DELAY_MILLIS",
     "ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE",
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
+    "ZENML_OTEL_MAX_EXPORT_BATCH_BYTES",
+    "ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -277,6 +279,8 @@ fn every_malformed_variable_is_named() {
         ("ZENML_LOGS_OTEL_SCHEDULE_DELAY_MILLIS", "x"),
         ("ZENML_LOGS_OTEL_MAX_EXPORT_BATCH_SIZE", "x"),
         ("ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS", "x"),
+        ("ZENML_OTEL_MAX_EXPORT_BATCH_BYTES", "4MB"),
+        ("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "5m"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
     ];
@@ -294,4 +298,19 @@ fn a_value_in_the_environment_that_validation_rejects_is_named_by_field() {
     let _env = Env::with(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "0")]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
     assert_eq!(error.field(), Some("max_queue_size"), "{error}");
+}
+
+#[test]
+fn the_size_limit_and_the_retry_window_come_from_the_environment() {
+    let _env = Env::with(&[
+        ("ZENML_OTEL_MAX_EXPORT_BATCH_BYTES", "1048576"),
+        ("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "60000"),
+    ]);
+    let config = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(config.max_export_batch_bytes, 1_048_576);
+    assert_eq!(config.max_retry_elapsed_millis, 60_000);
+    drop(_env);
+    let _env = Env::with(&[("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "0")]);
+    let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
+    assert_eq!(error.field(), Some("max_retry_elapsed_millis"), "{error}");
 }
