@@ -203,6 +203,13 @@ pub struct OtelLogStoreConfig {
     /// 20 MiB per HTTP body). A record too large for any request is truncated to fit and
     /// counted in `stats().truncated`. At least 16384.
     pub max_export_batch_bytes: usize,
+    /// Longest string attribute value of an event's fields, in characters; longer ones are cut
+    /// (`OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`). Default `None`: no limit, as the spec.
+    pub attribute_value_length_limit: Option<usize>,
+    /// Most of an event's fields kept as attributes; the rest are left out and counted in the
+    /// record's `dropped_attributes_count` (`OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT`). Default 128,
+    /// as the spec. Code location and run attributes are not counted.
+    pub attribute_count_limit: usize,
     /// How long a request that failed with a retryable error (no connection, timeouts, HTTP
     /// 429/502/503/504, gRPC UNAVAILABLE and friends) is sent again, with backoff from 1 s to
     /// 30 s, before it counts as failed; meanwhile newer records wait in the queue. Default
@@ -246,6 +253,8 @@ impl Default for OtelLogStoreConfig {
             max_export_batch_size: 512,
             max_export_batch_bytes: DEFAULT_MAX_EXPORT_BATCH_BYTES,
             max_retry_elapsed_millis: 300_000,
+            attribute_value_length_limit: None,
+            attribute_count_limit: 128,
             protocol: Protocol::HttpProtobuf,
             compression: Compression::None,
             export_timeout_millis: 10_000,
@@ -273,6 +282,11 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("max_export_batch_size", &self.max_export_batch_size)
             .field("max_export_batch_bytes", &self.max_export_batch_bytes)
             .field("max_retry_elapsed_millis", &self.max_retry_elapsed_millis)
+            .field(
+                "attribute_value_length_limit",
+                &self.attribute_value_length_limit,
+            )
+            .field("attribute_count_limit", &self.attribute_count_limit)
             .field("protocol", &self.protocol)
             .field("compression", &self.compression)
             .field("export_timeout_millis", &self.export_timeout_millis)
@@ -412,6 +426,8 @@ impl OtelLogStoreConfig {
             max_export_batch_size,
             max_export_batch_bytes,
             max_retry_elapsed_millis,
+            attribute_value_length_limit,
+            attribute_count_limit,
             protocol,
             compression,
             export_timeout_millis,

@@ -19,7 +19,7 @@ use tracing_subscriber::Layer;
 
 use crate::handover::Handover;
 use crate::pipeline::{self, Emitter, QueuedRecord};
-use crate::record::{self, EventVisitor};
+use crate::record::{self, AttributeLimits, EventVisitor};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
 use crate::{Error, LogStoreHandle, OtelLogStoreConfig, ShutdownGuard};
 
@@ -56,6 +56,7 @@ pub struct ZenmlOtelLayer {
     logger: SdkLogger,
     instance_id: String,
     endpoint: String,
+    limits: AttributeLimits,
 }
 
 impl ZenmlOtelLayer {
@@ -109,6 +110,10 @@ impl ZenmlOtelLayer {
             logger,
             instance_id,
             endpoint: settings.endpoint,
+            limits: AttributeLimits {
+                value_length: config.attribute_value_length_limit,
+                count: config.attribute_count_limit,
+            },
         })
     }
 
@@ -221,10 +226,15 @@ where
         record.set_severity_text(severity_text);
         record.set_timestamp(now);
         record.set_observed_timestamp(now);
-        event.record(&mut EventVisitor {
+        let mut visitor = EventVisitor {
             record: &mut record,
             from_log: bridged.is_some(),
-        });
+            limits: self.limits,
+            kept: 0,
+            dropped: 0,
+        };
+        event.record(&mut visitor);
+        let dropped_attributes = visitor.dropped;
         match &bridged {
             None => {
                 let meta = event.metadata();
@@ -260,6 +270,7 @@ where
         self.emitter.emit(QueuedRecord {
             context: resolved,
             record,
+            dropped_attributes,
         });
     }
 }

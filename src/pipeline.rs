@@ -53,6 +53,8 @@ const LANES: usize = 3;
 pub(crate) struct QueuedRecord {
     pub(crate) context: Arc<Resolved>,
     pub(crate) record: SdkLogRecord,
+    /// Fields the attribute count limit left out: the record's `dropped_attributes_count`.
+    pub(crate) dropped_attributes: u32,
 }
 
 impl QueuedRecord {

@@ -69,6 +69,20 @@ pub(crate) struct EventVisitor<'a> {
     /// Set for events bridged from the `log` crate, whose `log.*` fields only carry the metadata
     /// already taken from the normalized callsite.
     pub(crate) from_log: bool,
+    pub(crate) limits: AttributeLimits,
+    /// The event's fields kept as attributes so far.
+    pub(crate) kept: usize,
+    /// The event's fields left out by the count limit (`dropped_attributes_count`).
+    pub(crate) dropped: u32,
+}
+
+/// The OpenTelemetry attribute limits, applied to an event's own fields.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttributeLimits {
+    /// Longest string value, in characters; `None`: no limit (the spec's default).
+    pub(crate) value_length: Option<usize>,
+    /// Most fields kept as attributes (the spec's default: 128).
+    pub(crate) count: usize,
 }
 
 impl EventVisitor<'_> {
@@ -76,6 +90,21 @@ impl EventVisitor<'_> {
         if self.from_log && field.name().starts_with("log.") {
             return;
         }
+        if self.kept >= self.limits.count {
+            self.dropped += 1;
+            return;
+        }
+        self.kept += 1;
+        let value = match (value, self.limits.value_length) {
+            (AnyValue::String(text), Some(max)) if text.as_str().len() > max => {
+                let end = text.as_str().char_indices().nth(max).map(|(i, _)| i);
+                match end {
+                    Some(end) => string(text.as_str()[..end].to_owned()),
+                    None => AnyValue::String(text),
+                }
+            }
+            (value, _) => value,
+        };
         self.record
             .add_attribute(Key::from_static_str(field.name()), value);
     }

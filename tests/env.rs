@@ -43,6 +43,10 @@ const VARS: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "ZENML_OTEL_MAX_EXPORT_BATCH_BYTES",
     "ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS",
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -281,6 +285,10 @@ fn every_malformed_variable_is_named() {
         ("ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS", "x"),
         ("ZENML_OTEL_MAX_EXPORT_BATCH_BYTES", "4MB"),
         ("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "5m"),
+        ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "long"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"),
+        ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1e3"),
+        ("OTEL_ATTRIBUTE_COUNT_LIMIT", "x"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
     ];
@@ -313,4 +321,16 @@ fn the_size_limit_and_the_retry_window_come_from_the_environment() {
     let _env = Env::with(&[("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "0")]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
     assert_eq!(error.field(), Some("max_retry_elapsed_millis"), "{error}");
+}
+
+#[test]
+fn the_log_record_attribute_limits_win_over_the_general_ones() {
+    let _env = Env::with(&[
+        ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "100"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "10"),
+        ("OTEL_ATTRIBUTE_COUNT_LIMIT", "16"),
+    ]);
+    let config = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(config.attribute_value_length_limit, Some(100));
+    assert_eq!(config.attribute_count_limit, 16);
 }

@@ -182,3 +182,41 @@ fn a_limit_too_small_for_one_record_is_refused_at_construction() {
     .unwrap_err();
     assert_eq!(error.field(), Some("max_export_batch_bytes"), "{error}");
 }
+
+#[test]
+fn the_attribute_limits_cut_long_values_and_count_the_fields_left_out() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(receiver.endpoint()),
+        attribute_value_length_limit: Some(5),
+        attribute_count_limit: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info!(
+            name = "ééééééé",
+            rows = 42u64,
+            left = "out",
+            out = true,
+            "the body is not an attribute, so never cut"
+        );
+    });
+    handle.force_flush().unwrap();
+    let record = &receiver.records()[0];
+    assert_eq!(
+        record.attr_str("name").as_deref(),
+        Some("ééééé"),
+        "5 characters"
+    );
+    assert_eq!(record.attr_str("rows").as_deref(), Some("42"));
+    assert!(record.attr("left").is_none() && record.attr("out").is_none());
+    assert_eq!(record.record.dropped_attributes_count, 2);
+    assert_eq!(
+        record.body().as_deref(),
+        Some("the body is not an attribute, so never cut")
+    );
+    // Code location and run attributes are not the event's fields: still there.
+    assert!(record.attr("code.line.number").is_some());
+}

@@ -55,6 +55,14 @@ pub(super) const MAX_EXPORT_BATCH_SIZE: &[&str] = &[
 ];
 pub(super) const MAX_EXPORT_BATCH_BYTES: &[&str] = &["ZENML_OTEL_MAX_EXPORT_BATCH_BYTES"];
 pub(super) const MAX_RETRY_ELAPSED: &[&str] = &["ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS"];
+pub(super) const ATTRIBUTE_VALUE_LENGTH_LIMIT: &[&str] = &[
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+];
+pub(super) const ATTRIBUTE_COUNT_LIMIT: &[&str] = &[
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -143,6 +151,20 @@ pub(super) fn overlay(
         default.max_retry_elapsed_millis,
         env,
         MAX_RETRY_ELAPSED,
+        parse_number,
+    )?;
+    set_parsed(
+        &mut cfg.attribute_value_length_limit,
+        default.attribute_value_length_limit,
+        env,
+        ATTRIBUTE_VALUE_LENGTH_LIMIT,
+        |v| parse_number(v).map(Some),
+    )?;
+    set_parsed(
+        &mut cfg.attribute_count_limit,
+        default.attribute_count_limit,
+        env,
+        ATTRIBUTE_COUNT_LIMIT,
         parse_number,
     )?;
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,

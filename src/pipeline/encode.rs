@@ -38,6 +38,7 @@ mod tag {
     pub(super) const SEVERITY_TEXT: u32 = 3;
     pub(super) const BODY: u32 = 5;
     pub(super) const ATTRIBUTES: u32 = 6;
+    pub(super) const DROPPED_ATTRIBUTES_COUNT: u32 = 7;
     pub(super) const FLAGS: u32 = 8;
     pub(super) const TRACE_ID: u32 = 9;
     pub(super) const SPAN_ID: u32 = 10;
@@ -113,11 +114,7 @@ impl Encoder {
     fn encode_run(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
         group_by_scope(records);
         self.lengths.clear();
-        self.lengths.extend(
-            records.iter().map(|queued| {
-                record_len(&queued.record) + queued.context.encoded_attributes().len()
-            }),
-        );
+        self.lengths.extend(records.iter().map(queued_len));
         self.scopes.clear();
         self.scopes.extend((0..records.len()).filter(|&i| {
             i == 0 || scope_name(&records[i].record) != scope_name(&records[i - 1].record)
@@ -145,7 +142,7 @@ impl Encoder {
             encode_string(tag::SCOPE_NAME, name, out);
             for (queued, &len) in records[from..to].iter().zip(&self.lengths[from..to]) {
                 encode_delimited_header(tag::SCOPE_LOGS_LOG_RECORDS, len, out);
-                encode_record(&queued.record, queued.context.encoded_attributes(), out);
+                encode_record(queued, out);
             }
         }
         out.extend_from_slice(&resource.schema_url);
@@ -159,8 +156,7 @@ impl Encoder {
 
 /// Bytes `queued` takes in a request, its `log_records` field header included.
 pub(crate) fn record_size(queued: &QueuedRecord) -> usize {
-    let len = record_len(&queued.record) + queued.context.encoded_attributes().len();
-    delimited_len(tag::SCOPE_LOGS_LOG_RECORDS, len)
+    delimited_len(tag::SCOPE_LOGS_LOG_RECORDS, queued_len(queued))
 }
 
 /// An upper bound of the bytes a request spends, besides its records, on a run and scope that
@@ -324,8 +320,20 @@ fn record_len(record: &SdkLogRecord) -> usize {
     len
 }
 
-/// `context_attributes`: encoded `attributes` fields that follow the record's own.
-fn encode_record(record: &SdkLogRecord, context_attributes: &[u8], out: &mut Vec<u8>) {
+/// Length of a queued record's `LogRecord`: the record, its context's attributes, the count of
+/// attributes the limit dropped.
+fn queued_len(queued: &QueuedRecord) -> usize {
+    record_len(&queued.record)
+        + queued.context.encoded_attributes().len()
+        + varint_field_len(
+            tag::DROPPED_ATTRIBUTES_COUNT,
+            u64::from(queued.dropped_attributes),
+        )
+}
+
+/// The record's fields, its context's attributes after its own, the dropped count.
+fn encode_record(queued: &QueuedRecord, out: &mut Vec<u8>) {
+    let record = &queued.record;
     encode_fixed64(tag::TIME_UNIX_NANO, nanos(record.timestamp()), out);
     encode_varint_field(
         tag::SEVERITY_NUMBER,
@@ -344,7 +352,12 @@ fn encode_record(record: &SdkLogRecord, context_attributes: &[u8], out: &mut Vec
     for (key, value) in record.attributes_iter() {
         encode_attribute(key, value, out);
     }
-    out.extend_from_slice(context_attributes);
+    out.extend_from_slice(queued.context.encoded_attributes());
+    encode_varint_field(
+        tag::DROPPED_ATTRIBUTES_COUNT,
+        u64::from(queued.dropped_attributes),
+        out,
+    );
     let trace = trace_fields(record);
     if let Some((flags, trace_id, span_id)) = &trace {
         if *flags != 0 {

@@ -61,6 +61,8 @@ struct Spec {
     target: Option<String>,
     trace: Option<(u128, u64, Option<u8>)>,
     event_name: Option<&'static str>,
+    /// The record's `dropped_attributes_count`.
+    dropped: u32,
 }
 
 fn scalar() -> impl Strategy<Value = AnyValue> {
@@ -112,12 +114,13 @@ fn spec(runs: usize) -> impl Strategy<Value = Spec> {
                 proptest::option::of(any::<u8>()),
             )),
             proptest::option::of(prop_oneof![Just("step.started"), Just("")]),
+            prop_oneof![3 => Just(0u32), 1 => 1u32..200],
         ),
     )
         .prop_map(
             |(
                 (run, timestamp, observed, severity, severity_text),
-                (body, attributes, target, trace, event_name),
+                (body, attributes, target, trace, event_name, dropped),
             )| Spec {
                 run,
                 timestamp,
@@ -129,6 +132,7 @@ fn spec(runs: usize) -> impl Strategy<Value = Spec> {
                 target,
                 trace,
                 event_name,
+                dropped,
             },
         )
 }
@@ -198,6 +202,7 @@ fn build(specs: &[Spec], contexts: &[Arc<Resolved>]) -> Vec<QueuedRecord> {
             QueuedRecord {
                 context: Arc::clone(&contexts[spec.run]),
                 record,
+                dropped_attributes: spec.dropped,
             }
         })
         .collect()
@@ -248,6 +253,20 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
                 let name = &scope_logs.scope.as_ref().unwrap().name;
                 order.iter().position(|n| n == name).unwrap()
             });
+            // opentelemetry-proto writes no dropped count: each scope's records in their order.
+            for scope_logs in &mut logs.scope_logs {
+                let name = scope_logs.scope.as_ref().unwrap().name.clone();
+                let mut of_scope = group.iter().filter(|q| {
+                    q.record
+                        .target()
+                        .map_or(DEFAULT_SCOPE.to_owned(), |t| t.to_string())
+                        == name
+                });
+                for converted in &mut scope_logs.log_records {
+                    converted.dropped_attributes_count =
+                        of_scope.next().unwrap().dropped_attributes;
+                }
+            }
         }
         resource_logs.extend(converted);
         rest = tail;
@@ -305,6 +324,7 @@ fn records_of_one_scope_keep_their_order_across_scopes() {
             target: Some(["a", "b", "c"][i as usize % 3].to_owned()),
             trace: None,
             event_name: None,
+            dropped: 0,
         })
         .collect();
     let mut records = build(&specs, &plain(&runs));
@@ -347,6 +367,7 @@ fn one_request_holds_every_run_once_and_the_resource_is_encoded_once() {
             target: Some("app".to_owned()),
             trace: None,
             event_name: None,
+            dropped: 0,
         })
         .collect();
     let mut records = sorted_by_run(build(&specs, &plain(&runs)));
@@ -386,6 +407,7 @@ fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
         target: None,
         trace: None,
         event_name: None,
+        dropped: 0,
     };
     let mut records = build(&[spec], &plain(&runs));
     let json: serde_json::Value =
