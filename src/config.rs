@@ -203,6 +203,11 @@ pub struct OtelLogStoreConfig {
     /// 20 MiB per HTTP body). A record too large for any request is truncated to fit and
     /// counted in `stats().truncated`. At least 16384.
     pub max_export_batch_bytes: usize,
+    /// About the most bytes the queued records may hold, all runs together (their strings plus
+    /// a fixed overhead each); beyond it records are handled as when the queue is full
+    /// (`on_full`). One record may always fill an empty queue. Default 67108864 (64 MiB); at
+    /// least `max_export_batch_bytes`.
+    pub max_queue_bytes: usize,
     /// Longest string attribute value of an event's fields, in characters; longer ones are cut
     /// (`OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT`). Default `None`: no limit, as the spec.
     pub attribute_value_length_limit: Option<usize>,
@@ -253,6 +258,7 @@ impl Default for OtelLogStoreConfig {
             max_export_batch_size: 512,
             max_export_batch_bytes: DEFAULT_MAX_EXPORT_BATCH_BYTES,
             max_retry_elapsed_millis: 300_000,
+            max_queue_bytes: 64 * 1024 * 1024,
             attribute_value_length_limit: None,
             attribute_count_limit: 128,
             protocol: Protocol::HttpProtobuf,
@@ -282,6 +288,7 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("max_export_batch_size", &self.max_export_batch_size)
             .field("max_export_batch_bytes", &self.max_export_batch_bytes)
             .field("max_retry_elapsed_millis", &self.max_retry_elapsed_millis)
+            .field("max_queue_bytes", &self.max_queue_bytes)
             .field(
                 "attribute_value_length_limit",
                 &self.attribute_value_length_limit,
@@ -426,6 +433,7 @@ impl OtelLogStoreConfig {
             max_export_batch_size,
             max_export_batch_bytes,
             max_retry_elapsed_millis,
+            max_queue_bytes,
             attribute_value_length_limit,
             attribute_count_limit,
             protocol,
@@ -478,6 +486,15 @@ impl OtelLogStoreConfig {
                     "{} is below {MIN_MAX_EXPORT_BATCH_BYTES}: a request must hold at least one \
                      record with its resource",
                     self.max_export_batch_bytes
+                ),
+            ));
+        }
+        if self.max_queue_bytes < self.max_export_batch_bytes {
+            return Err(Error::config(
+                "max_queue_bytes",
+                format!(
+                    "{} is below max_export_batch_bytes ({}): a full request could never queue",
+                    self.max_queue_bytes, self.max_export_batch_bytes
                 ),
             ));
         }

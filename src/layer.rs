@@ -232,9 +232,12 @@ where
             limits: self.limits,
             kept: 0,
             dropped: 0,
+            string_bytes: 0,
         };
         event.record(&mut visitor);
         let dropped_attributes = visitor.dropped;
+        // Strings are most of a record; the rest (fields, location, framing) is about this.
+        let size = visitor.string_bytes + 256;
         match &bridged {
             None => {
                 let meta = event.metadata();
@@ -271,6 +274,7 @@ where
             context: resolved,
             record,
             dropped_attributes,
+            size,
         });
     }
 }

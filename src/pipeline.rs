@@ -10,7 +10,7 @@ pub(crate) mod retry;
 mod worker;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,6 +55,8 @@ pub(crate) struct QueuedRecord {
     pub(crate) record: SdkLogRecord,
     /// Fields the attribute count limit left out: the record's `dropped_attributes_count`.
     pub(crate) dropped_attributes: u32,
+    /// About how many bytes the record holds, for the queue's byte bound.
+    pub(crate) size: usize,
 }
 
 impl QueuedRecord {
@@ -109,9 +111,28 @@ struct Shared {
     quiet_until: AtomicU64,
     epoch: Instant,
     live_runs: Arc<AtomicU64>,
+    /// About how many bytes the queued records hold (`QueuedRecord::size`).
+    queued_bytes: AtomicUsize,
+    /// `max_queue_bytes`.
+    max_queued_bytes: usize,
 }
 
 impl Shared {
+    /// Takes room for `size` bytes in the queue; a record alone may always take an empty
+    /// queue, however large.
+    fn reserve_bytes(&self, size: usize) -> bool {
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before == 0 || before + size <= self.max_queued_bytes {
+            return true;
+        }
+        self.release_bytes(size);
+        false
+    }
+
+    fn release_bytes(&self, size: usize) {
+        self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
@@ -189,15 +210,23 @@ impl Emitter {
             self.shared.count_dropped(1);
             return;
         }
-        let sent = match (self.records.try_send(record), self.block) {
-            (Ok(()), _) => true,
-            (Err(TrySendError::Full(record)), Some(wait)) => {
-                // The export thread may be asleep until its next tick: make sure it drains.
-                self.signal_batch();
-                self.records.send_timeout(record, wait).is_ok()
+        let size = record.size;
+        let sent = self.room_for(size).is_some_and(|waited| {
+            let sent = match (self.records.try_send(record), self.block) {
+                (Ok(()), _) => true,
+                (Err(TrySendError::Full(record)), Some(wait)) => {
+                    // The export thread may be asleep until its next tick: make sure it drains.
+                    self.signal_batch();
+                    let left = wait.saturating_sub(waited);
+                    self.records.send_timeout(record, left).is_ok()
+                }
+                (Err(_), _) => false,
+            };
+            if !sent {
+                self.shared.release_bytes(size);
             }
-            (Err(_), _) => false,
-        };
+            sent
+        });
         if !sent {
             self.shared.count_dropped(1);
             return;
@@ -205,6 +234,25 @@ impl Emitter {
         if self.records.len() >= self.max_batch {
             self.signal_batch();
         }
+    }
+
+    /// Room in the queue's byte bound for `size` more bytes: at once, or with `on_full =
+    /// "block"` once the export thread has taken enough (waiting at most `max_block_millis`).
+    /// Returns how long it waited, `None` when there is no room.
+    fn room_for(&self, size: usize) -> Option<Duration> {
+        if self.shared.reserve_bytes(size) {
+            return Some(Duration::ZERO);
+        }
+        let wait = self.block?;
+        self.signal_batch();
+        let started = Instant::now();
+        while started.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(1));
+            if self.shared.reserve_bytes(size) {
+                return Some(started.elapsed());
+            }
+        }
+        None
     }
 
     /// Wakes the export thread for a full batch, once until it takes the batch.
@@ -246,6 +294,8 @@ pub(crate) fn start(
         quiet_until: AtomicU64::new(0),
         epoch: Instant::now(),
         live_runs: Arc::default(),
+        queued_bytes: AtomicUsize::new(0),
+        max_queued_bytes: config.max_queue_bytes,
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();

@@ -74,6 +74,9 @@ pub(crate) struct EventVisitor<'a> {
     pub(crate) kept: usize,
     /// The event's fields left out by the count limit (`dropped_attributes_count`).
     pub(crate) dropped: u32,
+    /// Bytes of the strings written so far (body and attribute values): most of a record's
+    /// size, for the queue's byte bound.
+    pub(crate) string_bytes: usize,
 }
 
 /// The OpenTelemetry attribute limits, applied to an event's own fields.
@@ -112,6 +115,7 @@ impl EventVisitor<'_> {
 
 impl Visit for EventVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
+        self.string_bytes += value.len();
         let value = string(value.to_owned());
         if field.name() == MESSAGE {
             self.record.set_body(value);
@@ -121,7 +125,9 @@ impl Visit for EventVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let value = string(format!("{value:?}"));
+        let text = format!("{value:?}");
+        self.string_bytes += text.len();
+        let value = string(text);
         if field.name() == MESSAGE {
             self.record.set_body(value);
         } else {

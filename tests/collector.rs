@@ -190,6 +190,8 @@ fn large_records_pass_a_real_collectors_default_size_limits() {
                 endpoint: Some(endpoint),
                 protocol,
                 max_queue_size: count,
+                // 1,000 records of 64 KiB are more than the default 64 MiB: queue them all.
+                max_queue_bytes: 1 << 30,
                 max_export_batch_size: count.min(512),
                 ..OtelLogStoreConfig::default()
             })

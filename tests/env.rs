@@ -47,6 +47,7 @@ const VARS: &[&str] = &[
     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
     "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "ZENML_OTEL_MAX_QUEUE_BYTES",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -289,6 +290,7 @@ fn every_malformed_variable_is_named() {
         ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-1"),
         ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1e3"),
         ("OTEL_ATTRIBUTE_COUNT_LIMIT", "x"),
+        ("ZENML_OTEL_MAX_QUEUE_BYTES", "64MiB"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
     ];

@@ -39,6 +39,8 @@ fn send(config: OtelLogStoreConfig, collector_limit: usize, bodies: &[String]) -
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(endpoint),
         max_queue_size: bodies.len().max(512),
+        // These tests are about requests: the queue holds all that is logged.
+        max_queue_bytes: 1 << 30,
         ..config
     })
     .unwrap();
@@ -219,4 +221,50 @@ fn the_attribute_limits_cut_long_values_and_count_the_fields_left_out() {
     );
     // Code location and run attributes are not the event's fields: still there.
     assert!(record.attr("code.line.number").is_some());
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes_too() {
+    // 40 records of 100 KB against a 1 MiB queue bound while a slow collector holds each
+    // request for 500 ms: the rest beyond the bound are dropped and counted, not buffered.
+    let receiver = OtlpReceiver::start().unwrap();
+    let slow = zenml_otel::testing::Fault::Delay(std::time::Duration::from_millis(500));
+    receiver.set_fault(Some(slow));
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(receiver.endpoint()),
+        max_queue_bytes: 1024 * 1024,
+        max_export_batch_bytes: 1024 * 1024,
+        max_export_batch_size: 1,
+        schedule_delay_millis: 600_000,
+        ..Default::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    let text = "x".repeat(100_000);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..40u64 {
+            info!(i, "{text}");
+        }
+    });
+    handle.force_flush().unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.emitted, 40);
+    assert!(
+        stats.dropped > 0,
+        "a 1 MiB bound cannot hold 4 MB: {stats:?}"
+    );
+    // At most the bound's worth waits in the queue, plus the requests in flight.
+    assert!(stats.exported <= 10 + 6, "{stats:?}");
+    assert_eq!(stats.exported + stats.dropped, 40, "{stats:?}");
+    assert_eq!(receiver.record_count() as u64, stats.exported);
+}
+
+#[test]
+fn a_queue_byte_bound_below_the_request_limit_is_refused() {
+    let error = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        max_queue_bytes: 1_000_000,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(error.field(), Some("max_queue_bytes"), "{error}");
 }

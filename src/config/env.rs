@@ -63,6 +63,7 @@ pub(super) const ATTRIBUTE_COUNT_LIMIT: &[&str] = &[
     "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
 ];
+pub(super) const MAX_QUEUE_BYTES: &[&str] = &["ZENML_OTEL_MAX_QUEUE_BYTES"];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -165,6 +166,13 @@ pub(super) fn overlay(
         default.attribute_count_limit,
         env,
         ATTRIBUTE_COUNT_LIMIT,
+        parse_number,
+    )?;
+    set_parsed(
+        &mut cfg.max_queue_bytes,
+        default.max_queue_bytes,
+        env,
+        MAX_QUEUE_BYTES,
         parse_number,
     )?;
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,

@@ -198,6 +198,8 @@ impl Coordinator {
             if self.batch.is_empty() {
                 return 0;
             }
+            let bytes = self.batch.iter().map(|queued| queued.size).sum();
+            self.shared.release_bytes(bytes);
             remaining = remaining.saturating_sub(self.batch.len());
             self.dispatch_batch(deadline);
         }

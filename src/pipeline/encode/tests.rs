@@ -203,6 +203,7 @@ fn build(specs: &[Spec], contexts: &[Arc<Resolved>]) -> Vec<QueuedRecord> {
                 context: Arc::clone(&contexts[spec.run]),
                 record,
                 dropped_attributes: spec.dropped,
+                size: 0,
             }
         })
         .collect()
