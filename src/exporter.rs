@@ -145,14 +145,7 @@ impl Transport {
                     let mut rest = &*request;
                     while !rest.is_empty() {
                         let (group, tail) = rest.split_at(same_run(rest));
-                        let mut retry = retry();
-                        let result = loop {
-                            match self.send_grpc(group) {
-                                Err(failure) if retry.again(&failure) => continue,
-                                result => break result,
-                            }
-                        };
-                        settle(group.len(), result.map_err(|f| f.message));
+                        self.export_grpc(group, settle, retry);
                         rest = tail;
                     }
                 }
@@ -236,6 +229,33 @@ impl Transport {
                 Sent::Done(Err(Failure { message, retryable }))
             }
         }
+    }
+
+    /// One run's records as one OTLP/gRPC request, sent until delivered or its failure is final;
+    /// halved when the server refuses it as too large (OUT_OF_RANGE, or RESOURCE_EXHAUSTED
+    /// without `RetryInfo`), down to single records.
+    fn export_grpc<'r>(
+        &mut self,
+        group: &[QueuedRecord],
+        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        retry: &dyn Fn() -> Retry<'r>,
+    ) {
+        let mut attempts = retry();
+        let result = loop {
+            match self.send_grpc(group) {
+                Err(failure)
+                    if group.len() > 1 && retry::too_large_grpc_error(&failure.message) =>
+                {
+                    drop(attempts);
+                    let (first, second) = group.split_at(group.len() / 2);
+                    self.export_grpc(first, settle, retry);
+                    return self.export_grpc(second, settle, retry);
+                }
+                Err(failure) if attempts.again(&failure) => continue,
+                result => break result,
+            }
+        };
+        settle(group.len(), result.map_err(|f| f.message));
     }
 
     /// Sends one run's records as one OTLP/gRPC request (opentelemetry-otlp's own encoding).

@@ -165,8 +165,8 @@ fn grpc_unavailable_without_retry_info_is_retried_with_backoff() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Not retryable: HTTP 500 (and every status but 429/502/503/504), gRPC INTERNAL, and
-// RESOURCE_EXHAUSTED without RetryInfo.
+// Not retryable: HTTP 500 (and every status but 429/502/503/504), gRPC INTERNAL; gRPC
+// RESOURCE_EXHAUSTED without RetryInfo is split instead.
 
 fn not_retried(protocol: Protocol, fault: Fault) {
     let harness = Harness::with(config(protocol, TIMEOUT_MS));
@@ -226,9 +226,22 @@ fn grpc_internal_is_not_retried_and_counted_as_failed() {
 }
 
 #[test]
-fn grpc_resource_exhausted_without_retry_info_is_not_retried() {
+fn grpc_resource_exhausted_without_retry_info_is_split_in_halves_not_retried_whole() {
+    // The OTLP spec's "too large" answer: the same request again cannot pass, its halves may.
     watchdog("grpc 429 no RetryInfo", || {
-        not_retried(Protocol::Grpc, status(429, None))
+        let harness = Harness::with(config(Protocol::Grpc, TIMEOUT_MS));
+        harness.receiver.fail_next(1, status(429, None));
+        emit(&harness, 5, "split");
+        harness.handle.force_flush().expect("the halves go through");
+        assert_eq!(
+            harness.receiver.attempts(),
+            3,
+            "refused once, then two halves"
+        );
+        assert_eq!(harness.receiver.record_count(), 5);
+        let stats = harness.handle.stats();
+        assert_eq!((stats.exported, stats.failed), (5, 0));
+        assert_balanced(stats);
     });
 }
 

@@ -268,3 +268,23 @@ fn a_queue_byte_bound_below_the_request_limit_is_refused() {
     .unwrap_err();
     assert_eq!(error.field(), Some("max_queue_bytes"), "{error}");
 }
+
+#[test]
+fn a_grpc_request_refused_as_too_large_is_split_and_sent_again() {
+    // Our limit is the default 4 MB; this server takes 100 KiB at most and answers OUT_OF_RANGE,
+    // which opentelemetry-otlp retries until its (short, here) timeout before we split.
+    let bodies: Vec<String> = (0..100).map(|i| body(i, 4096)).collect();
+    let config = OtelLogStoreConfig {
+        protocol: Protocol::Grpc,
+        export_timeout_millis: 300,
+        ..Default::default()
+    };
+    let sent = send(config, 100 * 1024, &bodies);
+    assert_eq!(check_records(&sent.receiver.records(), &bodies), 0);
+    assert!(sent
+        .receiver
+        .requests()
+        .iter()
+        .all(|r| r.raw.len() <= 100 * 1024));
+    assert_eq!((sent.stats.exported, sent.stats.failed), (100, 0));
+}

@@ -152,6 +152,15 @@ pub(crate) fn retryable_grpc_error(message: &str) -> bool {
     code.map_or_else(|| is_timeout(message), |code| RETRYABLE.contains(&code))
 }
 
+/// Whether a gRPC error says the message was too large for the server: OUT_OF_RANGE (tonic's
+/// answer past its size limit) or RESOURCE_EXHAUSTED (left after opentelemetry-otlp's retries,
+/// so without `RetryInfo`).
+pub(crate) fn too_large_grpc_error(message: &str) -> bool {
+    ["gRPC code: OutOfRange", "gRPC code: ResourceExhausted"]
+        .iter()
+        .any(|code| message.contains(code))
+}
+
 /// opentelemetry-otlp's own deadline for one export ran out.
 pub(crate) fn is_timeout(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
