@@ -210,6 +210,7 @@ impl Transport {
                 return Sent::Done(Err(Failure {
                     message,
                     retryable: false,
+                    retry_after: None,
                 }))
             }
         };
@@ -226,7 +227,11 @@ impl Transport {
                     None => error.to_string(),
                 };
                 let retryable = outcome.retryable || retry::is_timeout(&message);
-                Sent::Done(Err(Failure { message, retryable }))
+                Sent::Done(Err(Failure {
+                    message,
+                    retryable,
+                    retry_after: outcome.retry_after,
+                }))
             }
         }
     }
@@ -272,7 +277,12 @@ impl Transport {
         result.map(|()| 0).map_err(|error| {
             let message = error.to_string();
             let retryable = retry::retryable_grpc_error(&message);
-            Failure { message, retryable }
+            // opentelemetry-otlp honours RetryInfo itself and does not pass it on.
+            Failure {
+                message,
+                retryable,
+                retry_after: None,
+            }
         })
     }
 
@@ -410,6 +420,9 @@ struct HttpOutcome {
     /// The last attempt failed in a way that may pass later: no connection or answer, or HTTP
     /// 429, 502, 503, 504.
     retryable: bool,
+    /// The last answer's `Retry-After`, in seconds (the HTTP-date form is not used by OTLP
+    /// collectors).
+    retry_after: Option<std::time::Duration>,
 }
 
 /// How one OTLP/HTTP request ended.
@@ -481,6 +494,11 @@ impl HttpClient for HttpTransport {
             Ok(response) => {
                 outcome.too_large = response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
                 outcome.retryable = retry::retryable_status(response.status().as_u16());
+                outcome.retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+                    .map(std::time::Duration::from_secs);
             }
             Err(error) => {
                 let mut cause = error.to_string();

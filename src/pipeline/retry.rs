@@ -22,6 +22,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) retryable: bool,
+    /// The server's `Retry-After`: the next attempt waits at least this long.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// What the senders share about retries: the batches (by dispatch order) with a request
@@ -95,7 +97,7 @@ impl<'a> Retry<'a> {
             self.outage.lock().insert(self.batch);
             Instant::now()
         });
-        let wait = self.backoff;
+        let wait = self.backoff.max(failure.retry_after.unwrap_or_default());
         if started.elapsed() + wait > self.window {
             return false;
         }
@@ -202,6 +204,7 @@ mod tests {
         let final_failure = Failure {
             message: "400".into(),
             retryable: false,
+            retry_after: None,
         };
         assert!(!retry.again(&final_failure));
         assert!(!outage.ongoing());
@@ -209,6 +212,7 @@ mod tests {
         let retryable = Failure {
             message: "refused".into(),
             retryable: true,
+            retry_after: None,
         };
         assert!(!retry.again(&retryable));
     }
@@ -220,6 +224,7 @@ mod tests {
         let failure = Failure {
             message: "refused".into(),
             retryable: true,
+            retry_after: None,
         };
         {
             let mut retry = Retry::new(&outage, 0, &stop, Duration::from_millis(2500));
@@ -228,5 +233,12 @@ mod tests {
             assert!(!retry.again(&failure), "1 s + 2 s does not");
         }
         assert!(!outage.ongoing());
+        // The server's Retry-After is the least wait: 5 s do not fit a 2.5 s window.
+        let throttled = Failure {
+            retry_after: Some(Duration::from_secs(5)),
+            ..failure
+        };
+        let mut retry = Retry::new(&outage, 0, &stop, Duration::from_millis(2500));
+        assert!(!retry.again(&throttled));
     }
 }
