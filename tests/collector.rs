@@ -82,10 +82,7 @@ fn non_finite_doubles_pass_a_real_collector_over_http_json() {
 fn through_rotel(protocol: Protocol, compression: Compression) {
     let receiver = OtlpReceiver::start().unwrap();
     let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
-    let endpoint = match protocol {
-        Protocol::Grpc => rotel.grpc_endpoint.clone(),
-        _ => rotel.http_endpoint.clone(),
-    };
+    let endpoint = rotel.endpoint(protocol);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(endpoint),
         protocol,
@@ -182,10 +179,7 @@ fn large_records_pass_a_real_collectors_default_size_limits() {
             let receiver = OtlpReceiver::start().unwrap();
             let rotel =
                 Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
-            let endpoint = match protocol {
-                Protocol::Grpc => rotel.grpc_endpoint.clone(),
-                _ => rotel.http_endpoint.clone(),
-            };
+            let endpoint = rotel.endpoint(protocol);
             let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
                 endpoint: Some(endpoint),
                 protocol,

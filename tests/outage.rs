@@ -46,10 +46,7 @@ fn setup(protocol: Protocol, export_timeout_millis: u64) -> Setup {
 fn setup_with(protocol: Protocol, export_timeout_millis: u64, max_queue_size: usize) -> Setup {
     let receiver = OtlpReceiver::start().expect("start the OTLP receiver");
     let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
-    let endpoint = match protocol {
-        Protocol::Grpc => rotel.grpc_endpoint.clone(),
-        _ => rotel.http_endpoint.clone(),
-    };
+    let endpoint = rotel.endpoint(protocol);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(endpoint),
         protocol,
@@ -293,10 +290,7 @@ fn outage_within_the_retry_window(protocol: Protocol, threads: u64, config: Otel
     const DOWN: Duration = Duration::from_secs(30);
     let receiver = OtlpReceiver::start().expect("start the OTLP receiver");
     let mut rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
-    let endpoint = match protocol {
-        Protocol::Grpc => rotel.grpc_endpoint.clone(),
-        _ => rotel.http_endpoint.clone(),
-    };
+    let endpoint = rotel.endpoint(protocol);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(endpoint),
         protocol,

@@ -77,6 +77,14 @@ impl Rotel {
         Err(last_err)
     }
 
+    /// The receiver URL for `protocol`: gRPC's, or the OTLP/HTTP base URL.
+    pub fn endpoint(&self, protocol: zenml_otel::Protocol) -> String {
+        match protocol {
+            zenml_otel::Protocol::Grpc => self.grpc_endpoint.clone(),
+            _ => self.http_endpoint.clone(),
+        }
+    }
+
     /// Everything rotel printed so far (stdout and stderr), for failing tests to show.
     pub fn log(&self) -> String {
         read_log(&self.log_path)
