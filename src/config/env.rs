@@ -9,7 +9,7 @@ use std::str::FromStr;
 use super::OtelLogStoreConfig;
 use crate::Error;
 
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+use crate::handover::Env;
 
 /// Variables for each field, first match wins. The endpoint variables are read by the endpoint
 /// rules, which depend on the protocol.
