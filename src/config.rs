@@ -204,7 +204,8 @@ pub struct OtelLogStoreConfig {
     /// counted in `stats().truncated`. At least 16384.
     pub max_export_batch_bytes: usize,
     /// About the most bytes the queued records may hold, all runs together (their strings plus
-    /// a fixed overhead each); beyond it records are handled as when the queue is full
+    /// a fixed overhead each), counted until they are sent or counted, so records in flight
+    /// are inside the bound; beyond it records are handled as when the queue is full
     /// (`on_full`). One record may always fill an empty queue. Default 67108864 (64 MiB); at
     /// least `max_export_batch_bytes`.
     pub max_queue_bytes: usize,

@@ -237,7 +237,7 @@ impl Emitter {
     }
 
     /// Room in the queue's byte bound for `size` more bytes: at once, or with `on_full =
-    /// "block"` once the export thread has taken enough (waiting at most `max_block_millis`).
+    /// "block"` once the senders have finished with enough (waiting at most `max_block_millis`).
     /// Returns how long it waited, `None` when there is no room.
     fn room_for(&self, size: usize) -> Option<Duration> {
         if self.shared.reserve_bytes(size) {

@@ -24,6 +24,9 @@ struct Job {
     deadline: Option<Instant>,
     /// Its place in dispatch order, which retries keep.
     seq: u64,
+    /// The queue bytes its records hold until they are sent or counted (`max_queue_bytes`
+    /// bounds records in flight too, not only those waiting).
+    bytes: usize,
 }
 
 /// What the coordinator and the senders share: jobs not yet finished, and the last failure not
@@ -198,8 +201,6 @@ impl Coordinator {
             if self.batch.is_empty() {
                 return 0;
             }
-            let bytes = self.batch.iter().map(|queued| queued.size).sum();
-            self.shared.release_bytes(bytes);
             remaining = remaining.saturating_sub(self.batch.len());
             self.dispatch_batch(deadline);
         }
@@ -209,6 +210,7 @@ impl Coordinator {
     fn dispatch_batch(&mut self, deadline: Option<Instant>) {
         let Some(jobs) = &self.jobs else { return };
         let records = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
+        let bytes = records.iter().map(|queued| queued.size).sum();
         self.progress.lock().pending += 1;
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -216,10 +218,12 @@ impl Coordinator {
             records,
             deadline,
             seq,
+            bytes,
         }) {
             // Every sender is gone (it cannot happen while we hold `jobs`): count, not lose.
             let n = unsent.into_inner().records.len() as u64;
             self.shared.ledger.settle(n, Outcome::Dropped);
+            self.shared.release_bytes(bytes);
             self.progress.finished(None);
         }
     }
@@ -263,7 +267,9 @@ impl Lane {
             let failure = self.export(&mut job);
             // Before `finished`: a flush that returns must find the runs of exported records
             // released (`ExportStats::live_runs`).
+            let bytes = job.bytes;
             drop(job);
+            self.shared.release_bytes(bytes);
             self.progress.finished(failure);
         }
         self.transport.shutdown();
