@@ -214,6 +214,8 @@ fn our_config(endpoint: &str, b: Batching, compression: Compression) -> OtelLogS
     OtelLogStoreConfig {
         endpoint: Some(endpoint.to_owned()),
         max_queue_size: b.queue,
+        // The bridge's queue counts records only: ours must hold as many, whatever their bytes.
+        max_queue_bytes: (b.queue * 4096).max(OtelLogStoreConfig::default().max_queue_bytes),
         schedule_delay_millis: b.delay_ms,
         max_export_batch_size: b.batch,
         export_timeout_millis: EXPORT_TIMEOUT.as_millis() as u64,

@@ -164,7 +164,7 @@ impl Transport {
     ) {
         let mut attempts = retry();
         let result = loop {
-            match self.send_http(records) {
+            match self.send_http(records, &attempts) {
                 Sent::TooLarge if records.len() > 1 => {
                     drop(attempts);
                     let (first, second) = records.split_at_mut(records.len() / 2);
@@ -185,8 +185,8 @@ impl Transport {
         settle(records.len(), result);
     }
 
-    /// Sends `records` as one OTLP/HTTP request.
-    fn send_http(&mut self, records: &mut [QueuedRecord]) -> Sent {
+    /// Sends `records` as one OTLP/HTTP request, once it is this batch's turn.
+    fn send_http(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
         let Kind::Http {
             body,
             outcome,
@@ -214,6 +214,9 @@ impl Transport {
                 }))
             }
         };
+        if let Err(failure) = attempts.wait_turn() {
+            return Sent::Done(Err(failure));
+        }
         *lock(body) = Some(prepared);
         let result = futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
         *lock(body) = None;
@@ -247,7 +250,7 @@ impl Transport {
     ) {
         let mut attempts = retry();
         let result = loop {
-            match self.send_grpc(group) {
+            match self.send_grpc(group, &attempts) {
                 Err(failure)
                     if group.len() > 1 && retry::too_large_grpc_error(&failure.message) =>
                 {
@@ -263,8 +266,9 @@ impl Transport {
         settle(group.len(), result.map_err(|f| f.message));
     }
 
-    /// Sends one run's records as one OTLP/gRPC request (opentelemetry-otlp's own encoding).
-    fn send_grpc(&mut self, group: &[QueuedRecord]) -> Result<u64, Failure> {
+    /// Sends one run's records as one OTLP/gRPC request (opentelemetry-otlp's own encoding),
+    /// once it is this batch's turn.
+    fn send_grpc(&mut self, group: &[QueuedRecord], attempts: &Retry<'_>) -> Result<u64, Failure> {
         let Kind::Grpc { runtime, scope } = &self.kind else {
             unreachable!("send_grpc on an HTTP transport")
         };
@@ -272,6 +276,7 @@ impl Transport {
             .iter()
             .map(|queued| (&queued.record, &*scope))
             .collect();
+        attempts.wait_turn()?;
         self.exporter.set_resource(&group[0].run().resource);
         let result = runtime.block_on(self.exporter.export(LogBatch::new(&batch)));
         result.map(|()| 0).map_err(|error| {

@@ -6,6 +6,7 @@ pub(crate) mod encode;
 mod handle;
 mod ledger;
 pub(crate) mod limit;
+mod order;
 pub(crate) mod retry;
 mod worker;
 
@@ -103,6 +104,8 @@ struct Shared {
     shutdown_requested: AtomicBool,
     /// Requests waiting for a retry; while there are any, no new batch is handed out.
     outage: retry::Outage,
+    /// Batches in flight by run: a run's requests go out in order.
+    order: order::RunOrder,
     /// The export timeout, which also bounds `shutdown()`.
     timeout: Duration,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -288,6 +291,7 @@ pub(crate) fn start(
         batch_signalled: AtomicBool::new(false),
         shutdown_requested: AtomicBool::new(false),
         outage: retry::Outage::default(),
+        order: order::RunOrder::default(),
         timeout: settings.timeout,
         worker: Mutex::new(None),
         last_warning: Mutex::new(None),

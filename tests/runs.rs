@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use common::{by_body, Harness};
 use tracing::{info, info_span, Span};
+use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::fields::{PIPELINE_RUN_ID, SOURCE, STEP_ID};
 
 #[test]
@@ -261,4 +262,73 @@ fn a_batch_of_many_runs_is_one_request_with_each_run_once() {
         assert_eq!(mine.len(), 3);
         assert_eq!(mine, ["0", "1", "2"].map(|i| Some(i.to_owned())));
     }
+}
+
+/// A slow answer to one request must not let the next request of the same run overtake it;
+/// other runs do not wait for it.
+fn a_runs_requests_arrive_in_order_while_other_runs_go_ahead(protocol: zenml_otel::Protocol) {
+    use zenml_otel::testing::{Fault, OtlpReceiver};
+    let receiver = OtlpReceiver::start().unwrap();
+    let endpoint = match protocol {
+        zenml_otel::Protocol::Grpc => receiver.grpc_endpoint(),
+        _ => receiver.endpoint(),
+    };
+    let layer = zenml_otel::ZenmlOtelLayer::new(zenml_otel::OtelLogStoreConfig {
+        endpoint: Some(endpoint),
+        protocol,
+        max_export_batch_size: 10,
+        schedule_delay_millis: 600_000,
+        ..Default::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    receiver.fail_next(1, Fault::Delay(std::time::Duration::from_secs(1)));
+    let sent = |n: usize| {
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while receiver.attempts() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {n} never came"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let a = info_span!("step", zenml.pipeline_run_id = "a");
+        let b = info_span!("step", zenml.pipeline_run_id = "b");
+        // A full batch of run a (its answer held back for a second), then one of b, then a's next.
+        a.in_scope(|| (0..10).for_each(|i| info!(i, "a")));
+        sent(1);
+        b.in_scope(|| (0..10).for_each(|i| info!(i, "b")));
+        sent(2);
+        a.in_scope(|| (10..20).for_each(|i| info!(i, "a")));
+    });
+    handle.force_flush().unwrap();
+    let arrived: Vec<(String, String)> = receiver
+        .records()
+        .iter()
+        .map(|r| (r.body().unwrap(), r.attr_str("i").unwrap()))
+        .collect();
+    assert_eq!(arrived.len(), 30, "{arrived:?}");
+    assert_eq!(
+        arrived[0].0, "b",
+        "run b did not wait for run a: {arrived:?}"
+    );
+    let a: Vec<u32> = arrived
+        .iter()
+        .filter(|(body, _)| body == "a")
+        .map(|(_, i)| i.parse().unwrap())
+        .collect();
+    assert_eq!(a, (0..20).collect::<Vec<_>>(), "run a in the order logged");
+}
+
+#[test]
+fn a_runs_requests_arrive_in_order_over_http() {
+    a_runs_requests_arrive_in_order_while_other_runs_go_ahead(zenml_otel::Protocol::HttpProtobuf);
+}
+
+#[test]
+fn a_runs_requests_arrive_in_order_over_grpc() {
+    a_runs_requests_arrive_in_order_while_other_runs_go_ahead(zenml_otel::Protocol::Grpc);
 }

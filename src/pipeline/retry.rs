@@ -4,6 +4,7 @@
 //! so newer records stay queued behind it (under the queue's usual bounds) and a run's records
 //! keep their order.
 
+use super::order::RunOrder;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -67,6 +68,8 @@ pub(crate) struct Retry<'a> {
     window: Duration,
     started: Option<Instant>,
     backoff: Duration,
+    /// Whose turn it is among the batches of the same runs, and shutdown's deadline.
+    order: Option<(&'a RunOrder, Option<Instant>)>,
 }
 
 impl<'a> Retry<'a> {
@@ -84,7 +87,33 @@ impl<'a> Retry<'a> {
             window,
             started: None,
             backoff: FIRST_BACKOFF,
+            order: None,
         }
+    }
+
+    /// Sends only in turn: after the older batches holding records of the same runs.
+    pub(crate) fn in_order(mut self, order: &'a RunOrder, deadline: Option<Instant>) -> Self {
+        self.order = Some((order, deadline));
+        self
+    }
+
+    /// Called right before each attempt is sent (after it is encoded, so encoding overlaps
+    /// an older request): waits for this batch's turn. `Err` when shutdown's deadline passed
+    /// first; the request then fails, counted.
+    pub(crate) fn wait_turn(&self) -> Result<(), Failure> {
+        let Some((order, deadline)) = self.order else {
+            return Ok(());
+        };
+        if order.wait_turn(self.batch, deadline) {
+            return Ok(());
+        }
+        Err(Failure {
+            message: "shutdown's deadline passed while an older request of the same run was \
+                      in flight"
+                .into(),
+            retryable: false,
+            retry_after: None,
+        })
     }
 
     /// After a failure: waits for the next attempt and returns `true`, or returns `false` when

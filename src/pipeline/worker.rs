@@ -214,6 +214,10 @@ impl Coordinator {
         self.progress.lock().pending += 1;
         self.next_seq += 1;
         let seq = self.next_seq;
+        let runs = records
+            .iter()
+            .map(|queued| Arc::as_ptr(queued.run()) as usize);
+        self.shared.order.open(seq, runs.collect());
         if let Err(unsent) = jobs.send(Job {
             records,
             deadline,
@@ -224,6 +228,7 @@ impl Coordinator {
             let n = unsent.into_inner().records.len() as u64;
             self.shared.ledger.settle(n, Outcome::Dropped);
             self.shared.release_bytes(bytes);
+            self.shared.order.close(seq);
             self.progress.finished(None);
         }
     }
@@ -267,9 +272,10 @@ impl Lane {
             let failure = self.export(&mut job);
             // Before `finished`: a flush that returns must find the runs of exported records
             // released (`ExportStats::live_runs`).
-            let bytes = job.bytes;
+            let (bytes, seq) = (job.bytes, job.seq);
             drop(job);
             self.shared.release_bytes(bytes);
+            self.shared.order.close(seq);
             self.progress.finished(failure);
         }
         self.transport.shutdown();
@@ -292,7 +298,11 @@ impl Lane {
         let mut failure = None;
         let window = self.retry_window;
         let seq = job.seq;
-        let retry = || Retry::new(&shared.outage, seq, &shared.shutdown_requested, window);
+        let deadline = job.deadline;
+        let retry = || {
+            Retry::new(&shared.outage, seq, &shared.shutdown_requested, window)
+                .in_order(&shared.order, deadline)
+        };
         self.transport.export(
             &mut job.records,
             &mut |n, result| match result {
