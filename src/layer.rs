@@ -241,6 +241,9 @@ where
         match &bridged {
             None => {
                 let meta = event.metadata();
+                if let Some(name) = record::explicit_name(meta) {
+                    record.set_event_name(name);
+                }
                 record.set_target(meta.target());
                 record::add_location(&mut record, meta.file(), meta.line(), meta.module_path());
             }

@@ -7,7 +7,7 @@ use opentelemetry::logs::{AnyValue, LogRecord, Severity};
 use opentelemetry::{Key, StringValue};
 use opentelemetry_sdk::logs::SdkLogRecord;
 use tracing::field::{Field, Visit};
-use tracing::Level;
+use tracing::{Level, Metadata};
 
 /// The field `tracing` stores an event's message in.
 const MESSAGE: &str = "message";
@@ -31,6 +31,19 @@ pub(crate) fn u64_value(value: u64) -> AnyValue {
 
 fn string(text: String) -> AnyValue {
     AnyValue::String(StringValue::from(text))
+}
+
+/// The name given to the event macro (`info!(name: "model.trained", …)`), the OTLP record's
+/// `event_name`; `None` for `tracing`'s default name, `"event {file}:{line}"`, which only
+/// repeats the code location (as `code.*` attributes already carry it).
+pub(crate) fn explicit_name(meta: &'static Metadata<'static>) -> Option<&'static str> {
+    let name = meta.name();
+    let default = name
+        .strip_prefix("event ")
+        .and_then(|rest| rest.strip_prefix(meta.file()?))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|line| line.parse::<u32>().ok() == meta.line());
+    (!default).then_some(name)
 }
 
 /// Code location attributes of the event's callsite. `Into<StringValue>` keeps the common

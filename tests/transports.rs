@@ -35,7 +35,7 @@ fn log_a_run() {
     info!(attempt = 1u64, "orchestrator line");
     let step = info_span!("step", zenml.step_id = "step-1", zenml.log.id = "log-1");
     let _s = step.enter();
-    info!(rows = 3u64, "step line");
+    info!(name: "step.progress", rows = 3u64, "step line");
 }
 
 fn check_run(receiver: &OtlpReceiver, handle: &LogStoreHandle, encoding: Encoding) {
@@ -54,6 +54,9 @@ fn check_run(receiver: &OtlpReceiver, handle: &LogStoreHandle, encoding: Encodin
     );
     assert_eq!(orchestrator.resource_attr("zenml.step_id"), None);
     let step = by_body(&records, "step line");
+    // `name:` is the record's event_name; tracing's default name ("event file:line") is not.
+    assert_eq!(step.record.event_name, "step.progress");
+    assert_eq!(orchestrator.record.event_name, "");
     assert_eq!(
         step.resource_attr("zenml.step_id").as_deref(),
         Some("step-1")
