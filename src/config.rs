@@ -376,7 +376,7 @@ impl OtelLogStoreConfig {
         let path = path.as_ref();
         let field = path.display().to_string();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::config(field.clone(), format!("cannot read the file: {e}")))?;
+            .map_err(|e| Error::config(field.clone(), "cannot read the file").caused_by(e))?;
         Self::from_json(&text, field)
     }
 
@@ -404,8 +404,9 @@ impl OtelLogStoreConfig {
                 self.or(Self::from_json(&json, variable.to_owned())?)
             }
             Some((variable, ConfigText::File(path))) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| Error::config(variable, format!("cannot read `{path}`: {e}")))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::config(variable, format!("cannot read `{path}`")).caused_by(e)
+                })?;
                 self.or(Self::from_json(&text, variable.to_owned())?)
             }
         };
@@ -596,8 +597,9 @@ impl OtelLogStoreConfig {
 
 fn read_pem(field: &str, path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
     let Some(path) = path else { return Ok(None) };
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::config(field, format!("cannot read `{}`: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::config(field, format!("cannot read `{}`", path.display())).caused_by(e)
+    })?;
     // Key material is never echoed, only whether it looks like PEM.
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err(Error::config(

@@ -5,10 +5,14 @@ use std::fmt;
 /// Why building, flushing or shutting down the log store failed.
 ///
 /// Configuration errors name the offending field and say what is wrong with its value; they never
-/// echo header values, which usually carry credentials.
+/// echo header values, which usually carry credentials. Where an underlying error caused it (a
+/// file that cannot be read, a certificate TLS cannot load, a thread that cannot start), that
+/// error is its [`source`](std::error::Error::source), not part of its message, so reporters
+/// that print the chain (`anyhow`'s `{:#}`, `eyre`) show it once.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 #[derive(Debug)]
@@ -21,30 +25,35 @@ enum ErrorKind {
 
 impl Error {
     pub(crate) fn config(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Config {
-                field: field.into(),
-                problem: problem.into(),
-            },
-        }
+        Self::of(ErrorKind::Config {
+            field: field.into(),
+            problem: problem.into(),
+        })
     }
 
     pub(crate) fn export(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Export(message.into()),
-        }
+        Self::of(ErrorKind::Export(message.into()))
     }
 
     pub(crate) fn timeout(operation: &'static str) -> Self {
-        Self {
-            kind: ErrorKind::Timeout(operation),
-        }
+        Self::of(ErrorKind::Timeout(operation))
     }
 
     pub(crate) fn shut_down() -> Self {
-        Self {
-            kind: ErrorKind::ShutDown,
-        }
+        Self::of(ErrorKind::ShutDown)
+    }
+
+    fn of(kind: ErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// The underlying error that caused this one.
+    pub(crate) fn caused_by(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        self.source = Some(cause.into());
+        self
     }
 
     /// The configuration field (or environment variable) this error is about, if it is a
@@ -80,4 +89,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|cause| cause as _)
+    }
+}

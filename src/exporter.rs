@@ -66,7 +66,7 @@ impl Transport {
                     .enable_all()
                     .thread_name("zenml-otel-grpc")
                     .build()
-                    .map_err(|e| Error::export(format!("cannot start the gRPC runtime: {e}")))?;
+                    .map_err(|e| Error::export("cannot start the gRPC runtime").caused_by(e))?;
                 let runtime = Arc::new(runtime);
                 // tonic's lazy channel registers with the runtime it is created in.
                 let _entered = runtime.enter();
@@ -335,7 +335,7 @@ fn prepare_body(
 }
 
 fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
-    move |e| Error::config(field, e.to_string())
+    move |e| Error::config(field, "the exporter cannot be built with it").caused_by(e)
 }
 
 /// opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS` and lets them override
@@ -529,10 +529,7 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> 
     let mut client = reqwest::blocking::Client::builder().timeout(settings.timeout);
     if let Some(ca) = &settings.tls.ca {
         let roots = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
-            Error::config(
-                "certificate_file",
-                format!("no usable PEM certificate: {e}"),
-            )
+            Error::config("certificate_file", "no usable PEM certificate").caused_by(e)
         })?;
         // A custom CA replaces the default roots, as the OTLP exporter spec and ZenML mean it.
         client = client.tls_certs_only(roots);
@@ -544,14 +541,15 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> 
         let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
             Error::config(
                 "client_certificate_file",
-                format!("the client certificate and key do not form a TLS identity: {e}"),
+                "the client certificate and key do not form a TLS identity",
             )
+            .caused_by(e)
         })?;
         client = client.identity(identity);
     }
     client
         .build()
-        .map_err(|e| Error::export(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| Error::export("cannot build the HTTP client").caused_by(e))
 }
 
 /// Compression is left to [`prepare_body`]: what opentelemetry-otlp encodes here is

@@ -163,7 +163,7 @@ impl Shared {
             return;
         }
         let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
-        if last.map_or(true, |at| at.elapsed() >= WARN_EVERY) {
+        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             *last = Some(Instant::now());
             self.quiet_until
                 .store(now + WARN_EVERY.as_millis() as u64, Ordering::Relaxed);
@@ -318,7 +318,7 @@ pub(crate) fn start(
                     &worker_settings,
                     worker_shared,
                 )
-                .map_err(|e| Error::export(format!("cannot start the export threads: {e}")))
+                .map_err(|e| Error::export("cannot start the export threads").caused_by(e))
             });
             match coordinator {
                 Ok(coordinator) => {
@@ -330,7 +330,7 @@ pub(crate) fn start(
                 }
             }
         })
-        .map_err(|e| Error::export(format!("cannot start the export thread: {e}")))?;
+        .map_err(|e| Error::export("cannot start the export thread").caused_by(e))?;
     match built_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {

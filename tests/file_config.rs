@@ -68,4 +68,11 @@ fn unknown_keys_and_bad_values_are_named() {
     }
     let missing = OtelLogStoreConfig::from_file("/nonexistent/zenml.json").unwrap_err();
     assert!(missing.to_string().contains("cannot read"), "{missing}");
+    // The I/O error is the cause, for reporters that print the chain, not folded into the text.
+    let cause = std::error::Error::source(&missing).expect("the I/O error as the source");
+    let io = cause
+        .downcast_ref::<std::io::Error>()
+        .expect("an io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(!missing.to_string().contains(&io.to_string()), "{missing}");
 }

@@ -91,7 +91,7 @@ fn grpc_url(field: &str, endpoint: &str, insecure: bool) -> Result<String, Error
 fn check_url(field: &str, endpoint: &str) -> Result<Uri, Error> {
     let uri: Uri = endpoint
         .parse()
-        .map_err(|e| Error::config(field, format!("`{endpoint}` is not a URL: {e}")))?;
+        .map_err(|e| Error::config(field, format!("`{endpoint}` is not a URL")).caused_by(e))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => {
@@ -107,7 +107,7 @@ fn check_url(field: &str, endpoint: &str) -> Result<Uri, Error> {
             ))
         }
     }
-    if uri.host().map_or(true, str::is_empty) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(Error::config(
             field,
             format!("`{endpoint}` is not a URL: it has no host"),
