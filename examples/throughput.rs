@@ -888,7 +888,7 @@ fn runs(opts: &Opts) {
                         span.in_scope(|| event(i));
                         i += 1;
                         // Flush well before the default queue (2048) fills: nothing is dropped.
-                        if i % 1000 == 0 {
+                        if i.is_multiple_of(1000) {
                             handle.force_flush().expect("flush");
                         }
                     }

@@ -17,7 +17,10 @@ has_zenml() {
 if ! has_zenml; then
     [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
     echo "zenml-venv.sh: installing zenml[local]==$zenml_version into $venv (a minute, once)" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        "zenml[local]==$zenml_version" >&2
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        "zenml[local]==$zenml_version" >&2; then
+        echo "zenml-venv.sh: could not install zenml: is PyPI (or your pip index) reachable?" >&2
+        exit 1
+    fi
 fi
 echo "$venv/bin/python"

@@ -142,7 +142,7 @@ fn resource(i: usize) -> Resource {
         KeyValue::new("service.name", "zenml"),
         KeyValue::new("zenml.pipeline_run_id", format!("run-{i}")),
         KeyValue::new("zenml.step_id", i as i64),
-        KeyValue::new("zenml.flag", i % 2 == 0),
+        KeyValue::new("zenml.flag", i.is_multiple_of(2)),
         KeyValue::new("zenml.ratio", 0.5 + i as f64),
     ];
     if i == 2 {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test suite, every test included: installs what the collector and ZenML tests need (rotel
+# in .venv, ZenML in target/zenml-venv; once, from PyPI) and runs
+# `cargo test --all-features -- --include-ignored`. Extra arguments go to the test binaries,
+# e.g. `bash scripts/test.sh outage` runs the tests whose name contains "outage".
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+ROTEL_AGENT="${ROTEL_AGENT:-$(bash scripts/rotel.sh)}"
+ZENML_OTEL_PYTHON="${ZENML_OTEL_PYTHON:-$(bash scripts/zenml-venv.sh)}"
+export ROTEL_AGENT ZENML_OTEL_PYTHON
+echo "test.sh: rotel $("$ROTEL_AGENT" --version), $("$ZENML_OTEL_PYTHON" -c 'import zenml; print("zenml", zenml.__version__)')" >&2
+exec cargo test --all-features -- --include-ignored "$@"
