@@ -238,6 +238,10 @@ pub struct OtelLogStoreConfig {
     /// Extra resource attributes (as `OTEL_RESOURCE_ATTRIBUTES`). The service attributes from
     /// the fields above and a run's `zenml.*` attributes take precedence over these.
     pub resource_attributes: HashMap<String, String>,
+    /// Span fields, beyond the `zenml.*` ones, copied onto every record logged inside the span
+    /// as attributes (values recorded later included; an event's own field wins over the
+    /// innermost span, which wins over outer spans). Default empty: nothing copied, at no cost.
+    pub span_fields: Vec<String>,
     /// What logging does when the queue is full: `"drop"` (default) or `"block"`.
     pub on_full: OnFull,
     /// With `on_full = "block"`, the longest an emitting thread waits for room before the
@@ -269,6 +273,7 @@ impl Default for OtelLogStoreConfig {
             client_certificate_file: None,
             client_key_file: None,
             resource_attributes: HashMap::new(),
+            span_fields: Vec::new(),
             on_full: OnFull::Drop,
             max_block_millis: 5000,
         }
@@ -302,6 +307,7 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("client_certificate_file", &self.client_certificate_file)
             .field("client_key_file", &self.client_key_file)
             .field("resource_attributes", &self.resource_attributes)
+            .field("span_fields", &self.span_fields)
             .field("on_full", &self.on_full)
             .field("max_block_millis", &self.max_block_millis)
             .finish()
@@ -445,6 +451,7 @@ impl OtelLogStoreConfig {
             client_certificate_file,
             client_key_file,
             resource_attributes,
+            span_fields,
             on_full,
             max_block_millis,
         );
@@ -536,6 +543,7 @@ impl OtelLogStoreConfig {
         {
             return Err(Error::config("resource_attributes", "a key is empty"));
         }
+        check_span_fields(&self.span_fields)?;
         let tls = Tls {
             ca: read_pem("certificate_file", self.certificate_file.as_deref())?,
             identity: match (&self.client_certificate_file, &self.client_key_file) {
@@ -676,5 +684,24 @@ impl fmt::Debug for Tls {
             .field("custom_ca", &self.ca.is_some())
             .field("client_identity", &self.identity.is_some())
             .finish()
+    }
+}
+
+/// What is wrong with a span field name to copy, if anything: blank, or `zenml.*`, which are
+/// resource or record attributes already.
+pub(super) fn span_field_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() || name.trim() != name {
+        return Some(format!(
+            "`{name}` is not a field name (blank, or space around it)"
+        ));
+    }
+    name.starts_with(crate::fields::PREFIX)
+        .then(|| format!("`{name}`: `zenml.*` span fields are exported already"))
+}
+
+fn check_span_fields(names: &[String]) -> Result<(), Error> {
+    match names.iter().find_map(|name| span_field_problem(name)) {
+        Some(problem) => Err(Error::config("span_fields", problem)),
+        None => Ok(()),
     }
 }

@@ -21,6 +21,7 @@ use crate::handover::Handover;
 use crate::pipeline::{self, Emitter, QueuedRecord};
 use crate::record::{self, AttributeLimits, EventVisitor};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
+use crate::span_fields::{Allowlist, SpanValues};
 use crate::{Error, LogStoreHandle, OtelLogStoreConfig, ShutdownGuard};
 
 /// Crates on the export path. Their events are never exported, whatever filter the user sets:
@@ -57,6 +58,7 @@ pub struct ZenmlOtelLayer {
     instance_id: String,
     endpoint: String,
     limits: AttributeLimits,
+    span_fields: Allowlist,
 }
 
 impl ZenmlOtelLayer {
@@ -114,6 +116,7 @@ impl ZenmlOtelLayer {
                 value_length: config.attribute_value_length_limit,
                 count: config.attribute_count_limit,
             },
+            span_fields: Allowlist::new(&config.span_fields),
         })
     }
 
@@ -135,6 +138,47 @@ impl ZenmlOtelLayer {
     /// The URL logs are sent to: the full OTLP/HTTP logs URL, or the gRPC endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Values recorded later of the span fields to copy.
+    fn record_copied<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let recorded = self.span_fields.capture(|visitor| values.record(visitor));
+        if recorded.is_empty() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        match extensions.get_mut::<SpanValues>() {
+            Some(values) => values.update(recorded),
+            None => extensions.insert(recorded),
+        }
+    }
+
+    /// Copies the allowed span fields onto `record`, innermost span first; returns the bytes
+    /// of the strings added.
+    fn copy_span_fields<S>(
+        &self,
+        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+    ) -> usize
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(scope) = ctx.event_scope(event) else {
+            return 0;
+        };
+        scope
+            .filter_map(|span| {
+                let extensions = span.extensions();
+                extensions
+                    .get::<SpanValues>()
+                    .map(|values| values.copy_onto(record))
+            })
+            .sum()
     }
 
     fn resolve<S>(&self, span: &SpanRef<'_, S>) -> Arc<Resolved>
@@ -175,16 +219,25 @@ where
         // (tracing-error's SpanTrace does), which would deadlock under our lock.
         let mut own = SpanFields::default();
         attrs.record(&mut own);
+        let copied = (!self.span_fields.is_empty())
+            .then(|| self.span_fields.capture(|visitor| attrs.record(visitor)));
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
-        match extensions.get_mut::<SpanState>() {
-            // Another instance of this layer got here first: the fields are the same.
-            Some(_) => {}
-            None => extensions.insert(SpanState::new(own)),
+        // Another instance of this layer may have got here first: the fields are the same.
+        if extensions.get_mut::<SpanState>().is_none() {
+            extensions.insert(SpanState::new(own));
+        }
+        if let Some(copied) = copied.filter(|values| !values.is_empty()) {
+            if extensions.get_mut::<SpanValues>().is_none() {
+                extensions.insert(copied);
+            }
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if !self.span_fields.is_empty() {
+            self.record_copied(id, values, &ctx);
+        }
         let mut recorded = SpanFields::default();
         values.record(&mut recorded);
         if recorded.is_empty() {
@@ -237,7 +290,10 @@ where
         event.record(&mut visitor);
         let dropped_attributes = visitor.dropped;
         // Strings are most of a record; the rest (fields, location, framing) is about this.
-        let size = visitor.string_bytes + 256;
+        let mut size = visitor.string_bytes + 256;
+        if !self.span_fields.is_empty() {
+            size += self.copy_span_fields(&mut record, event, &ctx);
+        }
         match &bridged {
             None => {
                 let meta = event.metadata();

@@ -17,6 +17,7 @@ mod layer;
 mod pipeline;
 mod record;
 mod span_context;
+mod span_fields;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

@@ -48,6 +48,7 @@ const VARS: &[&str] = &[
     "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
     "ZENML_OTEL_MAX_QUEUE_BYTES",
+    "ZENML_OTEL_SPAN_FIELDS",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -335,4 +336,16 @@ fn the_log_record_attribute_limits_win_over_the_general_ones() {
     let config = OtelLogStoreConfig::from_env().unwrap();
     assert_eq!(config.attribute_value_length_limit, Some(100));
     assert_eq!(config.attribute_count_limit, 16);
+}
+
+#[test]
+fn span_fields_to_copy_come_from_the_environment_and_bad_names_are_named() {
+    let _env = Env::with(&[("ZENML_OTEL_SPAN_FIELDS", " request_id, ,user ")]);
+    let config = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(config.span_fields, ["request_id", "user"]);
+    drop(_env);
+    let _env = Env::with(&[("ZENML_OTEL_SPAN_FIELDS", "request_id,zenml.step_id")]);
+    let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
+    assert_eq!(error.field(), Some("ZENML_OTEL_SPAN_FIELDS"), "{error}");
+    assert!(error.to_string().contains("zenml.step_id"), "{error}");
 }

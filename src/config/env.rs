@@ -55,6 +55,7 @@ pub(super) const MAX_EXPORT_BATCH_SIZE: &[&str] = &[
 ];
 pub(super) const MAX_EXPORT_BATCH_BYTES: &[&str] = &["ZENML_OTEL_MAX_EXPORT_BATCH_BYTES"];
 pub(super) const MAX_RETRY_ELAPSED: &[&str] = &["ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS"];
+pub(super) const SPAN_FIELDS: &[&str] = &["ZENML_OTEL_SPAN_FIELDS"];
 pub(super) const ATTRIBUTE_VALUE_LENGTH_LIMIT: &[&str] = &[
     "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
@@ -169,6 +170,13 @@ pub(super) fn overlay(
         parse_number,
     )?;
     set_parsed(
+        &mut cfg.span_fields,
+        default.span_fields,
+        env,
+        SPAN_FIELDS,
+        parse_names,
+    )?;
+    set_parsed(
         &mut cfg.max_queue_bytes,
         default.max_queue_bytes,
         env,
@@ -215,6 +223,20 @@ fn set_parsed<T: PartialEq>(
         *field = parse(value.trim()).map_err(|problem| Error::config(name, problem))?;
     }
     Ok(())
+}
+
+/// `a,b,c`: span field names, blanks between commas skipped.
+fn parse_names(text: &str) -> Result<Vec<String>, String> {
+    let names = text
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty());
+    names
+        .map(|name| match super::span_field_problem(name) {
+            Some(problem) => Err(problem),
+            None => Ok(name.to_owned()),
+        })
+        .collect()
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {
