@@ -18,6 +18,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
 
 use crate::handover::Handover;
+use crate::panic_hook;
 use crate::pipeline::{self, Emitter, QueuedRecord};
 use crate::record::{self, AttributeLimits, EventVisitor};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
@@ -301,7 +302,10 @@ where
                     record.set_event_name(name);
                 }
                 record.set_target(meta.target());
-                record::add_location(&mut record, meta.file(), meta.line(), meta.module_path());
+                // The panic record carries the panic's location, not the hook's.
+                if meta.target() != panic_hook::TARGET {
+                    record::add_location(&mut record, meta.file(), meta.line(), meta.module_path());
+                }
             }
             Some(meta) => {
                 record.set_target(meta.target().to_owned());

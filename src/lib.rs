@@ -14,6 +14,7 @@ mod exporter;
 pub mod fields;
 pub mod handover;
 mod layer;
+mod panic_hook;
 mod pipeline;
 mod record;
 mod span_context;

@@ -61,11 +61,16 @@ impl LogStoreHandle {
     /// everything on the way out and this returns `Ok(())`; after [`shutdown`](Self::shutdown)
     /// it returns an error saying so.
     pub fn force_flush(&self) -> Result<(), Error> {
+        self.flush_within(FLUSH_TIMEOUT)
+    }
+
+    /// [`force_flush`](Self::force_flush), waiting at most `timeout`.
+    pub(crate) fn flush_within(&self, timeout: Duration) -> Result<(), Error> {
         let (ack, done) = bounded(1);
         if self.control.send(Control::Flush(ack)).is_err() {
             return self.after_stop();
         }
-        match done.recv_timeout(FLUSH_TIMEOUT) {
+        match done.recv_timeout(timeout) {
             Ok(result) => result.map_err(Error::export),
             Err(RecvTimeoutError::Timeout) => Err(Error::timeout("force_flush")),
             // The export thread stopped before reading the request, after its last export.
