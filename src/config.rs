@@ -460,6 +460,7 @@ impl OtelLogStoreConfig {
 
     /// Checks every field and resolves the endpoint; what the pipeline is built from.
     pub(crate) fn validate(&self) -> Result<Settings, Error> {
+        self.check_features()?;
         for (field, value) in [
             ("service_name", &self.service_name),
             ("service_version", &self.service_version),
@@ -585,6 +586,16 @@ impl OtelLogStoreConfig {
                 ),
             ));
         }
+        // gRPC brings its own TLS; OTLP/HTTP's is the `tls` feature.
+        if endpoint.starts_with("https://")
+            && self.protocol != Protocol::Grpc
+            && !cfg!(feature = "tls")
+        {
+            return Err(Error::config(
+                "endpoint",
+                format!("`{endpoint}` is https://, which {}", missing_feature("tls")),
+            ));
+        }
         Ok(Settings {
             endpoint,
             protocol: self.protocol,
@@ -684,6 +695,47 @@ impl fmt::Debug for Tls {
             .field("custom_ca", &self.ca.is_some())
             .field("client_identity", &self.identity.is_some())
             .finish()
+    }
+}
+
+/// The cargo feature `protocol` needs.
+pub(crate) fn feature_of(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::HttpProtobuf => "http-proto",
+        Protocol::HttpJson => "http-json",
+        Protocol::Grpc => "grpc",
+    }
+}
+
+/// What a config asking for `feature` while it is off is told.
+pub(crate) fn missing_feature(feature: &str) -> String {
+    format!(
+        "needs the crate feature `{feature}`, which this build does not have \
+         (zenml-otel = {{ version = \"…\", features = [\"{feature}\"] }})"
+    )
+}
+
+impl OtelLogStoreConfig {
+    /// A protocol or compression whose cargo feature this build lacks is refused here, at
+    /// construction, naming the feature.
+    fn check_features(&self) -> Result<(), Error> {
+        let enabled = match self.protocol {
+            Protocol::HttpProtobuf => cfg!(feature = "http-proto"),
+            Protocol::HttpJson => cfg!(feature = "http-json"),
+            Protocol::Grpc => cfg!(feature = "grpc"),
+        };
+        if !enabled {
+            let problem = missing_feature(feature_of(self.protocol));
+            return Err(Error::config(
+                "protocol",
+                format!("`{}` {problem}", self.protocol.as_str()),
+            ));
+        }
+        if self.compression == Compression::Zstd && !cfg!(feature = "zstd") {
+            let problem = missing_feature("zstd");
+            return Err(Error::config("compression", format!("`zstd` {problem}")));
+        }
+        Ok(())
     }
 }
 

@@ -235,7 +235,9 @@ impl Resolved {
         Self::new(fields, run)
     }
 
-    /// The record attributes every record in this context carries, after its own.
+    /// The record attributes every record in this context carries, after its own (over gRPC,
+    /// where opentelemetry-otlp encodes).
+    #[cfg(any(feature = "grpc", test))]
     pub(crate) fn attributes(&self) -> &[(Key, AnyValue)] {
         &self.fields.attributes
     }

@@ -19,6 +19,7 @@ fn resources_survive_a_real_collector_over_http_protobuf() {
     through_rotel(Protocol::HttpProtobuf, Compression::None);
 }
 
+#[cfg(feature = "http-json")]
 #[test]
 #[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
 fn resources_survive_a_real_collector_over_http_json() {
@@ -27,6 +28,7 @@ fn resources_survive_a_real_collector_over_http_json() {
     through_rotel(Protocol::HttpJson, Compression::None);
 }
 
+#[cfg(feature = "grpc")]
 #[test]
 #[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
 fn resources_survive_a_real_collector_over_grpc() {
@@ -38,11 +40,12 @@ fn resources_survive_a_real_collector_over_grpc() {
 fn resources_survive_a_real_collector_with_compression() {
     // rotel (0.0.1-alpha10) decodes gzip only: zstd gRPC gets Unimplemented and zstd HTTP a
     // 400. zstd is proven against the testing receiver (tests/transports.rs).
-    through_rotel(Protocol::HttpProtobuf, Compression::Gzip);
-    through_rotel(Protocol::HttpJson, Compression::Gzip);
-    through_rotel(Protocol::Grpc, Compression::Gzip);
+    for protocol in common::built([Protocol::HttpProtobuf, Protocol::HttpJson, Protocol::Grpc]) {
+        through_rotel(protocol, Compression::Gzip);
+    }
 }
 
+#[cfg(feature = "http-json")]
 #[test]
 #[ignore = "needs the rotel-agent collector (pip install rotel); .ci/run installs it and runs this with --include-ignored"]
 fn non_finite_doubles_pass_a_real_collector_over_http_json() {
@@ -174,7 +177,7 @@ fn large_records_pass_a_real_collectors_default_size_limits() {
     // rotel keeps the OpenTelemetry Collector's defaults: 4 MiB per gRPC message, and a cap
     // on HTTP bodies. 512 records of 8 KiB were one refused 4.2 MB gRPC request before requests
     // were cut by bytes, 512 of 64 KiB one 32 MB HTTP request; the 8 MiB record fits no request.
-    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+    for protocol in common::built([Protocol::Grpc, Protocol::HttpProtobuf]) {
         for (count, size) in [(1000, 8 * 1024), (1000, 64 * 1024), (1, 8 * 1024 * 1024)] {
             let receiver = OtlpReceiver::start().unwrap();
             let rotel =

@@ -160,11 +160,11 @@ fn endpoint_gets_the_logs_path() {
     .unwrap();
     assert_eq!(layer.endpoint(), "http://otel-collector:4318/v1/logs");
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
-        endpoint: Some("https://collector.example/v1/logs".into()),
+        endpoint: Some("http://collector.example/v1/logs".into()),
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(layer.endpoint(), "https://collector.example/v1/logs");
+    assert_eq!(layer.endpoint(), "http://collector.example/v1/logs");
 }
 
 #[test]
@@ -181,4 +181,70 @@ fn a_zero_or_absurd_retry_window_and_a_tiny_request_limit_are_refused() {
         ..OtelLogStoreConfig::default()
     });
     assert_eq!(error.field(), Some("max_export_batch_bytes"), "{error}");
+}
+
+#[test]
+fn a_protocol_or_compression_whose_feature_is_off_is_refused_naming_the_feature() {
+    use zenml_otel::{Compression, Protocol};
+    let build = |protocol, compression, endpoint: &str| {
+        ZenmlOtelLayer::new(OtelLogStoreConfig {
+            endpoint: Some(endpoint.into()),
+            protocol,
+            compression,
+            ..OtelLogStoreConfig::default()
+        })
+    };
+    // zstd and HTTPS are asked of a protocol this build has.
+    let http = if cfg!(feature = "http-proto") {
+        Protocol::HttpProtobuf
+    } else {
+        Protocol::Grpc
+    };
+    let plain = "http://127.0.0.1:9";
+    let cases = [
+        (
+            Protocol::HttpProtobuf,
+            Compression::None,
+            plain,
+            "protocol",
+            "http-proto",
+        ),
+        (
+            Protocol::HttpJson,
+            Compression::None,
+            plain,
+            "protocol",
+            "http-json",
+        ),
+        (Protocol::Grpc, Compression::None, plain, "protocol", "grpc"),
+        (http, Compression::Zstd, plain, "compression", "zstd"),
+        (
+            http,
+            Compression::None,
+            "https://127.0.0.1:9",
+            "endpoint",
+            "tls",
+        ),
+    ];
+    let built = |feature| match feature {
+        "http-proto" => cfg!(feature = "http-proto"),
+        "http-json" => cfg!(feature = "http-json"),
+        "grpc" => cfg!(feature = "grpc"),
+        "zstd" => cfg!(feature = "zstd"),
+        // gRPC always has TLS.
+        _ => cfg!(feature = "tls") || http == Protocol::Grpc,
+    };
+    for (protocol, compression, endpoint, field, feature) in cases {
+        match build(protocol, compression, endpoint) {
+            Ok(_) => assert!(built(feature), "{feature} is off, yet {protocol:?} built"),
+            Err(error) if !built(feature) => {
+                assert_eq!(error.field(), Some(field), "{error}");
+                assert!(
+                    error.to_string().contains(&format!("`{feature}`")),
+                    "{error}"
+                );
+            }
+            Err(error) => panic!("{feature} is on, yet: {error}"),
+        }
+    }
 }

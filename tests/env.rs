@@ -226,9 +226,16 @@ fn endpoint_variables_follow_the_spec() {
         ZenmlOtelLayer::new(explicit).unwrap().endpoint(),
         "http://explicit:4318/v1/logs"
     );
-    std::env::set_var("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc");
-    std::env::set_var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317");
-    std::env::set_var("OTEL_EXPORTER_OTLP_INSECURE", "true");
+}
+
+#[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
+fn a_scheme_less_grpc_endpoint_from_the_environment_follows_insecure() {
+    let _env = Env::with(&[
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+    ]);
     assert_eq!(
         ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .unwrap()

@@ -116,16 +116,19 @@ fn http_429_with_retry_after_is_retried_after_the_delay() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http-json"), ignore = "needs the `http-json` feature")]
 fn http_503_with_retry_after_is_retried_after_the_delay() {
     watchdog("503", || throttled_then_served(Protocol::HttpJson, 503));
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_unavailable_with_retry_info_is_retried_after_the_delay() {
     watchdog("grpc 503", || throttled_then_served(Protocol::Grpc, 503));
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_resource_exhausted_with_retry_info_is_retried_after_the_delay() {
     watchdog("grpc 429", || throttled_then_served(Protocol::Grpc, 429));
 }
@@ -158,6 +161,7 @@ fn http_502_and_504_are_retried_with_backoff() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_unavailable_without_retry_info_is_retried_with_backoff() {
     watchdog("grpc 503 no RetryInfo", || {
         retried_with_backoff(Protocol::Grpc, 503)
@@ -211,6 +215,7 @@ fn http_500_is_not_retried_and_counted_as_failed() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http-json"), ignore = "needs the `http-json` feature")]
 fn http_400_with_retry_after_is_still_not_retried() {
     // Retry-After only matters on 429 and 503.
     watchdog("400", || {
@@ -219,6 +224,7 @@ fn http_400_with_retry_after_is_still_not_retried() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_internal_is_not_retried_and_counted_as_failed() {
     watchdog("grpc 500", || {
         not_retried(Protocol::Grpc, status(500, None))
@@ -226,6 +232,7 @@ fn grpc_internal_is_not_retried_and_counted_as_failed() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_resource_exhausted_without_retry_info_is_split_in_halves_not_retried_whole() {
     // The OTLP spec's "too large" answer: the same request again cannot pass, its halves may.
     watchdog("grpc 429 no RetryInfo", || {
@@ -273,7 +280,7 @@ fn partial_success(protocol: Protocol) -> ExportStats {
 #[test]
 fn http_partial_success_counts_the_rejected_records() {
     watchdog("partial success", || {
-        for protocol in [Protocol::HttpProtobuf, Protocol::HttpJson] {
+        for protocol in common::built([Protocol::HttpProtobuf, Protocol::HttpJson]) {
             let stats = partial_success(protocol);
             assert_eq!((stats.rejected, stats.exported), (2, 3), "{protocol:?}");
         }
@@ -281,6 +288,7 @@ fn http_partial_success_counts_the_rejected_records() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_partial_success_is_not_visible() {
     // Documented on ExportStats::rejected: opentelemetry-otlp's gRPC exporter only logs the
     // response's partial success, so the records count as exported.
@@ -338,6 +346,7 @@ fn http_blackhole_guard_drop_returns_in_time_and_counts_every_record() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_blackhole_shutdown_returns_in_time_and_counts_every_record() {
     watchdog("grpc blackhole shutdown", || {
         blackhole_shutdown(Protocol::Grpc, false)
@@ -345,6 +354,7 @@ fn grpc_blackhole_shutdown_returns_in_time_and_counts_every_record() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_blackhole_guard_drop_returns_in_time_and_counts_every_record() {
     watchdog("grpc blackhole guard", || {
         blackhole_shutdown(Protocol::Grpc, true)
@@ -395,6 +405,7 @@ fn http_blackhole_with_a_backlog_shutdown_counts_every_record() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_blackhole_with_a_backlog_shutdown_counts_every_record() {
     watchdog("grpc blackhole backlog", || {
         blackhole_backlog_shutdown(Protocol::Grpc)
@@ -435,6 +446,7 @@ fn http_collector_refusing_at_start_then_up_loses_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_collector_refusing_at_start_then_up_loses_nothing() {
     watchdog("grpc refused then up", || refused_then_up(Protocol::Grpc));
 }
@@ -454,6 +466,7 @@ fn http_connection_cut_mid_request_is_retried() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_connection_cut_mid_request_is_not_retried() {
     // tonic reports a connection lost during the call as UNKNOWN, which the OTLP spec (and
     // opentelemetry-otlp) treat as not retryable: over gRPC a collector dying mid-request
@@ -493,6 +506,7 @@ fn http_collector_down_longer_than_the_default_retries_but_within_the_export_tim
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_collector_down_longer_than_the_default_retries_but_within_the_export_timeout() {
     watchdog("grpc 1.5 s outage", || {
         down_within_the_export_timeout(Protocol::Grpc)
@@ -564,6 +578,7 @@ fn http_slow_collector_never_blocks_the_emitting_thread() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_slow_collector_never_blocks_the_emitting_thread() {
     watchdog("slow grpc", || emitting_never_waits(Protocol::Grpc));
 }
@@ -598,7 +613,7 @@ fn an_outage_longer_than_the_export_timeout_loses_nothing_and_duplicates_nothing
     // Down for three export timeouts: the batch in flight waits for its retry, newer records
     // queue behind it, and once the collector is back all arrive, in the order logged.
     watchdog("outage", || {
-        for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        for protocol in common::built([Protocol::HttpProtobuf, Protocol::Grpc]) {
             let harness = Harness::with(OtelLogStoreConfig {
                 schedule_delay_millis: 100,
                 max_export_batch_size: 10,

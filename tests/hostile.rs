@@ -131,7 +131,7 @@ fn non_finite_doubles_are_doubles_in_protobuf_and_strings_in_json() {
     use zenml_otel::testing::OtlpReceiver;
     use zenml_otel::{OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
 
-    for protocol in [Protocol::HttpProtobuf, Protocol::HttpJson] {
+    for protocol in common::built([Protocol::HttpProtobuf, Protocol::HttpJson]) {
         let receiver = OtlpReceiver::start().unwrap();
         let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
             endpoint: Some(receiver.endpoint()),

@@ -110,6 +110,7 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_batches_of_large_records_fit_the_collectors_4_mib() {
     // The case: a full batch of 512 records of 8 KiB is a ~4.2 MB request.
     let bodies: Vec<String> = (0..600).map(|i| body(i, 8 * 1024)).collect();
@@ -145,6 +146,7 @@ fn http_records_larger_than_any_request_are_truncated_to_fit() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "http-json"), ignore = "needs the `http-json` feature")]
 fn json_bodies_are_held_to_the_limit_too() {
     // OTLP/JSON is larger than the protobuf requests are cut by: halved until it fits.
     let bodies: Vec<String> = (0..200).map(|i| body(i, 2048)).collect();
@@ -271,6 +273,7 @@ fn a_queue_byte_bound_below_the_request_limit_is_refused() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn a_grpc_request_refused_as_too_large_is_split_and_sent_again() {
     // Our limit is the default 4 MB; this server takes 100 KiB at most and answers OUT_OF_RANGE,
     // which opentelemetry-otlp retries until its (short, here) timeout before we split.

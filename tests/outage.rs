@@ -180,6 +180,7 @@ fn short_outage_mid_stream_loses_nothing_over_http() {
     });
 }
 
+#[cfg(feature = "grpc")]
 #[test]
 #[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
 fn short_outage_mid_stream_over_grpc_loses_at_most_the_request_in_flight_counted() {
@@ -243,6 +244,7 @@ fn long_outage_mid_stream_counts_every_loss_over_http() {
     watchdog("long outage, http", || long_outage(Protocol::HttpProtobuf));
 }
 
+#[cfg(feature = "grpc")]
 #[test]
 #[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
 fn long_outage_mid_stream_counts_every_loss_over_grpc() {
@@ -359,6 +361,7 @@ fn a_30_s_outage_loses_nothing_over_http() {
     outage_within_the_retry_window(Protocol::HttpProtobuf, 1, OtelLogStoreConfig::default())
 }
 
+#[cfg(feature = "grpc")]
 #[test]
 #[ignore = "needs rotel-agent; .ci/run runs it with --include-ignored"]
 fn a_30_s_outage_loses_nothing_over_grpc() {

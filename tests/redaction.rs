@@ -27,6 +27,7 @@ fn secret_config(endpoint: String) -> OtelLogStoreConfig {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn debug_and_errors_show_no_secrets() {
     let client = Ca::new("client").client();
     let config = OtelLogStoreConfig {

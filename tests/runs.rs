@@ -329,6 +329,7 @@ fn a_runs_requests_arrive_in_order_over_http() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn a_runs_requests_arrive_in_order_over_grpc() {
     a_runs_requests_arrive_in_order_while_other_runs_go_ahead(zenml_otel::Protocol::Grpc);
 }

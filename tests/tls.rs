@@ -60,10 +60,15 @@ fn config(setup: &Setup, protocol: Protocol) -> OtelLogStoreConfig {
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::HttpProtobuf, Protocol::Grpc];
 
+fn protocols() -> Vec<Protocol> {
+    common::built(PROTOCOLS)
+}
+
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn a_custom_ca_verifies_the_collector() {
     let ca = Ca::new("test CA");
-    for protocol in PROTOCOLS {
+    for protocol in protocols() {
         let setup = tls_receiver(&ca, None);
         let (result, stats) = log_three(OtelLogStoreConfig {
             certificate_file: Some(setup.ca_file.clone()),
@@ -76,10 +81,11 @@ fn a_custom_ca_verifies_the_collector() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn a_wrong_ca_fails_clearly_and_is_counted() {
     let ca = Ca::new("real CA");
     let other = Ca::new("other CA");
-    for protocol in PROTOCOLS {
+    for protocol in protocols() {
         let setup = tls_receiver(&ca, None);
         let (result, stats) = log_three(OtelLogStoreConfig {
             certificate_file: Some(write_temp("other.pem", &other.pem)),
@@ -100,9 +106,10 @@ fn a_wrong_ca_fails_clearly_and_is_counted() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn verification_is_on_by_default_and_insecure_does_not_turn_it_off() {
     let ca = Ca::new("private CA");
-    for protocol in PROTOCOLS {
+    for protocol in protocols() {
         for insecure in [false, true] {
             let setup = tls_receiver(&ca, None);
             let (result, stats) = log_three(OtelLogStoreConfig {
@@ -120,13 +127,14 @@ fn verification_is_on_by_default_and_insecure_does_not_turn_it_off() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn mutual_tls() {
     let ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     let client = client_ca.client();
     let cert_file = write_temp("client.pem", &client.cert_pem);
     let key_file = write_temp("client.key", &client.key_pem);
-    for protocol in PROTOCOLS {
+    for protocol in protocols() {
         let setup = tls_receiver(&ca, Some(&client_ca));
         let (result, stats) = log_three(OtelLogStoreConfig {
             certificate_file: Some(setup.ca_file.clone()),
@@ -157,6 +165,7 @@ fn mutual_tls() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tls"), ignore = "needs the `tls` feature")]
 fn tls_files_are_checked_at_construction() {
     let missing = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some("https://localhost:4318".into()),

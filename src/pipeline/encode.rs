@@ -9,7 +9,11 @@
 //! records with prost's wire primitives: every length is computed once, nothing is copied but
 //! into the output, a run's resource is encoded once for its lifetime. The tests hold it to
 //! byte equality with opentelemetry-proto's own conversion, the reference. OTLP/JSON is that
-//! request again, through opentelemetry-proto's serde ([`to_json`]).
+//! request again, through opentelemetry-proto's serde (`to_json`, with the `http-json` feature).
+
+// A build with gRPC alone sends through opentelemetry-otlp's encoding; the sizes still come
+// from here.
+#![cfg_attr(not(feature = "http-proto"), allow(dead_code))]
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::Key;
@@ -439,6 +443,7 @@ fn encode_any_value(value: &AnyValue, out: &mut Vec<u8>) {
 /// and makes rotel reject the whole request (HTTP 400), as it does proto3 JSON's `"NaN"`. Such
 /// doubles go out as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` instead: every collector
 /// takes a string value, and the value survives. (Over protobuf they stay doubles.)
+#[cfg(feature = "http-json")]
 pub(crate) fn to_json(protobuf: &[u8]) -> Result<Vec<u8>, String> {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
@@ -457,6 +462,7 @@ pub(crate) fn to_json(protobuf: &[u8]) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&request).map_err(|e| format!("cannot write the request as OTLP/JSON: {e}"))
 }
 
+#[cfg(feature = "http-json")]
 fn finite_for_json(value: &mut proto::AnyValue) {
     use proto::any_value::Value;
     match &mut value.value {

@@ -156,6 +156,7 @@ impl Drop for Retry<'_> {
 }
 
 /// Whether an OTLP/HTTP answer may succeed when sent again: throttling and gateway errors.
+#[cfg(feature = "http-proto")]
 pub(crate) fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
@@ -164,6 +165,7 @@ pub(crate) fn retryable_status(status: u16) -> bool {
 /// calls retryable. RESOURCE_EXHAUSTED is retried only with the server's `RetryInfo`, which
 /// opentelemetry-otlp already does; without it, like OUT_OF_RANGE (a message over the server's
 /// size limit), sending the same bytes again cannot help.
+#[cfg(feature = "grpc")]
 pub(crate) fn retryable_grpc_error(message: &str) -> bool {
     const RETRYABLE: &[&str] = &[
         "Unavailable",
@@ -186,6 +188,7 @@ pub(crate) fn retryable_grpc_error(message: &str) -> bool {
 /// Whether a gRPC error says the message was too large for the server: OUT_OF_RANGE (tonic's
 /// answer past its size limit) or RESOURCE_EXHAUSTED (left after opentelemetry-otlp's retries,
 /// so without `RetryInfo`).
+#[cfg(feature = "grpc")]
 pub(crate) fn too_large_grpc_error(message: &str) -> bool {
     ["gRPC code: OutOfRange", "gRPC code: ResourceExhausted"]
         .iter()
@@ -203,6 +206,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "grpc")]
     fn grpc_codes_are_classified_as_the_spec_says() {
         let error = |code: &str| {
             format!("Operation failed: TonicLogsClient export failed with gRPC code: {code}")

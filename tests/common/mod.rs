@@ -11,6 +11,21 @@ use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::testing::{OtlpReceiver, ReceivedRecord};
 use zenml_otel::{LogStoreHandle, OtelLogStoreConfig, ZenmlOtelLayer};
 
+/// The protocols of `protocols` this build has the cargo feature for (`grpc`, `http-json`):
+/// a test run over several protocols covers those; `--all-features` (CI) has them all.
+#[allow(clippy::match_like_matches_macro)] // `cfg!` makes some arms constants
+pub fn built<const N: usize>(protocols: [zenml_otel::Protocol; N]) -> Vec<zenml_otel::Protocol> {
+    use zenml_otel::Protocol;
+    protocols
+        .into_iter()
+        .filter(|protocol| match protocol {
+            Protocol::Grpc => cfg!(feature = "grpc"),
+            Protocol::HttpJson => cfg!(feature = "http-json"),
+            _ => cfg!(feature = "http-proto"),
+        })
+        .collect()
+}
+
 /// Generous bound for anything crossing the loopback wire; tests wait on conditions, not clocks.
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -381,6 +381,7 @@ fn one_request_holds_every_run_once_and_the_resource_is_encoded_once() {
 }
 
 #[test]
+#[cfg(feature = "http-json")]
 fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
     let runs = vec![Arc::new(Run::new(resource(0), None))];
     let list = AnyValue::ListAny(Box::new(vec![
