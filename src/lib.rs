@@ -19,6 +19,7 @@ mod pipeline;
 mod record;
 mod span_context;
 mod span_fields;
+mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

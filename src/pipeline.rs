@@ -162,7 +162,7 @@ impl Shared {
         if now < self.quiet_until.load(Ordering::Relaxed) {
             return;
         }
-        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = crate::sync::lock(&self.last_warning);
         if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             *last = Some(Instant::now());
             self.quiet_until
@@ -339,7 +339,7 @@ pub(crate) fn start(
         }
         Err(_) => return Err(Error::export("the export thread died while starting")),
     }
-    *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+    *crate::sync::lock(&shared.worker) = Some(thread);
     Ok((
         Emitter {
             records: records_tx,

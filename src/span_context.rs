@@ -396,7 +396,7 @@ impl Runs {
     }
 
     fn run(&self, key: RunKey) -> Arc<Run> {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = crate::sync::lock(&self.live);
         if let Some(run) = live.runs.get(&key).and_then(Weak::upgrade) {
             return run;
         }

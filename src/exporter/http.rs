@@ -15,6 +15,7 @@ use crate::config::{Compression, Protocol, Settings};
 use crate::pipeline::encode::Encoder;
 use crate::pipeline::retry::{self, Failure, Retry};
 use crate::pipeline::QueuedRecord;
+use crate::sync::lock;
 use crate::Error;
 
 /// One sender's OTLP/HTTP exporter; the lanes share one HTTP client (one connection pool).
@@ -183,10 +184,6 @@ fn prepare_body(
         bytes: Bytes::from(bytes),
         encoding,
     }))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The blocking reqwest client, with the configured TLS, behind [`HeaderPrecedence`].

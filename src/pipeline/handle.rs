@@ -112,12 +112,7 @@ impl LogStoreHandle {
             }
             Err(RecvTimeoutError::Disconnected) => Ok(()),
         };
-        let worker = self
-            .shared
-            .worker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let worker = crate::sync::lock(&self.shared.worker).take();
         if let Some(worker) = worker {
             // It has already answered, so this only waits for the thread to return.
             let _ = worker.join();

@@ -52,7 +52,7 @@ impl Ledger {
         batch: &mut Vec<QueuedRecord>,
         max: usize,
     ) -> bool {
-        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = crate::sync::lock(&self.book);
         if book.abandoned {
             return false;
         }
@@ -64,7 +64,7 @@ impl Ledger {
 
     /// Counts `n` in-flight records as `outcome`, unless `shutdown()` already counted them.
     pub(super) fn settle(&self, n: u64, outcome: Outcome) {
-        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = crate::sync::lock(&self.book);
         if book.abandoned {
             return;
         }
@@ -86,16 +86,13 @@ impl Ledger {
 
     /// Whether `shutdown()` gave up on the export thread.
     pub(super) fn abandoned(&self) -> bool {
-        self.book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .abandoned
+        crate::sync::lock(&self.book).abandoned
     }
 
     /// `shutdown()` stops waiting: whatever is in flight or still queued is dropped, counted
     /// here once. Returns how many.
     pub(super) fn abandon(&self, records: &Receiver<QueuedRecord>) -> u64 {
-        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = crate::sync::lock(&self.book);
         if book.abandoned {
             return 0;
         }

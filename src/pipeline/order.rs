@@ -40,13 +40,12 @@ impl RunOrder {
         let mut open = self.lock();
         while Self::behind(&open, seq) {
             open = match deadline {
-                None => self.finished.wait(open).unwrap_or_else(|e| e.into_inner()),
+                None => crate::sync::wait(&self.finished, open),
                 Some(deadline) => {
                     let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                         return false;
                     };
-                    let waited = self.finished.wait_timeout(open, left);
-                    waited.unwrap_or_else(|e| e.into_inner()).0
+                    crate::sync::wait_timeout(&self.finished, open, left)
                 }
             };
         }
@@ -62,7 +61,7 @@ impl RunOrder {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<RunKey>>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.open)
     }
 }
 

@@ -54,7 +54,7 @@ impl Outage {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.waiting)
     }
 }
 

@@ -45,7 +45,7 @@ struct ProgressState {
 
 impl Progress {
     fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Waits until every job handed out so far is finished, then takes the failure to report:
@@ -53,7 +53,7 @@ impl Progress {
     fn settle(&self) -> Result<(), String> {
         let mut state = self.lock();
         while state.pending > 0 {
-            state = self.idle.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = crate::sync::wait(&self.idle, state);
         }
         state.unreported_failure.take().map_or(Ok(()), Err)
     }

@@ -450,11 +450,11 @@ impl Shared {
     }
 
     fn faults(&self) -> MutexGuard<'_, fault::Faults> {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.faults)
     }
 
     fn applied(&self) -> MutexGuard<'_, fault::Applied> {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.applied)
     }
 
     /// Counts a request that reached a handler and picks its fault.
@@ -478,7 +478,7 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide what was received from the others.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Stores a decoded request and wakes waiters. Called before the response
