@@ -19,7 +19,7 @@ use ::http::{HeaderName, HeaderValue};
 
 use crate::config::{missing_feature, Protocol, Settings, HEADER_VARIABLES};
 use crate::pipeline::retry::Retry;
-use crate::pipeline::{limit, QueuedRecord};
+use crate::pipeline::{limit, Export, Exporters, QueuedRecord};
 use crate::Error;
 
 /// One exporter: each sender thread of the pipeline owns one; they share one HTTP client (one
@@ -36,6 +36,32 @@ enum Kind {
     Http(http::HttpLane),
     #[cfg(feature = "grpc")]
     Grpc(grpc::GrpcLane),
+}
+
+/// The configured protocol's exporters, for `pipeline::start`.
+pub(crate) fn exporters() -> Exporters {
+    Box::new(|settings, lanes| {
+        let transports = Transport::build(settings, lanes)?;
+        Ok(transports
+            .into_iter()
+            .map(|transport| Box::new(transport) as Box<dyn Export>)
+            .collect())
+    })
+}
+
+impl Export for Transport {
+    fn export<'r>(
+        &mut self,
+        records: &mut [QueuedRecord],
+        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        retry: &dyn Fn() -> Retry<'r>,
+    ) {
+        Transport::export(self, records, settle, retry);
+    }
+
+    fn shutdown(&mut self) {
+        Transport::shutdown(self);
+    }
 }
 
 impl Transport {

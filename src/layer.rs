@@ -101,7 +101,7 @@ impl ZenmlOtelLayer {
                 ),
             ])
             .build();
-        let (emitter, handle) = pipeline::start(&config, &settings)?;
+        let (emitter, handle) = pipeline::start(&config, &settings, crate::exporter::exporters())?;
         // Only a record factory: records go through our own pipeline, never this provider's.
         let logger = SdkLoggerProvider::builder()
             .build()

@@ -23,7 +23,6 @@ pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
 use self::ledger::Ledger;
 use self::worker::Coordinator;
 use crate::config::Settings;
-use crate::exporter::Transport;
 use crate::span_context::{Resolved, Run};
 use crate::{Error, OtelLogStoreConfig};
 
@@ -47,6 +46,30 @@ fn mark_export_thread() {
 
 /// Export requests in flight at once: while the collector works on one, the next is encoded.
 const LANES: usize = 3;
+
+/// What a sender exports with: the seam between the batching (queue, ledger, retries, order,
+/// shutdown) and the wire, so that logic is tested with mock exporters (`pipeline/tests.rs`),
+/// as the SDK's `BatchLogProcessor<E: LogExporter>` is.
+pub(crate) trait Export: Send {
+    /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
+    /// many records it held, and `Ok` with how many the collector rejected in a partial
+    /// success, or the error. A request that fails with a retryable error is sent again as
+    /// long as a `retry()` allows; each attempt waits for its turn first
+    /// ([`Retry::wait_turn`](retry::Retry::wait_turn)).
+    fn export<'r>(
+        &mut self,
+        records: &mut [QueuedRecord],
+        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        retry: &dyn Fn() -> retry::Retry<'r>,
+    );
+
+    /// The pipeline stops: release connections.
+    fn shutdown(&mut self) {}
+}
+
+/// Builds the senders' exporters (as many as asked), on the export thread.
+pub(crate) type Exporters =
+    Box<dyn FnOnce(&Settings, usize) -> Result<Vec<Box<dyn Export>>, Error> + Send>;
 
 /// A record waiting for export, with its context: the run it belongs to and the attributes
 /// every record of that context carries after its own.
@@ -281,6 +304,7 @@ impl Emitter {
 pub(crate) fn start(
     config: &OtelLogStoreConfig,
     settings: &Settings,
+    exporters: Exporters,
 ) -> Result<(Emitter, LogStoreHandle), Error> {
     let (records_tx, records_rx) = bounded(config.max_queue_size);
     let (control_tx, control_rx) = unbounded();
@@ -309,7 +333,7 @@ pub(crate) fn start(
         .name("zenml-otel-export".to_owned())
         .spawn(move || {
             mark_export_thread();
-            let coordinator = Transport::build(&worker_settings, LANES).and_then(|transports| {
+            let coordinator = exporters(&worker_settings, LANES).and_then(|transports| {
                 Coordinator::new(
                     transports,
                     records_rx,
@@ -354,3 +378,6 @@ pub(crate) fn start(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,9 +11,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::ledger::Outcome;
 use super::retry::Retry;
-use super::{Control, QueuedRecord, Shared};
+use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
-use crate::exporter::Transport;
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 
@@ -87,7 +86,7 @@ pub(super) struct Coordinator {
 
 impl Coordinator {
     pub(super) fn new(
-        transports: Vec<Transport>,
+        transports: Vec<Box<dyn Export>>,
         records: Receiver<QueuedRecord>,
         control: Receiver<Control>,
         max_batch: usize,
@@ -255,7 +254,7 @@ impl Coordinator {
 
 /// A sender thread: exports the jobs it is handed with its own exporter.
 struct Lane {
-    transport: Transport,
+    transport: Box<dyn Export>,
     max_request_bytes: usize,
     /// How long a request that failed with a retryable error is tried again.
     retry_window: Duration,
