@@ -461,6 +461,38 @@ impl OtelLogStoreConfig {
     /// Checks every field and resolves the endpoint; what the pipeline is built from.
     pub(crate) fn validate(&self) -> Result<Settings, Error> {
         self.check_features()?;
+        self.check_names()?;
+        self.check_sizes()?;
+        let headers = self.checked_headers()?;
+        if self
+            .resource_attributes
+            .keys()
+            .any(|key| key.trim().is_empty())
+        {
+            return Err(Error::config("resource_attributes", "a key is empty"));
+        }
+        check_span_fields(&self.span_fields)?;
+        let tls = self.read_tls()?;
+        let endpoint = self.checked_endpoint(&tls)?;
+        Ok(Settings {
+            endpoint,
+            protocol: self.protocol,
+            compression: self.compression,
+            timeout: Duration::from_millis(self.export_timeout_millis),
+            headers,
+            tls,
+            schedule_delay: Duration::from_millis(self.schedule_delay_millis),
+            max_request_bytes: self.max_export_batch_bytes,
+            retry_window: Duration::from_millis(self.max_retry_elapsed_millis),
+            block: match self.on_full {
+                OnFull::Drop => None,
+                OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
+            },
+        })
+    }
+
+    /// The service fields are not blank.
+    fn check_names(&self) -> Result<(), Error> {
         for (field, value) in [
             ("service_name", &self.service_name),
             ("service_version", &self.service_version),
@@ -470,6 +502,11 @@ impl OtelLogStoreConfig {
                 return Err(Error::config(field, "must not be empty"));
             }
         }
+        Ok(())
+    }
+
+    /// Sizes, delays and bounds are positive and fit each other.
+    fn check_sizes(&self) -> Result<(), Error> {
         for (field, value) in [
             ("max_queue_size", self.max_queue_size as u64),
             ("max_export_batch_size", self.max_export_batch_size as u64),
@@ -517,6 +554,11 @@ impl OtelLogStoreConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The headers as HTTP takes them; a bad one is named, its value never echoed.
+    fn checked_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
         let mut headers = Vec::with_capacity(self.headers.len());
         for (name, value) in &self.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -537,15 +579,12 @@ impl OtelLogStoreConfig {
             })?;
             headers.push((header_name, header_value));
         }
-        if self
-            .resource_attributes
-            .keys()
-            .any(|key| key.trim().is_empty())
-        {
-            return Err(Error::config("resource_attributes", "a key is empty"));
-        }
-        check_span_fields(&self.span_fields)?;
-        let tls = Tls {
+        Ok(headers)
+    }
+
+    /// The custom CA and the client identity, read from their files.
+    fn read_tls(&self) -> Result<Tls, Error> {
+        Ok(Tls {
             ca: read_pem("certificate_file", self.certificate_file.as_deref())?,
             identity: match (&self.client_certificate_file, &self.client_key_file) {
                 (None, None) => None,
@@ -566,7 +605,11 @@ impl OtelLogStoreConfig {
                     ))
                 }
             },
-        };
+        })
+    }
+
+    /// The resolved endpoint, refused where TLS settings or the build do not fit it.
+    fn checked_endpoint(&self, tls: &Tls) -> Result<String, Error> {
         let endpoint = endpoint::resolve(
             self.protocol,
             self.endpoint.as_deref(),
@@ -596,21 +639,7 @@ impl OtelLogStoreConfig {
                 format!("`{endpoint}` is https://, which {}", missing_feature("tls")),
             ));
         }
-        Ok(Settings {
-            endpoint,
-            protocol: self.protocol,
-            compression: self.compression,
-            timeout: Duration::from_millis(self.export_timeout_millis),
-            headers,
-            tls,
-            schedule_delay: Duration::from_millis(self.schedule_delay_millis),
-            max_request_bytes: self.max_export_batch_bytes,
-            retry_window: Duration::from_millis(self.max_retry_elapsed_millis),
-            block: match self.on_full {
-                OnFull::Drop => None,
-                OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
-            },
-        })
+        Ok(endpoint)
     }
 }
 
