@@ -73,116 +73,30 @@ pub(super) const EXPORT_TIMEOUT: &[&str] = &[
 ];
 
 /// Overrides every field still at its default with the environment's value.
-pub(super) fn overlay(
-    mut cfg: OtelLogStoreConfig,
-    env: Env<'_>,
-) -> Result<OtelLogStoreConfig, Error> {
+pub(super) fn overlay(cfg: OtelLogStoreConfig, env: Env<'_>) -> Result<OtelLogStoreConfig, Error> {
+    let mut cfg = service_and_headers(cfg, env)?;
     let default = OtelLogStoreConfig::default();
-    if cfg.resource_attributes.is_empty() {
-        if let Some((name, value)) = first(env, RESOURCE_ATTRIBUTES) {
-            cfg.resource_attributes = parse_pairs(name, &value, "key=value,key=value")?;
-        }
+    // Each field: the variables it is read from, and how a value is parsed.
+    macro_rules! from_env {
+        ($($field:ident: $names:expr => $parse:expr),* $(,)?) => {
+            $(set_parsed(&mut cfg.$field, default.$field, env, $names, $parse)?;)*
+        };
     }
-    if cfg.service_name == default.service_name {
-        if let Some((_, value)) = first(env, SERVICE_NAME) {
-            cfg.service_name = value;
-        } else if let Some(name) = cfg.resource_attributes.get("service.name") {
-            // The spec's second source of the service name.
-            cfg.service_name = name.clone();
-        }
+    from_env! {
+        protocol: PROTOCOL => |v| v.parse(),
+        compression: COMPRESSION => |v| v.parse(),
+        insecure: INSECURE => parse_bool,
+        export_timeout_millis: EXPORT_TIMEOUT => parse_number,
+        max_queue_size: MAX_QUEUE_SIZE => parse_number,
+        schedule_delay_millis: SCHEDULE_DELAY => parse_number,
+        max_export_batch_size: MAX_EXPORT_BATCH_SIZE => parse_number,
+        max_export_batch_bytes: MAX_EXPORT_BATCH_BYTES => parse_number,
+        max_retry_elapsed_millis: MAX_RETRY_ELAPSED => parse_number,
+        attribute_value_length_limit: ATTRIBUTE_VALUE_LENGTH_LIMIT => |v| parse_number(v).map(Some),
+        attribute_count_limit: ATTRIBUTE_COUNT_LIMIT => parse_number,
+        span_fields: SPAN_FIELDS => parse_names,
+        max_queue_bytes: MAX_QUEUE_BYTES => parse_number,
     }
-    if cfg.headers.is_empty() {
-        if let Some((name, value)) = first(env, HEADERS) {
-            cfg.headers = parse_pairs(name, &value, "name=value,name=value")?;
-        }
-    }
-    set_parsed(&mut cfg.protocol, default.protocol, env, PROTOCOL, |v| {
-        v.parse()
-    })?;
-    set_parsed(
-        &mut cfg.compression,
-        default.compression,
-        env,
-        COMPRESSION,
-        |v| v.parse(),
-    )?;
-    set_parsed(
-        &mut cfg.insecure,
-        default.insecure,
-        env,
-        INSECURE,
-        parse_bool,
-    )?;
-    set_parsed(
-        &mut cfg.export_timeout_millis,
-        default.export_timeout_millis,
-        env,
-        EXPORT_TIMEOUT,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.max_queue_size,
-        default.max_queue_size,
-        env,
-        MAX_QUEUE_SIZE,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.schedule_delay_millis,
-        default.schedule_delay_millis,
-        env,
-        SCHEDULE_DELAY,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.max_export_batch_size,
-        default.max_export_batch_size,
-        env,
-        MAX_EXPORT_BATCH_SIZE,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.max_export_batch_bytes,
-        default.max_export_batch_bytes,
-        env,
-        MAX_EXPORT_BATCH_BYTES,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.max_retry_elapsed_millis,
-        default.max_retry_elapsed_millis,
-        env,
-        MAX_RETRY_ELAPSED,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.attribute_value_length_limit,
-        default.attribute_value_length_limit,
-        env,
-        ATTRIBUTE_VALUE_LENGTH_LIMIT,
-        |v| parse_number(v).map(Some),
-    )?;
-    set_parsed(
-        &mut cfg.attribute_count_limit,
-        default.attribute_count_limit,
-        env,
-        ATTRIBUTE_COUNT_LIMIT,
-        parse_number,
-    )?;
-    set_parsed(
-        &mut cfg.span_fields,
-        default.span_fields,
-        env,
-        SPAN_FIELDS,
-        parse_names,
-    )?;
-    set_parsed(
-        &mut cfg.max_queue_bytes,
-        default.max_queue_bytes,
-        env,
-        MAX_QUEUE_BYTES,
-        parse_number,
-    )?;
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,
     // rather than failing on a batch size nobody chose.
     if cfg.max_export_batch_size == default.max_export_batch_size {
@@ -195,6 +109,32 @@ pub(super) fn overlay(
     ] {
         if field.is_none() {
             *field = first(env, names).map(|(_, value)| PathBuf::from(value));
+        }
+    }
+    Ok(cfg)
+}
+
+/// The resource attributes, the service name (also from `service.name` among them, as the
+/// spec says) and the headers.
+fn service_and_headers(
+    mut cfg: OtelLogStoreConfig,
+    env: Env<'_>,
+) -> Result<OtelLogStoreConfig, Error> {
+    if cfg.resource_attributes.is_empty() {
+        if let Some((name, value)) = first(env, RESOURCE_ATTRIBUTES) {
+            cfg.resource_attributes = parse_pairs(name, &value, "key=value,key=value")?;
+        }
+    }
+    if cfg.service_name == OtelLogStoreConfig::default().service_name {
+        if let Some((_, value)) = first(env, SERVICE_NAME) {
+            cfg.service_name = value;
+        } else if let Some(name) = cfg.resource_attributes.get("service.name") {
+            cfg.service_name = name.clone();
+        }
+    }
+    if cfg.headers.is_empty() {
+        if let Some((name, value)) = first(env, HEADERS) {
+            cfg.headers = parse_pairs(name, &value, "name=value,name=value")?;
         }
     }
     Ok(cfg)
