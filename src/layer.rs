@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
-use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
@@ -296,43 +295,19 @@ where
             size += self.copy_span_fields(&mut record, event, &ctx);
         }
         match &bridged {
-            None => {
-                let meta = event.metadata();
-                if let Some(name) = record::explicit_name(meta) {
-                    record.set_event_name(name);
-                }
-                record.set_target(meta.target());
-                // The panic record carries the panic's location, not the hook's.
-                if meta.target() != panic_hook::TARGET {
-                    record::add_location(&mut record, meta.file(), meta.line(), meta.module_path());
-                }
-            }
-            Some(meta) => {
-                record.set_target(meta.target().to_owned());
-                record::add_location(
-                    &mut record,
-                    meta.file().map(str::to_owned),
-                    meta.line(),
-                    meta.module_path().map(str::to_owned),
-                );
-            }
+            // The panic record carries the panic's location, not the hook's.
+            None => record::set_callsite(
+                &mut record,
+                event.metadata(),
+                event.metadata().target() != panic_hook::TARGET,
+            ),
+            Some(meta) => record::set_bridged_callsite(&mut record, meta),
         }
-
+        record::add_trace_context(&mut record);
         let resolved = match ctx.event_span(event) {
             Some(span) => self.resolve(&span),
             None => self.runs.outside().clone(),
         };
-        opentelemetry::Context::map_current(|cx| {
-            let span = cx.span();
-            let span_context = span.span_context();
-            if span_context.is_valid() {
-                record.set_trace_context(
-                    span_context.trace_id(),
-                    span_context.span_id(),
-                    Some(span_context.trace_flags()),
-                );
-            }
-        });
         self.emitter.emit(QueuedRecord {
             context: resolved,
             record,

@@ -46,6 +46,49 @@ pub(crate) fn explicit_name(meta: &'static Metadata<'static>) -> Option<&'static
     (!default).then_some(name)
 }
 
+/// Name, target and (with `location`) code location of a native `tracing` event.
+pub(crate) fn set_callsite(
+    record: &mut SdkLogRecord,
+    meta: &'static Metadata<'static>,
+    location: bool,
+) {
+    if let Some(name) = explicit_name(meta) {
+        record.set_event_name(name);
+    }
+    record.set_target(meta.target());
+    if location {
+        add_location(record, meta.file(), meta.line(), meta.module_path());
+    }
+}
+
+/// Target and code location of an event bridged from `log`, from its normalized metadata.
+pub(crate) fn set_bridged_callsite(record: &mut SdkLogRecord, meta: &Metadata<'_>) {
+    record.set_target(meta.target().to_owned());
+    add_location(
+        record,
+        meta.file().map(str::to_owned),
+        meta.line(),
+        meta.module_path().map(str::to_owned),
+    );
+}
+
+/// The trace context of the current OpenTelemetry span (a `tracing-opentelemetry` span
+/// entered), if there is one.
+pub(crate) fn add_trace_context(record: &mut SdkLogRecord) {
+    use opentelemetry::trace::TraceContextExt as _;
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let span_context = span.span_context();
+        if span_context.is_valid() {
+            record.set_trace_context(
+                span_context.trace_id(),
+                span_context.span_id(),
+                Some(span_context.trace_flags()),
+            );
+        }
+    });
+}
+
 /// Code location attributes of the event's callsite. `Into<StringValue>` keeps the common
 /// `'static` case free of allocation; events bridged from `log` pass owned strings.
 pub(crate) fn add_location<S: Into<StringValue>>(
