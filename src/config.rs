@@ -4,6 +4,7 @@
 mod endpoint;
 mod env;
 
+#[cfg(feature = "grpc")]
 pub(crate) use env::HEADERS as HEADER_VARIABLES;
 
 use std::collections::HashMap;

@@ -1,7 +1,6 @@
 //! The transports a sender exports batches with, one module per protocol (each behind its
-//! cargo feature), and what they share: header precedence and opentelemetry-otlp's retry
-//! policy. Requests are cut here by bytes (`max_export_batch_bytes`); each transport sends
-//! them until delivered or final.
+//! cargo feature). Requests are cut here by bytes (`max_export_batch_bytes`); each transport
+//! sends them until delivered or final.
 
 #[cfg(not(any(feature = "http-proto", feature = "grpc")))]
 compile_error!(
@@ -15,9 +14,7 @@ mod http;
 
 use std::sync::Arc;
 
-use ::http::{HeaderName, HeaderValue};
-
-use crate::config::{missing_feature, Protocol, Settings, HEADER_VARIABLES};
+use crate::config::{missing_feature, Protocol, Settings};
 use crate::pipeline::retry::Retry;
 use crate::pipeline::{limit, Export, Exporters, QueuedRecord};
 use crate::Error;
@@ -31,6 +28,7 @@ pub(crate) struct Transport {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per sender thread, built once
 enum Kind {
     #[cfg(feature = "http-proto")]
     Http(http::HttpLane),
@@ -126,73 +124,9 @@ impl Transport {
     pub(crate) fn shutdown(&mut self) {
         match &mut self.kind {
             #[cfg(feature = "http-proto")]
-            Kind::Http(lane) => lane.shutdown(),
+            Kind::Http(_) => {} // reqwest closes its pool when dropped
             #[cfg(feature = "grpc")]
             Kind::Grpc(lane) => lane.shutdown(),
         }
     }
-}
-
-fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
-    move |e| Error::config(field, "the exporter cannot be built with it").caused_by(e)
-}
-
-/// opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS` and lets them override
-/// what it was given. Our precedence is explicit > environment, resolved in the config, so
-/// every request gets exactly the resolved headers: names that only the environment set are
-/// removed, ours are (re)inserted.
-#[derive(Clone)]
-struct HeaderPrecedence {
-    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
-    suppressed: Arc<Vec<HeaderName>>,
-}
-
-impl HeaderPrecedence {
-    fn new(settings: &Settings) -> Self {
-        let ours: Vec<&HeaderName> = settings.headers.iter().map(|(name, _)| name).collect();
-        let suppressed = HEADER_VARIABLES
-            .iter()
-            .filter_map(|name| std::env::var(name).ok())
-            .flat_map(|value| {
-                value
-                    .split(',')
-                    .filter_map(|entry| Some(entry.split_once('=')?.0.to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .filter(|name| !ours.contains(&name))
-            .collect();
-        Self {
-            headers: Arc::new(settings.headers.clone()),
-            suppressed: Arc::new(suppressed),
-        }
-    }
-
-    #[cfg(feature = "http-proto")]
-    fn as_strings(&self) -> std::collections::HashMap<String, String> {
-        self.headers
-            .iter()
-            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-            .collect()
-    }
-}
-
-impl std::fmt::Debug for HeaderPrecedence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Names only: values are credentials.
-        f.debug_struct("HeaderPrecedence")
-            .field(
-                "headers",
-                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .field("suppressed", &self.suppressed)
-            .finish()
-    }
-}
-
-/// Retries bounded by the export timeout alone: the default policy stops after three retries
-/// (about a second), which would fail a batch during a short collector restart although the
-/// user allowed `export_timeout_millis` for it.
-fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
-    opentelemetry_otlp::RetryPolicy::recommended().with_max_retries(usize::MAX)
 }

@@ -8,8 +8,9 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 
-use super::HeaderPrecedence;
-use crate::config::{Compression, Settings};
+use http::{HeaderName, HeaderValue};
+
+use crate::config::{Compression, Settings, HEADER_VARIABLES};
 use crate::pipeline::encode::DEFAULT_SCOPE;
 use crate::pipeline::retry::{self, Failure, Retry};
 use crate::pipeline::{same_run, QueuedRecord};
@@ -153,7 +154,7 @@ fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter,
         .with_protocol(opentelemetry_otlp::Protocol::Grpc)
         .with_endpoint(settings.endpoint.clone())
         .with_timeout(settings.timeout)
-        .with_retry_policy(super::retry_policy())
+        .with_retry_policy(retry_policy())
         .with_interceptor(interceptor);
     if settings.endpoint.starts_with("https://") {
         let tls = match &settings.tls.ca {
@@ -170,7 +171,7 @@ fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter,
     if let Some(compression) = compression(settings.compression) {
         builder = builder.with_compression(compression);
     }
-    builder.build().map_err(super::build_error("endpoint"))
+    builder.build().map_err(build_error("endpoint"))
 }
 
 fn compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
@@ -179,4 +180,60 @@ fn compression(compression: Compression) -> Option<opentelemetry_otlp::Compressi
         Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
         Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
     }
+}
+
+fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
+    move |e| Error::config(field, "the exporter cannot be built with it").caused_by(e)
+}
+
+/// opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS` and lets them override
+/// what it was given. Our precedence is explicit > environment, resolved in the config, so
+/// every request gets exactly the resolved headers: names that only the environment set are
+/// removed, ours are (re)inserted.
+#[derive(Clone)]
+struct HeaderPrecedence {
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    suppressed: Arc<Vec<HeaderName>>,
+}
+
+impl HeaderPrecedence {
+    fn new(settings: &Settings) -> Self {
+        let ours: Vec<&HeaderName> = settings.headers.iter().map(|(name, _)| name).collect();
+        let suppressed = HEADER_VARIABLES
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .flat_map(|value| {
+                value
+                    .split(',')
+                    .filter_map(|entry| Some(entry.split_once('=')?.0.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| !ours.contains(&name))
+            .collect();
+        Self {
+            headers: Arc::new(settings.headers.clone()),
+            suppressed: Arc::new(suppressed),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeaderPrecedence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values are credentials.
+        f.debug_struct("HeaderPrecedence")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("suppressed", &self.suppressed)
+            .finish()
+    }
+}
+
+/// Retries bounded by the export timeout alone: the default policy stops after three retries
+/// (about a second), which would fail a batch during a short collector restart although the
+/// user allowed `export_timeout_millis` for it.
+fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::recommended().with_max_retries(usize::MAX)
 }

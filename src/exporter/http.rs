@@ -1,31 +1,25 @@
-//! OTLP/HTTP: our encoding, one request per batch (a `ResourceLogs` per run), delivered by
-//! opentelemetry-otlp — retries, `Retry-After`, timeout, status handling — through the
-//! [`HttpClient`] it is given, which swaps the body in. The futures run on the sender thread
-//! (blocking reqwest).
+//! OTLP/HTTP, ours end to end: a batch is encoded as one request (a `ResourceLogs` per run,
+//! `pipeline::encode`), compressed here and posted with the blocking reqwest client, whose
+//! pool the lanes share. Retries, `Retry-After`, splitting on 413 and the order of a run's
+//! requests are the pipeline's (`pipeline::retry`, `pipeline::order`); the client's timeout
+//! is `export_timeout_millis`.
 
-use std::sync::{Arc, Mutex};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, StatusCode};
 
-use http::HeaderValue;
-use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
-
-use super::HeaderPrecedence;
 use crate::config::{Compression, Protocol, Settings};
 use crate::pipeline::encode::Encoder;
 use crate::pipeline::retry::{self, Failure, Retry};
 use crate::pipeline::QueuedRecord;
-use crate::sync::lock;
 use crate::Error;
 
 /// One sender's OTLP/HTTP exporter; the lanes share one HTTP client (one connection pool).
 #[derive(Debug)]
 pub(super) struct HttpLane {
-    exporter: opentelemetry_otlp::LogExporter,
-    /// The body the HTTP client sends in place of opentelemetry-otlp's.
-    body: Arc<Mutex<Option<PreparedBody>>>,
-    /// What the HTTP client saw of the last request that opentelemetry-otlp does not pass on.
-    outcome: Arc<Mutex<HttpOutcome>>,
+    client: reqwest::blocking::Client,
+    url: String,
+    /// The configured headers (explicit over environment, resolved by the config).
+    headers: Vec<(HeaderName, HeaderValue)>,
     encoder: Encoder,
     json: bool,
     compression: Compression,
@@ -36,27 +30,17 @@ impl HttpLane {
     /// `lanes` exporters sharing one client.
     pub(super) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         let client = http_client(settings)?;
-        (0..lanes)
-            .map(|_| {
-                let body = Arc::default();
-                let outcome = Arc::default();
-                let transport = HttpTransport {
-                    client: client.clone(),
-                    headers: HeaderPrecedence::new(settings),
-                    outcome: Arc::clone(&outcome),
-                    body: Arc::clone(&body),
-                };
-                Ok(Self {
-                    exporter: http_exporter(settings, transport)?,
-                    body,
-                    outcome,
-                    encoder: Encoder::default(),
-                    json: settings.protocol == Protocol::HttpJson,
-                    compression: settings.compression,
-                    max_request_bytes: settings.max_request_bytes,
-                })
+        Ok((0..lanes)
+            .map(|_| Self {
+                client: client.clone(),
+                url: settings.endpoint.clone(),
+                headers: settings.headers.clone(),
+                encoder: Encoder::default(),
+                json: settings.protocol == Protocol::HttpJson,
+                compression: settings.compression,
+                max_request_bytes: settings.max_request_bytes,
             })
-            .collect()
+            .collect())
     }
 
     /// One request, sent until it is delivered or its failure is final; halved when its body
@@ -93,51 +77,109 @@ impl HttpLane {
 
     /// Sends `records` as one OTLP/HTTP request, once it is this batch's turn.
     fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
-        let prepared = match prepare_body(
+        let body = match prepare_body(
             &mut self.encoder,
             records,
             self.json,
             self.compression,
             self.max_request_bytes,
         ) {
-            Ok(Some(prepared)) => prepared,
+            Ok(Some(body)) => body,
             Ok(None) => return Sent::TooLarge,
-            Err(message) => {
-                return Sent::Done(Err(Failure {
-                    message,
-                    retryable: false,
-                    retry_after: None,
-                }))
-            }
+            Err(message) => return Sent::Done(Err(final_failure(message))),
         };
         if let Err(failure) = attempts.wait_turn() {
             return Sent::Done(Err(failure));
         }
-        *lock(&self.body) = Some(prepared);
-        let result = futures_executor::block_on(self.exporter.export(LogBatch::new(&[])));
-        *lock(&self.body) = None;
-        let outcome = std::mem::take(&mut *lock(&self.outcome));
-        match result {
-            Ok(()) => Sent::Done(Ok(outcome.rejected)),
-            Err(_) if outcome.too_large => Sent::TooLarge,
-            Err(error) => {
-                let message = match outcome.failure {
-                    Some(cause) => format!("{error}: {cause}"),
-                    None => error.to_string(),
-                };
-                let retryable = outcome.retryable || retry::is_timeout(&message);
-                Sent::Done(Err(Failure {
-                    message,
-                    retryable,
-                    retry_after: outcome.retry_after,
-                }))
-            }
+        match self.post(body) {
+            Ok(response) => self.answered(response),
+            Err(error) => Sent::Done(Err(transport_failure(&error))),
         }
     }
 
-    pub(super) fn shutdown(&mut self) {
-        let _ = self.exporter.shutdown();
+    fn post(&self, body: PreparedBody) -> reqwest::Result<reqwest::blocking::Response> {
+        let content_type = if self.json {
+            "application/json"
+        } else {
+            "application/x-protobuf"
+        };
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(CONTENT_TYPE, content_type);
+        if let Some(encoding) = body.encoding {
+            request = request.header(CONTENT_ENCODING, encoding);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request.body(body.bytes).send()
     }
+
+    /// What the collector's answer means: delivered (with the records it rejected), too large,
+    /// or a failure that may pass later (429, 502, 503, 504, with `Retry-After`) or not.
+    fn answered(&self, response: reqwest::blocking::Response) -> Sent {
+        let status = response.status();
+        let json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+            .map(std::time::Duration::from_secs);
+        let body = response.bytes().unwrap_or_default();
+        if status.is_success() {
+            return Sent::Done(Ok(rejected_records(json, &body)));
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Sent::TooLarge;
+        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        Sent::Done(Err(Failure {
+            message: format!("the collector answered {status} to {}: {text}", self.url),
+            retryable: retry::retryable_status(status.as_u16()),
+            retry_after,
+        }))
+    }
+}
+
+/// No connection or no answer in time may pass later; a certificate TLS refuses will not. The
+/// message carries the whole source chain: reqwest's own says only "error sending request",
+/// which leaves a TLS misconfiguration a mystery.
+fn transport_failure(error: &reqwest::Error) -> Failure {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    let retryable =
+        !message.to_ascii_lowercase().contains("certificate") || retry::is_timeout(&message);
+    Failure {
+        message,
+        retryable,
+        retry_after: None,
+    }
+}
+
+fn final_failure(message: String) -> Failure {
+    Failure {
+        message,
+        retryable: false,
+        retry_after: None,
+    }
+}
+
+/// A request body, encoded and compressed once; every retry of the request sends it again.
+#[derive(Debug, Clone)]
+struct PreparedBody {
+    bytes: Vec<u8>,
+    /// The `Content-Encoding` of `bytes`.
+    encoding: Option<&'static str>,
 }
 
 /// The HTTP request body for `records`: OTLP protobuf (or JSON), compressed as configured;
@@ -180,46 +222,7 @@ fn prepare_body(
         #[cfg(not(feature = "zstd"))]
         Compression::Zstd => return Err(crate::config::missing_feature("zstd")),
     };
-    Ok(Some(PreparedBody {
-        bytes: Bytes::from(bytes),
-        encoding,
-    }))
-}
-
-/// The blocking reqwest client, with the configured TLS, behind [`HeaderPrecedence`].
-#[derive(Debug)]
-struct HttpTransport {
-    client: reqwest::blocking::Client,
-    headers: HeaderPrecedence,
-    outcome: Arc<Mutex<HttpOutcome>>,
-    body: Arc<Mutex<Option<PreparedBody>>>,
-}
-
-/// A request body encoded by us, sent instead of the (empty) one opentelemetry-otlp built; it
-/// is reused as is by every retry of the request.
-#[derive(Debug, Clone)]
-struct PreparedBody {
-    bytes: Bytes,
-    /// The `Content-Encoding` of `bytes`.
-    encoding: Option<&'static str>,
-}
-
-/// Facts about the last request that opentelemetry-otlp's result does not carry.
-#[derive(Debug, Default)]
-struct HttpOutcome {
-    /// Why it failed, with the whole source chain: opentelemetry-otlp's own error says only
-    /// "network error", which leaves a TLS misconfiguration a mystery.
-    failure: Option<String>,
-    /// Records the collector rejected in a partial success (opentelemetry-otlp only logs them).
-    rejected: u64,
-    /// The collector answered 413: the request is too large for it.
-    too_large: bool,
-    /// The last attempt failed in a way that may pass later: no connection or answer, or HTTP
-    /// 429, 502, 503, 504.
-    retryable: bool,
-    /// The last answer's `Retry-After`, in seconds (the HTTP-date form is not used by OTLP
-    /// collectors).
-    retry_after: Option<std::time::Duration>,
+    Ok(Some(PreparedBody { bytes, encoding }))
 }
 
 /// How one OTLP/HTTP request ended.
@@ -230,17 +233,11 @@ enum Sent {
 }
 
 /// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
-fn rejected_records(response: &Response<Bytes>) -> u64 {
+fn rejected_records(json: bool, body: &[u8]) -> u64 {
     use prost::Message as _;
-    let body = response.body();
     if body.is_empty() {
         return 0;
     }
-    let json = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
     if json {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return 0;
@@ -251,68 +248,10 @@ fn rejected_records(response: &Response<Bytes>) -> u64 {
             other => other.as_u64().unwrap_or(0),
         }
     } else {
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
-            body.as_ref(),
-        )
-        .ok()
-        .and_then(|r| r.partial_success)
-        .map_or(0, |p| p.rejected_log_records.max(0) as u64)
-    }
-}
-
-#[async_trait::async_trait]
-impl HttpClient for HttpTransport {
-    async fn send_bytes(&self, mut request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        // Never let opentelemetry-otlp's placeholder out: it holds no records, and a collector
-        // acknowledging it would have records counted as exported that were never sent.
-        let body = lock(&self.body)
-            .clone()
-            .ok_or("zenml-otel: no request body was prepared for this export")?;
-        *request.body_mut() = body.bytes;
-        if let Some(encoding) = body.encoding {
-            request.headers_mut().insert(
-                http::header::CONTENT_ENCODING,
-                HeaderValue::from_static(encoding),
-            );
-        }
-        let map = request.headers_mut();
-        for name in self.headers.suppressed.iter() {
-            map.remove(name);
-        }
-        for (name, value) in self.headers.headers.iter() {
-            map.insert(name.clone(), value.clone());
-        }
-        let result = self.client.send_bytes(request).await;
-        let mut outcome = lock(&self.outcome);
-        match &result {
-            Ok(response) if response.status().is_success() => {
-                outcome.rejected = rejected_records(response);
-            }
-            Ok(response) => {
-                outcome.too_large = response.status() == http::StatusCode::PAYLOAD_TOO_LARGE;
-                outcome.retryable = retry::retryable_status(response.status().as_u16());
-                outcome.retry_after = response
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok()?.trim().parse().ok())
-                    .map(std::time::Duration::from_secs);
-            }
-            Err(error) => {
-                let mut cause = error.to_string();
-                let mut source = error.source();
-                while let Some(inner) = source {
-                    cause.push_str(": ");
-                    cause.push_str(&inner.to_string());
-                    source = inner.source();
-                }
-                // No connection or answer may pass later; a certificate the TLS handshake
-                // refuses will not.
-                outcome.retryable = !cause.to_ascii_lowercase().contains("certificate");
-                outcome.failure = Some(cause);
-            }
-        }
-        drop(outcome);
-        result
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map_or(0, |p| p.rejected_log_records.max(0) as u64)
     }
 }
 
@@ -353,27 +292,4 @@ fn with_tls(
         client = client.identity(identity);
     }
     Ok(client)
-}
-
-/// Compression is left to [`prepare_body`]: what opentelemetry-otlp encodes here is
-/// only the empty placeholder the client replaces.
-fn http_exporter(
-    settings: &Settings,
-    client: HttpTransport,
-) -> Result<opentelemetry_otlp::LogExporter, Error> {
-    let protocol = match settings.protocol {
-        #[cfg(feature = "http-json")]
-        Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
-        _ => opentelemetry_otlp::Protocol::HttpBinary,
-    };
-    opentelemetry_otlp::LogExporter::builder()
-        .with_http()
-        .with_protocol(protocol)
-        .with_endpoint(settings.endpoint.clone())
-        .with_timeout(settings.timeout)
-        .with_retry_policy(super::retry_policy())
-        .with_headers(client.headers.as_strings())
-        .with_http_client(client)
-        .build()
-        .map_err(super::build_error("endpoint"))
 }
