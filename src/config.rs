@@ -4,9 +4,6 @@
 mod endpoint;
 mod env;
 
-#[cfg(feature = "grpc")]
-pub(crate) use env::HEADERS as HEADER_VARIABLES;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The transports a sender exports batches with, one module per protocol (each behind its
-//! cargo feature). Requests are cut here by bytes (`max_export_batch_bytes`); each transport
-//! sends them until delivered or final.
+//! cargo feature). Requests are cut here by bytes (`max_export_batch_bytes`) and sent until
+//! delivered or final (`send_until_final`); a transport encodes and sends one attempt.
 
 #[cfg(not(any(feature = "http-proto", feature = "grpc")))]
 compile_error!(
@@ -15,9 +15,66 @@ mod http;
 use std::sync::Arc;
 
 use crate::config::{missing_feature, Protocol, Settings};
-use crate::pipeline::retry::Retry;
+use crate::pipeline::retry::{Failure, Retry};
 use crate::pipeline::{limit, Export, Exporters, QueuedRecord};
 use crate::Error;
+
+/// How one attempt at a request ended.
+pub(super) enum Sent {
+    Done(Result<u64, Failure>),
+    /// Larger than the limit, or refused by the collector as too large: to be split.
+    TooLarge,
+}
+
+/// What a transport does with one request: encode it and send it once.
+pub(super) trait Lane {
+    /// Sends `records` as one request, once it is this batch's turn (`attempts.wait_turn()`).
+    fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent;
+
+    /// `max_export_batch_bytes`, for the error of a record no request can hold.
+    fn max_request_bytes(&self) -> usize;
+}
+
+/// `partial_success.rejected_log_records` of an OTLP protobuf response, if any.
+fn rejected_in(response: &[u8]) -> u64 {
+    use prost::Message as _;
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(response)
+        .ok()
+        .and_then(|r| r.partial_success)
+        .map_or(0, |p| p.rejected_log_records.max(0) as u64)
+}
+
+/// One request, sent until it is delivered or its failure is final; halved when it came out
+/// larger than the limit or the collector refused it as too large (HTTP 413, gRPC OUT_OF_RANGE
+/// or RESOURCE_EXHAUSTED without `RetryInfo`), down to single records.
+fn send_until_final<'r, L: Lane>(
+    lane: &mut L,
+    records: &mut [QueuedRecord],
+    settle: &mut dyn FnMut(usize, Result<u64, String>),
+    retry: &dyn Fn() -> Retry<'r>,
+) {
+    let mut attempts = retry();
+    let result = loop {
+        match lane.send(records, &attempts) {
+            Sent::TooLarge if records.len() > 1 => {
+                drop(attempts);
+                let (first, second) = records.split_at_mut(records.len() / 2);
+                send_until_final(lane, first, settle, retry);
+                return send_until_final(lane, second, settle, retry);
+            }
+            Sent::TooLarge => {
+                break Err(format!(
+                    "one record's request is larger than max_export_batch_bytes ({}) or than \
+                     the collector takes",
+                    lane.max_request_bytes()
+                ))
+            }
+            Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
+            Sent::Done(result) => break result.map_err(|f| f.message),
+        }
+    };
+    settle(records.len(), result);
+}
 
 /// One exporter: each sender thread of the pipeline owns one; they share one HTTP client (one
 /// connection pool) or one gRPC runtime.
@@ -105,28 +162,17 @@ impl Transport {
     ) {
         // Stable: each run's records keep their order.
         records.sort_by_key(|queued| Arc::as_ptr(queued.run()) as usize);
-        #[cfg(feature = "grpc")]
-        #[allow(irrefutable_let_patterns)] // without `http-proto`
-        if let Kind::Grpc(_) = self.kind {
-            grpc::GrpcLane::add_context_attributes(records);
-        }
         for range in limit::requests(records, self.max_request_bytes) {
             let request = &mut records[range];
             match &mut self.kind {
                 #[cfg(feature = "http-proto")]
-                Kind::Http(lane) => lane.export(request, settle, retry),
+                Kind::Http(lane) => send_until_final(lane, request, settle, retry),
                 #[cfg(feature = "grpc")]
-                Kind::Grpc(lane) => lane.export(request, settle, retry),
+                Kind::Grpc(lane) => send_until_final(lane, request, settle, retry),
             }
         }
     }
 
-    pub(crate) fn shutdown(&mut self) {
-        match &mut self.kind {
-            #[cfg(feature = "http-proto")]
-            Kind::Http(_) => {} // reqwest closes its pool when dropped
-            #[cfg(feature = "grpc")]
-            Kind::Grpc(lane) => lane.shutdown(),
-        }
-    }
+    /// Nothing to do: reqwest's pool and tonic's channel close when dropped.
+    pub(crate) fn shutdown(&mut self) {}
 }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
 use opentelemetry_sdk::Resource;
 use tracing::span::{Attributes, Id, Record};
@@ -19,7 +17,7 @@ use tracing_subscriber::Layer;
 use crate::handover::Handover;
 use crate::panic_hook;
 use crate::pipeline::{self, Emitter, QueuedRecord};
-use crate::record::{self, AttributeLimits, EventVisitor};
+use crate::record::{self, AttributeLimits, RecordWriter};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
 use crate::span_fields::{Allowlist, SpanValues};
 use crate::{Error, LogStoreHandle, OtelLogStoreConfig, ShutdownGuard};
@@ -54,7 +52,6 @@ pub struct ZenmlOtelLayer {
     runs: Runs,
     emitter: Emitter,
     handle: LogStoreHandle,
-    logger: SdkLogger,
     instance_id: String,
     endpoint: String,
     limits: AttributeLimits,
@@ -101,15 +98,10 @@ impl ZenmlOtelLayer {
             ])
             .build();
         let (emitter, handle) = pipeline::start(&config, &settings, crate::exporter::exporters())?;
-        // Only a record factory: records go through our own pipeline, never this provider's.
-        let logger = SdkLoggerProvider::builder()
-            .build()
-            .logger_with_scope(opentelemetry::InstrumentationScope::builder("zenml-otel").build());
         Ok(Self {
             runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,
             handle,
-            logger,
             instance_id,
             endpoint: settings.endpoint,
             limits: AttributeLimits {
@@ -157,28 +149,24 @@ impl ZenmlOtelLayer {
         }
     }
 
-    /// Copies the allowed span fields onto `record`, innermost span first; returns the bytes
-    /// of the strings added.
+    /// Copies the allowed span fields onto the record, innermost span first.
     fn copy_span_fields<S>(
         &self,
-        record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+        record: &mut RecordWriter<'_>,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-    ) -> usize
-    where
+    ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let Some(scope) = ctx.event_scope(event) else {
-            return 0;
+            return;
         };
-        scope
-            .filter_map(|span| {
-                let extensions = span.extensions();
-                extensions
-                    .get::<SpanValues>()
-                    .map(|values| values.copy_onto(record))
-            })
-            .sum()
+        let mut copied = Vec::new();
+        for span in scope {
+            if let Some(values) = span.extensions().get::<SpanValues>() {
+                values.copy_onto(record, &mut copied);
+            }
+        }
     }
 
     fn resolve<S>(&self, span: &SpanRef<'_, S>) -> Arc<Resolved>
@@ -208,6 +196,12 @@ impl ZenmlOtelLayer {
         }
         resolved
     }
+}
+
+/// Nanoseconds since the Unix epoch (0 for a clock before it: proto3's "unset").
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl<S> Layer<S> for ZenmlOtelLayer
@@ -272,48 +266,33 @@ where
         if is_exporter_target(meta.target()) || self.emitter.drop_early() {
             return;
         }
-        let now = SystemTime::now();
-        let mut record = self.logger.create_log_record();
-        let (severity, severity_text) = record::severity(meta.level());
-        record.set_severity_number(severity);
-        record.set_severity_text(severity_text);
-        record.set_timestamp(now);
-        record.set_observed_timestamp(now);
-        let mut visitor = EventVisitor {
-            record: &mut record,
-            from_log: bridged.is_some(),
-            limits: self.limits,
-            kept: 0,
-            dropped: 0,
-            string_bytes: 0,
-        };
-        event.record(&mut visitor);
-        let dropped_attributes = visitor.dropped;
-        // Strings are most of a record; the rest (fields, location, framing) is about this.
-        let mut size = visitor.string_bytes + 256;
-        if !self.span_fields.is_empty() {
-            size += self.copy_span_fields(&mut record, event, &ctx);
-        }
-        match &bridged {
-            // The panic record carries the panic's location, not the hook's.
-            None => record::set_callsite(
-                &mut record,
-                event.metadata(),
-                event.metadata().target() != panic_hook::TARGET,
-            ),
-            Some(meta) => record::set_bridged_callsite(&mut record, meta),
-        }
-        record::add_trace_context(&mut record);
+        let now = nanos(SystemTime::now());
+        let record = record::with_scratch(|scratch| {
+            let mut record = RecordWriter::new(scratch, now, now);
+            let (severity, text) = record::severity(meta.level());
+            record
+                .severity(severity, text)
+                .limits(self.limits, bridged.is_some());
+            event.record(&mut record);
+            if !self.span_fields.is_empty() {
+                self.copy_span_fields(&mut record, event, &ctx);
+            }
+            match &bridged {
+                // The panic record carries the panic's location, not the hook's.
+                None => record.callsite(
+                    event.metadata(),
+                    event.metadata().target() != panic_hook::TARGET,
+                ),
+                Some(meta) => record.bridged_callsite(meta),
+            }
+            record.current_trace_context();
+            record.finish(0)
+        });
         let resolved = match ctx.event_span(event) {
             Some(span) => self.resolve(&span),
             None => self.runs.outside().clone(),
         };
-        self.emitter.emit(QueuedRecord {
-            context: resolved,
-            record,
-            dropped_attributes,
-            size,
-        });
+        self.emitter.emit(QueuedRecord::new(resolved, record));
     }
 }
 

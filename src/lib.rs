@@ -17,12 +17,15 @@ mod layer;
 mod panic_hook;
 mod pipeline;
 mod record;
+#[cfg(any(feature = "grpc", feature = "testing"))]
+mod rpc_status;
 mod span_context;
 mod span_fields;
 mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod wire;
 
 pub use config::{Compression, OnFull, OtelLogStoreConfig, Protocol};
 pub use error::Error;

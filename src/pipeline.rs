@@ -1,6 +1,6 @@
 //! The export pipeline: one bounded queue shared by every run, a coordinator thread that batches
-//! records, sender threads that encode each batch (one request, a `ResourceLogs` per run) and
-//! export it through opentelemetry-otlp, plus the handle and guard users control it with.
+//! records, sender threads that frame each batch (one request, a `ResourceLogs` per run) and
+//! export it through a transport, plus the handle and guard users control it with.
 
 pub(crate) mod encode;
 mod handle;
@@ -17,12 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
-use opentelemetry_sdk::logs::SdkLogRecord;
 
 pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
 use self::ledger::Ledger;
 use self::worker::Coordinator;
 use crate::config::Settings;
+use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
 use crate::{Error, OtelLogStoreConfig};
 
@@ -76,14 +76,26 @@ pub(crate) type Exporters =
 #[derive(Debug)]
 pub(crate) struct QueuedRecord {
     pub(crate) context: Arc<Resolved>,
-    pub(crate) record: SdkLogRecord,
-    /// Fields the attribute count limit left out: the record's `dropped_attributes_count`.
-    pub(crate) dropped_attributes: u32,
+    /// Encoded on the logging thread.
+    pub(crate) record: EncodedRecord,
     /// About how many bytes the record holds, for the queue's byte bound.
     pub(crate) size: usize,
 }
 
 impl QueuedRecord {
+    /// What a queued record holds besides its encoded bytes (its context pointer, the channel's
+    /// slot, the allocation's header), for the byte bound.
+    const OVERHEAD: usize = 64;
+
+    pub(crate) fn new(context: Arc<Resolved>, record: EncodedRecord) -> Self {
+        let size = record.len() + Self::OVERHEAD;
+        Self {
+            context,
+            record,
+            size,
+        }
+    }
+
     pub(crate) fn run(&self) -> &Arc<Run> {
         &self.context.run
     }

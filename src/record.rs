@@ -1,36 +1,113 @@
-//! How one `tracing` event becomes an OpenTelemetry log record: body, severity, typed
-//! attributes and code location.
+//! How one `tracing` event becomes an OTLP `LogRecord`, encoded once, on the logging thread:
+//! body, severity, typed attributes, code location, trace context — written as protobuf into a
+//! per-thread scratch buffer and copied out in one allocation. A batch is then framing plus
+//! concatenation (`pipeline::encode`), and a record's size is known before it is queued.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 
-use opentelemetry::logs::{AnyValue, LogRecord, Severity};
-use opentelemetry::{Key, StringValue};
-use opentelemetry_sdk::logs::SdkLogRecord;
+use opentelemetry::logs::AnyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
+use prost::Message as _;
 use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata};
+
+use crate::wire::{self, tag};
 
 /// The field `tracing` stores an event's message in.
 const MESSAGE: &str = "message";
 
+/// The scope name of a record without a target (the layer always sets one).
+pub(crate) const DEFAULT_SCOPE: &str = "zenml-otel";
+
+/// A scratch buffer grown past this (a huge message) is released after the event rather than
+/// kept by the thread.
+const KEEP_SCRATCH: usize = 64 * 1024;
+
+/// An encoded OTLP `LogRecord` and its scope: the record's fields in field order, with the gap
+/// at `split` where its context's attributes go (after its own attributes, before
+/// `dropped_attributes_count`), so the encoder writes `head`, the context's bytes, `tail`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EncodedRecord {
+    bytes: Box<[u8]>,
+    split: usize,
+    scope: Cow<'static, str>,
+}
+
+impl EncodedRecord {
+    /// The fields before the context's attributes.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.bytes[..self.split]
+    }
+
+    /// The fields after the context's attributes.
+    pub(crate) fn tail(&self) -> &[u8] {
+        &self.bytes[self.split..]
+    }
+
+    /// The record's encoded length, without its context's attributes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The instrumentation scope's name: the event's target.
+    pub(crate) fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The record as opentelemetry-proto's message (the slow path: truncation, tests).
+    pub(crate) fn to_proto(&self) -> Result<ProtoRecord, prost::DecodeError> {
+        let mut record = ProtoRecord::decode(self.head())?;
+        record.merge(self.tail())?;
+        Ok(record)
+    }
+
+    /// Encodes `record` with prost, cut at the same place as the layer's encoding.
+    pub(crate) fn from_proto(record: &ProtoRecord, scope: Cow<'static, str>) -> Self {
+        let head = ProtoRecord {
+            time_unix_nano: record.time_unix_nano,
+            severity_number: record.severity_number,
+            severity_text: record.severity_text.clone(),
+            body: record.body.clone(),
+            attributes: record.attributes.clone(),
+            ..ProtoRecord::default()
+        };
+        let tail = ProtoRecord {
+            dropped_attributes_count: record.dropped_attributes_count,
+            flags: record.flags,
+            trace_id: record.trace_id.clone(),
+            span_id: record.span_id.clone(),
+            observed_time_unix_nano: record.observed_time_unix_nano,
+            event_name: record.event_name.clone(),
+            ..ProtoRecord::default()
+        };
+        let mut bytes = head.encode_to_vec();
+        let split = bytes.len();
+        tail.encode(&mut bytes).unwrap_or_default(); // a Vec always has room
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            split,
+            scope,
+        }
+    }
+}
+
 /// Severity number and text of a `tracing` level.
-pub(crate) fn severity(level: &Level) -> (Severity, &'static str) {
+pub(crate) fn severity(level: &Level) -> (i32, &'static str) {
     match *level {
-        Level::TRACE => (Severity::Trace, "TRACE"),
-        Level::DEBUG => (Severity::Debug, "DEBUG"),
-        Level::INFO => (Severity::Info, "INFO"),
-        Level::WARN => (Severity::Warn, "WARN"),
-        Level::ERROR => (Severity::Error, "ERROR"),
+        Level::TRACE => (1, "TRACE"),
+        Level::DEBUG => (5, "DEBUG"),
+        Level::INFO => (9, "INFO"),
+        Level::WARN => (13, "WARN"),
+        Level::ERROR => (17, "ERROR"),
     }
 }
 
 /// An unsigned integer as `Int` when it fits OTLP's i64, else as its decimal string, so no value
 /// is silently wrapped.
 pub(crate) fn u64_value(value: u64) -> AnyValue {
-    i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int)
-}
-
-fn string(text: String) -> AnyValue {
-    AnyValue::String(StringValue::from(text))
+    i64::try_from(value).map_or_else(|_| AnyValue::from(value.to_string()), AnyValue::Int)
 }
 
 /// The name given to the event macro (`info!(name: "model.trained", …)`), the OTLP record's
@@ -46,95 +123,6 @@ pub(crate) fn explicit_name(meta: &'static Metadata<'static>) -> Option<&'static
     (!default).then_some(name)
 }
 
-/// Name, target and (with `location`) code location of a native `tracing` event.
-pub(crate) fn set_callsite(
-    record: &mut SdkLogRecord,
-    meta: &'static Metadata<'static>,
-    location: bool,
-) {
-    if let Some(name) = explicit_name(meta) {
-        record.set_event_name(name);
-    }
-    record.set_target(meta.target());
-    if location {
-        add_location(record, meta.file(), meta.line(), meta.module_path());
-    }
-}
-
-/// Target and code location of an event bridged from `log`, from its normalized metadata.
-pub(crate) fn set_bridged_callsite(record: &mut SdkLogRecord, meta: &Metadata<'_>) {
-    record.set_target(meta.target().to_owned());
-    add_location(
-        record,
-        meta.file().map(str::to_owned),
-        meta.line(),
-        meta.module_path().map(str::to_owned),
-    );
-}
-
-/// The trace context of the current OpenTelemetry span (a `tracing-opentelemetry` span
-/// entered), if there is one.
-pub(crate) fn add_trace_context(record: &mut SdkLogRecord) {
-    use opentelemetry::trace::TraceContextExt as _;
-    opentelemetry::Context::map_current(|cx| {
-        let span = cx.span();
-        let span_context = span.span_context();
-        if span_context.is_valid() {
-            record.set_trace_context(
-                span_context.trace_id(),
-                span_context.span_id(),
-                Some(span_context.trace_flags()),
-            );
-        }
-    });
-}
-
-/// Code location attributes of the event's callsite. `Into<StringValue>` keeps the common
-/// `'static` case free of allocation; events bridged from `log` pass owned strings.
-pub(crate) fn add_location<S: Into<StringValue>>(
-    record: &mut SdkLogRecord,
-    file: Option<S>,
-    line: Option<u32>,
-    module: Option<S>,
-) {
-    if let Some(file) = file {
-        record.add_attribute(
-            Key::from_static_str("code.file.path"),
-            AnyValue::String(file.into()),
-        );
-    }
-    if let Some(line) = line {
-        record.add_attribute(
-            Key::from_static_str("code.line.number"),
-            AnyValue::Int(line.into()),
-        );
-    }
-    if let Some(module) = module {
-        record.add_attribute(
-            Key::from_static_str("code.namespace"),
-            AnyValue::String(module.into()),
-        );
-    }
-}
-
-/// Writes an event's fields straight into the record: `message` becomes the body, the rest
-/// typed attributes.
-#[derive(Debug)]
-pub(crate) struct EventVisitor<'a> {
-    pub(crate) record: &'a mut SdkLogRecord,
-    /// Set for events bridged from the `log` crate, whose `log.*` fields only carry the metadata
-    /// already taken from the normalized callsite.
-    pub(crate) from_log: bool,
-    pub(crate) limits: AttributeLimits,
-    /// The event's fields kept as attributes so far.
-    pub(crate) kept: usize,
-    /// The event's fields left out by the count limit (`dropped_attributes_count`).
-    pub(crate) dropped: u32,
-    /// Bytes of the strings written so far (body and attribute values): most of a record's
-    /// size, for the queue's byte bound.
-    pub(crate) string_bytes: usize,
-}
-
 /// The OpenTelemetry attribute limits, applied to an event's own fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AttributeLimits {
@@ -144,84 +132,330 @@ pub(crate) struct AttributeLimits {
     pub(crate) count: usize,
 }
 
-impl EventVisitor<'_> {
-    fn attribute(&mut self, field: &Field, value: AnyValue) {
-        if self.from_log && field.name().starts_with("log.") {
-            return;
-        }
-        if self.kept >= self.limits.count {
-            self.dropped += 1;
-            return;
-        }
-        self.kept += 1;
-        let value = match (value, self.limits.value_length) {
-            (AnyValue::String(text), Some(max)) if text.as_str().len() > max => {
-                let end = text.as_str().char_indices().nth(max).map(|(i, _)| i);
-                match end {
-                    Some(end) => string(text.as_str()[..end].to_owned()),
-                    None => AnyValue::String(text),
-                }
+impl AttributeLimits {
+    /// No limit but the spec's default count.
+    pub(crate) const NONE: Self = Self {
+        value_length: None,
+        count: usize::MAX,
+    };
+}
+
+/// A thread's reusable buffers: an event is written here, then copied out once.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// The body's `AnyValue` message, when `has_body`.
+    body: Vec<u8>,
+    has_body: bool,
+    /// The record's own `attributes` fields.
+    attributes: Vec<u8>,
+    /// Formatted text (`Debug`, `Display`) before it is measured and encoded.
+    text: String,
+    /// The keys of the event's own fields, for span fields that must not repeat them.
+    keys: Vec<&'static str>,
+    out: Vec<u8>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        for buffer in [&mut self.body, &mut self.attributes, &mut self.out] {
+            buffer.clear();
+            if buffer.capacity() > KEEP_SCRATCH {
+                *buffer = Vec::new();
             }
-            (value, _) => value,
-        };
-        self.record
-            .add_attribute(Key::from_static_str(field.name()), value);
+        }
+        self.text.clear();
+        if self.text.capacity() > KEEP_SCRATCH {
+            self.text = String::new();
+        }
+        self.has_body = false;
+        self.keys.clear();
     }
 }
 
-impl Visit for EventVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.string_bytes += value.len();
-        let value = string(value.to_owned());
-        if field.name() == MESSAGE {
-            self.record.set_body(value);
-        } else {
-            self.attribute(field, value);
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `write` with this thread's scratch buffers, or fresh ones when they are in use (a field's
+/// `Debug` impl that logs while its event is written) or gone (thread teardown).
+pub(crate) fn with_scratch<R>(mut write: impl FnMut(&mut Scratch) -> R) -> R {
+    let result = SCRATCH.try_with(|cell| {
+        let mut scratch = cell.try_borrow_mut().ok()?;
+        scratch.clear();
+        Some(write(&mut scratch))
+    });
+    match result {
+        Ok(Some(result)) => result,
+        _ => write(&mut Scratch::default()),
+    }
+}
+
+/// Writes one record: the fixed fields first, then fields and attributes as they are visited,
+/// then [`finish`](Self::finish).
+#[derive(Debug)]
+pub(crate) struct RecordWriter<'s> {
+    scratch: &'s mut Scratch,
+    time: u64,
+    observed: u64,
+    severity: i32,
+    severity_text: &'static str,
+    event_name: &'static str,
+    /// (flags, trace id, span id)
+    trace: Option<(u32, [u8; 16], [u8; 8])>,
+    scope: Cow<'static, str>,
+    limits: AttributeLimits,
+    /// Set for events bridged from the `log` crate, whose `log.*` fields only carry the
+    /// metadata already taken from the normalized callsite.
+    from_log: bool,
+    /// The event's fields kept as attributes so far, and those the count limit left out.
+    kept: usize,
+    dropped: u32,
+}
+
+impl<'s> RecordWriter<'s> {
+    pub(crate) fn new(scratch: &'s mut Scratch, time: u64, observed: u64) -> Self {
+        Self {
+            scratch,
+            time,
+            observed,
+            severity: 0,
+            severity_text: "",
+            event_name: "",
+            trace: None,
+            scope: Cow::Borrowed(DEFAULT_SCOPE),
+            limits: AttributeLimits::NONE,
+            from_log: false,
+            kept: 0,
+            dropped: 0,
         }
     }
 
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        self.string_bytes += text.len();
-        let value = string(text);
-        if field.name() == MESSAGE {
-            self.record.set_body(value);
-        } else {
-            self.attribute(field, value);
+    pub(crate) fn severity(&mut self, number: i32, text: &'static str) -> &mut Self {
+        (self.severity, self.severity_text) = (number, text);
+        self
+    }
+
+    /// Limits for the event's own fields (visited through [`Visit`]).
+    pub(crate) fn limits(&mut self, limits: AttributeLimits, from_log: bool) -> &mut Self {
+        (self.limits, self.from_log) = (limits, from_log);
+        self
+    }
+
+    pub(crate) fn event_name(&mut self, name: &'static str) -> &mut Self {
+        self.event_name = name;
+        self
+    }
+
+    pub(crate) fn scope(&mut self, scope: Cow<'static, str>) -> &mut Self {
+        self.scope = scope;
+        self
+    }
+
+    pub(crate) fn trace(&mut self, flags: u8, trace_id: [u8; 16], span_id: [u8; 8]) -> &mut Self {
+        self.trace = Some((u32::from(flags), trace_id, span_id));
+        self
+    }
+
+    /// The body; a later one replaces it.
+    #[cfg(test)]
+    pub(crate) fn body(&mut self, value: &AnyValue) {
+        self.scratch.body.clear();
+        wire::encode_any_value(value, &mut self.scratch.body);
+        self.scratch.has_body = true;
+    }
+
+    fn body_str(&mut self, text: &str) {
+        self.scratch.body.clear();
+        wire::encode_bytes_field(tag::STRING_VALUE, text.as_bytes(), &mut self.scratch.body);
+        self.scratch.has_body = true;
+    }
+
+    /// An attribute, outside the event's own fields' limits (code location, span fields).
+    pub(crate) fn attribute(&mut self, key: &str, value: &AnyValue) {
+        wire::encode_attribute(key, value, &mut self.scratch.attributes);
+    }
+
+    pub(crate) fn str_attribute(&mut self, key: &str, value: &str) {
+        wire::encode_str_attribute(key, value, &mut self.scratch.attributes);
+    }
+
+    /// Whether the event has a field `key` of its own.
+    pub(crate) fn has_field(&self, key: &str) -> bool {
+        self.scratch.keys.contains(&key)
+    }
+
+    /// Name, target and (with `location`) code location of a native `tracing` event.
+    pub(crate) fn callsite(&mut self, meta: &'static Metadata<'static>, location: bool) {
+        if let Some(name) = explicit_name(meta) {
+            self.event_name(name);
         }
+        self.scope(Cow::Borrowed(meta.target()));
+        if location {
+            self.location(meta.file(), meta.line(), meta.module_path());
+        }
+    }
+
+    /// Target and code location of an event bridged from `log`, from its normalized metadata.
+    pub(crate) fn bridged_callsite(&mut self, meta: &Metadata<'_>) {
+        self.scope(Cow::Owned(meta.target().to_owned()));
+        self.location(meta.file(), meta.line(), meta.module_path());
+    }
+
+    /// Code location attributes of the event's callsite.
+    pub(crate) fn location(&mut self, file: Option<&str>, line: Option<u32>, module: Option<&str>) {
+        if let Some(file) = file {
+            self.str_attribute("code.file.path", file);
+        }
+        if let Some(line) = line {
+            self.attribute("code.line.number", &AnyValue::Int(line.into()));
+        }
+        if let Some(module) = module {
+            self.str_attribute("code.namespace", module);
+        }
+    }
+
+    /// The trace context of the current OpenTelemetry span (a `tracing-opentelemetry` span
+    /// entered), if there is one.
+    pub(crate) fn current_trace_context(&mut self) {
+        use opentelemetry::trace::TraceContextExt as _;
+        opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let context = span.span_context();
+            if context.is_valid() {
+                self.trace(
+                    context.trace_flags().to_u8(),
+                    context.trace_id().to_bytes(),
+                    context.span_id().to_bytes(),
+                );
+            }
+        });
+    }
+
+    /// The record, in one allocation of its exact size; `dropped` is added to the fields the
+    /// count limit left out.
+    pub(crate) fn finish(self, dropped: u32) -> EncodedRecord {
+        let Self { scratch, .. } = self;
+        let out = &mut scratch.out;
+        wire::encode_fixed64(tag::TIME_UNIX_NANO, self.time, out);
+        wire::encode_varint_field(tag::SEVERITY_NUMBER, self.severity as u64, out);
+        wire::encode_string(tag::SEVERITY_TEXT, self.severity_text, out);
+        if scratch.has_body {
+            wire::encode_bytes_field(tag::BODY, &scratch.body, out);
+        }
+        out.extend_from_slice(&scratch.attributes);
+        let split = out.len();
+        let dropped = u64::from(self.dropped.saturating_add(dropped));
+        wire::encode_varint_field(tag::DROPPED_ATTRIBUTES_COUNT, dropped, out);
+        if let Some((flags, trace_id, span_id)) = &self.trace {
+            wire::encode_fixed32(tag::FLAGS, *flags, out);
+            wire::encode_bytes_field(tag::TRACE_ID, trace_id, out);
+            wire::encode_bytes_field(tag::SPAN_ID, span_id, out);
+        }
+        wire::encode_fixed64(tag::OBSERVED_TIME_UNIX_NANO, self.observed, out);
+        wire::encode_string(tag::EVENT_NAME, self.event_name, out);
+        EncodedRecord {
+            bytes: out.as_slice().into(),
+            split,
+            scope: self.scope,
+        }
+    }
+
+    /// Whether the event's field `field` is kept as an attribute, under the count limit.
+    fn keep(&mut self, field: &Field) -> bool {
+        if self.from_log && field.name().starts_with("log.") {
+            return false;
+        }
+        if self.kept >= self.limits.count {
+            self.dropped += 1;
+            return false;
+        }
+        self.kept += 1;
+        self.scratch.keys.push(field.name());
+        true
+    }
+
+    /// A string field of the event, cut to the value length limit on a char boundary.
+    fn field_str(&mut self, field: &Field, text: &str) {
+        if field.name() == MESSAGE {
+            return self.body_str(text);
+        }
+        if self.keep(field) {
+            let text = match self.limits.value_length {
+                Some(max) => match text.char_indices().nth(max) {
+                    Some((end, _)) => &text[..end],
+                    None => text,
+                },
+                None => text,
+            };
+            wire::encode_str_attribute(field.name(), text, &mut self.scratch.attributes);
+        }
+    }
+
+    /// A field whose value is formatted first (`Debug`, `Display`, a number too large for i64).
+    fn field_fmt(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let mut text = std::mem::take(&mut self.scratch.text);
+        text.clear();
+        let _ = text.write_fmt(value);
+        self.field_str(field, &text);
+        self.scratch.text = text;
+    }
+
+    fn field_value(&mut self, field: &Field, value: &AnyValue) {
+        if self.keep(field) {
+            wire::encode_attribute(field.name(), value, &mut self.scratch.attributes);
+        }
+    }
+}
+
+impl Visit for RecordWriter<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field_str(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field_fmt(field, format_args!("{value:?}"));
     }
 
     fn record_error(&mut self, _field: &Field, value: &(dyn std::error::Error + 'static)) {
         // `&dyn Error` erases the concrete type, so `exception.type` cannot be known here.
-        self.record.add_attribute(
-            Key::from_static_str("exception.message"),
-            string(value.to_string()),
-        );
+        let mut text = std::mem::take(&mut self.scratch.text);
+        text.clear();
+        let _ = write!(text, "{value}");
+        self.str_attribute("exception.message", &text);
+        self.scratch.keys.push("exception.message");
+        self.scratch.text = text;
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.attribute(field, AnyValue::Int(value));
+        self.field_value(field, &AnyValue::Int(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.attribute(field, u64_value(value));
+        match i64::try_from(value) {
+            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Err(_) => self.field_fmt(field, format_args!("{value}")),
+        }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int);
-        self.attribute(field, value);
+        match i64::try_from(value) {
+            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Err(_) => self.field_fmt(field, format_args!("{value}")),
+        }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = i64::try_from(value).map_or_else(|_| string(value.to_string()), AnyValue::Int);
-        self.attribute(field, value);
+        match i64::try_from(value) {
+            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Err(_) => self.field_fmt(field, format_args!("{value}")),
+        }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.attribute(field, AnyValue::Double(value));
+        self.field_value(field, &AnyValue::Double(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.attribute(field, AnyValue::Boolean(value));
+        self.field_value(field, &AnyValue::Boolean(value));
     }
 }

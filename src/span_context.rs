@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 
 use crate::fields;
 use crate::handover::Handover;
-use crate::pipeline::encode::{self, EncodedResource};
+use crate::wire::{self, tag};
 
 /// The `zenml.*` fields one span sets (or, once resolved, that a span sees from its scope).
 #[derive(Debug, Default, Clone)]
@@ -217,7 +217,8 @@ pub(crate) struct Resolved {
 
 impl Resolved {
     pub(crate) fn new(fields: SpanFields, run: Arc<Run>) -> Self {
-        let encoded = encode::record_attributes(&fields.attributes);
+        let encoded =
+            wire::record_attributes(fields.attributes.iter().map(|(k, v)| (k.as_str(), v)));
         Self {
             fields,
             run,
@@ -235,9 +236,8 @@ impl Resolved {
         Self::new(fields, run)
     }
 
-    /// The record attributes every record in this context carries, after its own (over gRPC,
-    /// where opentelemetry-otlp encodes).
-    #[cfg(any(feature = "grpc", test))]
+    /// The record attributes every record in this context carries, after its own.
+    #[cfg(test)]
     pub(crate) fn attributes(&self) -> &[(Key, AnyValue)] {
         &self.fields.attributes
     }
@@ -254,7 +254,7 @@ impl Resolved {
 pub(crate) struct Run {
     pub(crate) resource: Resource,
     /// The resource as it goes on the wire, encoded by the first batch the run is in.
-    pub(crate) encoded: OnceLock<EncodedResource>,
+    encoded: OnceLock<EncodedResource>,
     /// The pipeline's count of live runs; `None` for the base run outside any.
     gauge: Option<Arc<AtomicU64>>,
 }
@@ -267,6 +267,48 @@ impl Run {
             gauge,
         }
     }
+}
+
+impl Run {
+    /// Whether a batch has encoded the resource yet.
+    #[cfg(test)]
+    pub(crate) fn is_encoded(&self) -> bool {
+        self.encoded.get().is_some()
+    }
+
+    /// The run's `resource` and `schema_url` fields of a `ResourceLogs`, encoded once.
+    pub(crate) fn encoded(&self) -> &EncodedResource {
+        self.encoded.get_or_init(|| {
+            let attributes =
+                opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema::from(
+                    &self.resource,
+                );
+            let resource = opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: attributes.attributes.0,
+                ..Default::default()
+            };
+            let mut encoded = Vec::new();
+            prost::encoding::message::encode(tag::RESOURCE_LOGS_RESOURCE, &resource, &mut encoded);
+            let mut schema_url = Vec::new();
+            wire::encode_string(
+                tag::RESOURCE_LOGS_SCHEMA_URL,
+                attributes.schema_url.as_deref().unwrap_or_default(),
+                &mut schema_url,
+            );
+            EncodedResource {
+                resource: encoded.into_boxed_slice(),
+                schema_url: schema_url.into_boxed_slice(),
+            }
+        })
+    }
+}
+
+/// A run's encoded `resource` field and `schema_url` field: the same for every batch the run
+/// appears in, so encoded once (by its first batch) and kept with the run.
+#[derive(Debug)]
+pub(crate) struct EncodedResource {
+    pub(crate) resource: Box<[u8]>,
+    pub(crate) schema_url: Box<[u8]>,
 }
 
 impl Drop for Run {

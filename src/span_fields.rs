@@ -2,12 +2,10 @@
 //! logged inside the span, values recorded later included. A key is on a record once: an
 //! event's own field wins over the innermost span that has it, which wins over outer spans.
 
-use opentelemetry::logs::{AnyValue, LogRecord as _};
-use opentelemetry::Key;
-use opentelemetry_sdk::logs::SdkLogRecord;
+use opentelemetry::logs::AnyValue;
 use tracing::field::{Field, Visit};
 
-use crate::record;
+use crate::record::{self, RecordWriter};
 
 /// The allowlist: field names to copy, as configured.
 #[derive(Debug, Clone, Default)]
@@ -99,21 +97,14 @@ impl SpanValues {
         }
     }
 
-    /// Adds to `record` each value whose key it does not have yet; call innermost span first.
-    /// Returns the bytes of the strings added, for the queue's byte bound.
-    pub(crate) fn copy_onto(&self, record: &mut SdkLogRecord) -> usize {
-        let mut bytes = 0;
+    /// Adds to `record` each value whose key neither the event nor a span in `copied` (the
+    /// inner ones, which win) has; call innermost span first.
+    pub(crate) fn copy_onto(&self, record: &mut RecordWriter<'_>, copied: &mut Vec<&'static str>) {
         for (name, value) in &self.0 {
-            let present = record
-                .attributes_iter()
-                .any(|(key, _)| key.as_str() == *name);
-            if !present {
-                if let AnyValue::String(text) = value {
-                    bytes += text.as_str().len();
-                }
-                record.add_attribute(Key::from_static_str(name), value.clone());
+            if !record.has_field(name) && !copied.contains(name) {
+                record.attribute(name, value);
+                copied.push(name);
             }
         }
-        bytes
     }
 }

@@ -1,34 +1,46 @@
-//! OTLP/gRPC: opentelemetry-otlp's tonic client and its own encoding, one request per run in a
-//! batch, on a tokio runtime the crate owns (tonic needs one; users may have none).
+//! OTLP/gRPC, ours end to end as OTLP/HTTP is: a batch is encoded once as one request (a
+//! `ResourceLogs` per run, `pipeline::encode`) and sent as it is through tonic's client with a
+//! pass-through codec, on a tokio runtime the crate owns (tonic needs one; users may have
+//! none). Retries, `RetryInfo`, splitting and the order of a run's requests are the pipeline's,
+//! as over HTTP; tonic compresses.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use opentelemetry::logs::LogRecord as _;
-use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
+use bytes::{Buf as _, BufMut as _};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
-use http::{HeaderName, HeaderValue};
-
-use crate::config::{Compression, Settings, HEADER_VARIABLES};
-use crate::pipeline::encode::DEFAULT_SCOPE;
-use crate::pipeline::retry::{self, Failure, Retry};
-use crate::pipeline::{same_run, QueuedRecord};
+use super::{Lane, Sent};
+use crate::config::{Compression, Settings};
+use crate::pipeline::encode::Encoder as RequestEncoder;
+use crate::pipeline::retry::{Failure, Retry};
+use crate::pipeline::QueuedRecord;
 use crate::Error;
 
-/// One sender's OTLP/gRPC exporter.
+/// The one method of OTLP's logs service.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// One sender's OTLP/gRPC exporter; the lanes share one channel (one HTTP/2 connection) and
+/// one runtime.
 #[derive(Debug)]
 pub(super) struct GrpcLane {
-    exporter: opentelemetry_otlp::LogExporter,
-    /// A one-worker runtime the crate owns, shared by the senders (tonic's connections are
-    /// driven there; each sender `block_on`s its own export).
+    client: tonic::client::Grpc<Channel>,
+    /// A one-worker runtime the crate owns: tonic's connection is driven there; each sender
+    /// `block_on`s its own request.
     runtime: Arc<tokio::runtime::Runtime>,
-    /// The scope records without a target are exported under (the layer always sets one).
-    scope: InstrumentationScope,
+    /// The configured headers, as gRPC metadata.
+    metadata: MetadataMap,
+    encoder: RequestEncoder,
+    timeout: Duration,
+    endpoint: String,
+    max_request_bytes: usize,
 }
 
 impl GrpcLane {
-    /// `lanes` exporters on one runtime.
+    /// `lanes` exporters on one runtime and channel.
     pub(super) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -37,203 +49,250 @@ impl GrpcLane {
             .build()
             .map_err(|e| Error::export("cannot start the gRPC runtime").caused_by(e))?;
         let runtime = Arc::new(runtime);
-        // tonic's lazy channel registers with the runtime it is created in.
-        let _entered = runtime.enter();
-        (0..lanes)
-            .map(|_| {
-                Ok(Self {
-                    exporter: grpc_exporter(settings)?,
-                    runtime: Arc::clone(&runtime),
-                    scope: InstrumentationScope::builder(DEFAULT_SCOPE).build(),
-                })
-            })
-            .collect()
-    }
-
-    /// opentelemetry-otlp encodes these records itself: give them their context's attributes
-    /// (once: it retries internally, on the same batch).
-    pub(super) fn add_context_attributes(records: &mut [QueuedRecord]) {
-        for queued in records.iter_mut() {
-            for (key, value) in queued.context.attributes() {
-                queued.record.add_attribute(key.clone(), value.clone());
-            }
-        }
-    }
-
-    /// One request's records, a request per run (the client carries one resource).
-    pub(super) fn export<'r>(
-        &mut self,
-        request: &[QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
-        retry: &dyn Fn() -> Retry<'r>,
-    ) {
-        let mut rest = request;
-        while !rest.is_empty() {
-            let (group, tail) = rest.split_at(same_run(rest));
-            self.export_group(group, settle, retry);
-            rest = tail;
-        }
-    }
-
-    /// One run's records as one OTLP/gRPC request, sent until delivered or its failure is final;
-    /// halved when the server refuses it as too large (OUT_OF_RANGE, or RESOURCE_EXHAUSTED
-    /// without `RetryInfo`), down to single records.
-    fn export_group<'r>(
-        &mut self,
-        group: &[QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
-        retry: &dyn Fn() -> Retry<'r>,
-    ) {
-        let mut attempts = retry();
-        let result = loop {
-            match self.send(group, &attempts) {
-                Err(failure)
-                    if group.len() > 1 && retry::too_large_grpc_error(&failure.message) =>
-                {
-                    drop(attempts);
-                    let (first, second) = group.split_at(group.len() / 2);
-                    self.export_group(first, settle, retry);
-                    return self.export_group(second, settle, retry);
-                }
-                Err(failure) if attempts.again(&failure) => continue,
-                result => break result,
-            }
+        // A lazy channel registers with the runtime it is created in.
+        let channel = {
+            let _entered = runtime.enter();
+            endpoint(settings)?.connect_lazy()
         };
-        settle(group.len(), result.map_err(|f| f.message));
-    }
-
-    /// Sends one run's records as one OTLP/gRPC request (opentelemetry-otlp's own encoding),
-    /// once it is this batch's turn.
-    fn send(&mut self, group: &[QueuedRecord], attempts: &Retry<'_>) -> Result<u64, Failure> {
-        let batch: Vec<_> = group
-            .iter()
-            .map(|queued| (&queued.record, &self.scope))
-            .collect();
-        attempts.wait_turn()?;
-        self.exporter.set_resource(&group[0].run().resource);
-        let result = self
-            .runtime
-            .block_on(self.exporter.export(LogBatch::new(&batch)));
-        result.map(|()| 0).map_err(|error| {
-            let message = error.to_string();
-            let retryable = retry::retryable_grpc_error(&message);
-            // opentelemetry-otlp honours RetryInfo itself and does not pass it on.
-            Failure {
-                message,
-                retryable,
-                retry_after: None,
+        let mut client = tonic::client::Grpc::new(channel);
+        match settings.compression {
+            Compression::None => {}
+            Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+            #[cfg(feature = "zstd")]
+            Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => {
+                return Err(Error::config(
+                    "compression",
+                    crate::config::missing_feature("zstd"),
+                ))
             }
-        })
+        }
+        let metadata = metadata(settings)?;
+        Ok((0..lanes)
+            .map(|_| Self {
+                client: client.clone(),
+                runtime: Arc::clone(&runtime),
+                metadata: metadata.clone(),
+                encoder: RequestEncoder::default(),
+                timeout: settings.timeout,
+                endpoint: settings.endpoint.clone(),
+                max_request_bytes: settings.max_request_bytes,
+            })
+            .collect())
     }
 
-    pub(super) fn shutdown(&mut self) {
-        let _ = self.exporter.shutdown();
+    /// One call of `LogsService/Export` with an encoded request; the response's bytes.
+    fn call(&mut self, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        let client = &mut self.client;
+        let timeout = self.timeout;
+        self.runtime
+            .block_on(async move {
+                // The channel's own timeout covers the request; this also bounds connecting.
+                tokio::time::timeout(timeout, async {
+                    client
+                        .ready()
+                        .await
+                        .map_err(|e| Status::unavailable(format!("{e}: {}", sources(&e))))?;
+                    let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                    client.unary(request, path, PassThrough).await
+                })
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("the export timed out")))
+            })
+            .map(tonic::Response::into_inner)
+    }
+
+    /// What a gRPC status means for the request: too large (split it), retryable (with the
+    /// server's `RetryInfo` delay) or final. The OTLP spec's retryable codes; RESOURCE_EXHAUSTED
+    /// only with `RetryInfo` — without it, like OUT_OF_RANGE (a message over the server's size
+    /// limit), the same bytes cannot pass, their halves may.
+    fn failed(&self, status: &Status) -> Sent {
+        let retry_after = crate::rpc_status::retry_delay(status.details());
+        let too_large = matches!(status.code(), Code::OutOfRange)
+            || (status.code() == Code::ResourceExhausted && retry_after.is_none());
+        if too_large {
+            return Sent::TooLarge;
+        }
+        let message = format!(
+            "the collector answered {:?} to {}: {}{}",
+            status.code(),
+            self.endpoint,
+            status.message(),
+            sources(status)
+        );
+        // A certificate TLS refuses stays refused, whatever code the transport gave it.
+        let retryable = retryable_code(status.code(), retry_after.is_some())
+            && !message.to_ascii_lowercase().contains("certificate");
+        Sent::Done(Err(Failure {
+            message,
+            retryable,
+            retry_after,
+        }))
     }
 }
 
-fn grpc_exporter(settings: &Settings) -> Result<opentelemetry_otlp::LogExporter, Error> {
-    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
-
-    let precedence = HeaderPrecedence::new(settings);
-    let interceptor = move |mut request: tonic::Request<()>| {
-        let metadata = request.metadata_mut();
-        for name in precedence.suppressed.iter() {
-            metadata.remove(name.as_str());
+impl Lane for GrpcLane {
+    fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
+        let mut body = Vec::with_capacity(records.len() * 256);
+        self.encoder.encode(records, &mut body);
+        if body.len() > self.max_request_bytes {
+            return Sent::TooLarge;
         }
-        for (name, value) in precedence.headers.iter() {
-            let key = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes());
-            let value = tonic::metadata::MetadataValue::try_from(value.as_bytes());
-            if let (Ok(key), Ok(value)) = (key, value) {
+        if let Err(failure) = attempts.wait_turn() {
+            return Sent::Done(Err(failure));
+        }
+        match self.call(body) {
+            Ok(response) => Sent::Done(Ok(super::rejected_in(&response))),
+            Err(status) => self.failed(&status),
+        }
+    }
+
+    fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+}
+
+/// The OTLP spec's retryable gRPC codes.
+fn retryable_code(code: Code, retry_info: bool) -> bool {
+    match code {
+        Code::Unavailable
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::DataLoss => true,
+        Code::ResourceExhausted => retry_info,
+        _ => false,
+    }
+}
+
+/// The causes behind an error, `": "`-separated: tonic's own message ("transport error") leaves
+/// a refused certificate a mystery.
+fn sources(error: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// The channel's endpoint: the URL, timeouts, and TLS for `https://`.
+fn endpoint(settings: &Settings) -> Result<Endpoint, Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+    let invalid = |e| Error::config("endpoint", "not a gRPC endpoint").caused_by(e);
+    let endpoint = Endpoint::from_shared(settings.endpoint.clone())
+        .map_err(invalid)?
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout);
+    if !settings.endpoint.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let tls = match &settings.tls.ca {
+        // A custom CA replaces the default roots.
+        Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+        None => ClientTlsConfig::new().with_enabled_roots(),
+    };
+    let tls = match &settings.tls.identity {
+        Some((cert, key)) => tls.identity(Identity::from_pem(cert, key)),
+        None => tls,
+    };
+    endpoint.tls_config(tls).map_err(invalid)
+}
+
+/// The configured headers as gRPC metadata (names are lowercase, values ASCII there).
+fn metadata(settings: &Settings) -> Result<MetadataMap, Error> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in &settings.headers {
+        let key = MetadataKey::from_bytes(name.as_str().as_bytes());
+        let value = MetadataValue::try_from(value.as_bytes());
+        match (key, value) {
+            (Ok(key), Ok(value)) => {
                 metadata.insert(key, value);
             }
-        }
-        Ok(request)
-    };
-    let mut builder = opentelemetry_otlp::LogExporter::builder()
-        .with_tonic()
-        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-        .with_endpoint(settings.endpoint.clone())
-        .with_timeout(settings.timeout)
-        .with_retry_policy(retry_policy())
-        .with_interceptor(interceptor);
-    if settings.endpoint.starts_with("https://") {
-        let tls = match &settings.tls.ca {
-            // A custom CA replaces the default roots.
-            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
-            None => ClientTlsConfig::new().with_enabled_roots(),
-        };
-        let tls = match &settings.tls.identity {
-            Some((cert, key)) => tls.identity(Identity::from_pem(cert, key)),
-            None => tls,
-        };
-        builder = builder.with_tls_config(tls);
-    }
-    if let Some(compression) = compression(settings.compression) {
-        builder = builder.with_compression(compression);
-    }
-    builder.build().map_err(build_error("endpoint"))
-}
-
-fn compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
-    match compression {
-        Compression::None => None,
-        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-        Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
-    }
-}
-
-fn build_error(field: &str) -> impl Fn(opentelemetry_otlp::ExporterBuildError) -> Error + '_ {
-    move |e| Error::config(field, "the exporter cannot be built with it").caused_by(e)
-}
-
-/// opentelemetry-otlp also reads `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS` and lets them override
-/// what it was given. Our precedence is explicit > environment, resolved in the config, so
-/// every request gets exactly the resolved headers: names that only the environment set are
-/// removed, ours are (re)inserted.
-#[derive(Clone)]
-struct HeaderPrecedence {
-    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
-    suppressed: Arc<Vec<HeaderName>>,
-}
-
-impl HeaderPrecedence {
-    fn new(settings: &Settings) -> Self {
-        let ours: Vec<&HeaderName> = settings.headers.iter().map(|(name, _)| name).collect();
-        let suppressed = HEADER_VARIABLES
-            .iter()
-            .filter_map(|name| std::env::var(name).ok())
-            .flat_map(|value| {
-                value
-                    .split(',')
-                    .filter_map(|entry| Some(entry.split_once('=')?.0.to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .filter(|name| !ours.contains(&name))
-            .collect();
-        Self {
-            headers: Arc::new(settings.headers.clone()),
-            suppressed: Arc::new(suppressed),
+            _ => {
+                return Err(Error::config(
+                    "headers",
+                    format!("`{name}` cannot be sent as gRPC metadata"),
+                ))
+            }
         }
     }
+    Ok(metadata)
 }
 
-impl std::fmt::Debug for HeaderPrecedence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Names only: values are credentials.
-        f.debug_struct("HeaderPrecedence")
-            .field(
-                "headers",
-                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .field("suppressed", &self.suppressed)
-            .finish()
+/// A codec that sends the request's bytes as they are and returns the response's: the request
+/// is already OTLP protobuf (`pipeline::encode`).
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThrough;
+
+impl Codec for PassThrough {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = PassThrough;
+    type Decoder = PassThrough;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PassThrough
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PassThrough
     }
 }
 
-/// Retries bounded by the export timeout alone: the default policy stops after three retries
-/// (about a second), which would fail a batch during a short collector restart although the
-/// user allowed `export_timeout_millis` for it.
-fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
-    opentelemetry_otlp::RetryPolicy::recommended().with_max_retries(usize::MAX)
+impl Encoder for PassThrough {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PassThrough {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut bytes = vec![0; src.remaining()];
+        src.copy_to_slice(&mut bytes);
+        Ok(Some(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_are_classified_as_the_spec_says() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Aborted,
+            Code::DataLoss,
+        ] {
+            assert!(retryable_code(code, false), "{code:?}");
+        }
+        assert!(retryable_code(Code::ResourceExhausted, true));
+        for code in [
+            Code::ResourceExhausted,
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unknown,
+            Code::Internal,
+        ] {
+            assert!(!retryable_code(code, false), "{code:?}");
+        }
+    }
 }

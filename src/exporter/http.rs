@@ -11,6 +11,8 @@ use crate::config::{Compression, Protocol, Settings};
 use crate::pipeline::encode::Encoder;
 use crate::pipeline::retry::{self, Failure, Retry};
 use crate::pipeline::QueuedRecord;
+
+use super::{Lane, Sent};
 use crate::Error;
 
 /// One sender's OTLP/HTTP exporter; the lanes share one HTTP client (one connection pool).
@@ -41,60 +43,6 @@ impl HttpLane {
                 max_request_bytes: settings.max_request_bytes,
             })
             .collect())
-    }
-
-    /// One request, sent until it is delivered or its failure is final; halved when its body
-    /// came out larger than the limit (OTLP/JSON is larger than the protobuf the requests were
-    /// cut by) or the collector refused it as too large (HTTP 413), down to single records.
-    pub(super) fn export<'r>(
-        &mut self,
-        records: &mut [QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
-        retry: &dyn Fn() -> Retry<'r>,
-    ) {
-        let mut attempts = retry();
-        let result = loop {
-            match self.send(records, &attempts) {
-                Sent::TooLarge if records.len() > 1 => {
-                    drop(attempts);
-                    let (first, second) = records.split_at_mut(records.len() / 2);
-                    self.export(first, settle, retry);
-                    return self.export(second, settle, retry);
-                }
-                Sent::TooLarge => {
-                    break Err(format!(
-                        "one record's request is larger than max_export_batch_bytes ({}) or \
-                         than the collector takes",
-                        self.max_request_bytes
-                    ))
-                }
-                Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
-                Sent::Done(result) => break result.map_err(|f| f.message),
-            }
-        };
-        settle(records.len(), result);
-    }
-
-    /// Sends `records` as one OTLP/HTTP request, once it is this batch's turn.
-    fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
-        let body = match prepare_body(
-            &mut self.encoder,
-            records,
-            self.json,
-            self.compression,
-            self.max_request_bytes,
-        ) {
-            Ok(Some(body)) => body,
-            Ok(None) => return Sent::TooLarge,
-            Err(message) => return Sent::Done(Err(final_failure(message))),
-        };
-        if let Err(failure) = attempts.wait_turn() {
-            return Sent::Done(Err(failure));
-        }
-        match self.post(body) {
-            Ok(response) => self.answered(response),
-            Err(error) => Sent::Done(Err(transport_failure(&error))),
-        }
     }
 
     fn post(&self, body: PreparedBody) -> reqwest::Result<reqwest::blocking::Response> {
@@ -143,6 +91,33 @@ impl HttpLane {
             retryable: retry::retryable_status(status.as_u16()),
             retry_after,
         }))
+    }
+}
+
+impl Lane for HttpLane {
+    fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
+        let body = match prepare_body(
+            &mut self.encoder,
+            records,
+            self.json,
+            self.compression,
+            self.max_request_bytes,
+        ) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Sent::TooLarge,
+            Err(message) => return Sent::Done(Err(final_failure(message))),
+        };
+        if let Err(failure) = attempts.wait_turn() {
+            return Sent::Done(Err(failure));
+        }
+        match self.post(body) {
+            Ok(response) => self.answered(response),
+            Err(error) => Sent::Done(Err(transport_failure(&error))),
+        }
+    }
+
+    fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
     }
 }
 
@@ -225,16 +200,8 @@ fn prepare_body(
     Ok(Some(PreparedBody { bytes, encoding }))
 }
 
-/// How one OTLP/HTTP request ended.
-enum Sent {
-    Done(Result<u64, Failure>),
-    /// Larger than the limit, or refused by the collector as too large: to be split.
-    TooLarge,
-}
-
 /// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
 fn rejected_records(json: bool, body: &[u8]) -> u64 {
-    use prost::Message as _;
     if body.is_empty() {
         return 0;
     }
@@ -248,10 +215,7 @@ fn rejected_records(json: bool, body: &[u8]) -> u64 {
             other => other.as_u64().unwrap_or(0),
         }
     } else {
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(body)
-            .ok()
-            .and_then(|r| r.partial_success)
-            .map_or(0, |p| p.rejected_log_records.max(0) as u64)
+        super::rejected_in(body)
     }
 }
 

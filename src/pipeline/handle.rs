@@ -31,8 +31,7 @@ pub struct ExportStats {
     pub dropped: u64,
     /// Records sent in requests that failed after the exporter's retries.
     pub failed: u64,
-    /// Records the collector answered as rejected in a partial success (OTLP/HTTP; gRPC
-    /// responses are not visible through opentelemetry-otlp).
+    /// Records the collector answered as rejected in a partial success (over every protocol).
     pub rejected: u64,
     /// Records too large for any request (`max_export_batch_bytes`), exported with their
     /// longest strings cut to fit and marked with `zenml_otel.truncated_bytes`. They are also

@@ -5,12 +5,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _};
-use opentelemetry::{Key, StringValue};
-use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
 
-use super::encode::{group_overhead, record_size, scope_name};
+use super::encode::{group_overhead, record_size};
 use super::QueuedRecord;
+use crate::record::EncodedRecord;
 
 /// The attribute a truncated record carries: how many bytes of its strings were cut.
 pub(crate) const TRUNCATED_BYTES: &str = "zenml_otel.truncated_bytes";
@@ -27,7 +27,7 @@ pub(crate) fn requests(records: &[QueuedRecord], max: usize) -> Vec<Range<usize>
         let opens_group = |from: usize| {
             i == from
                 || !Arc::ptr_eq(queued.run(), records[i - 1].run())
-                || scope_name(&queued.record) != scope_name(&records[i - 1].record)
+                || queued.record.scope() != records[i - 1].record.scope()
         };
         let cost = |from| {
             record_size(queued)
@@ -51,53 +51,73 @@ pub(crate) fn requests(records: &[QueuedRecord], max: usize) -> Vec<Range<usize>
 
 /// Truncates each record that would not fit a request of `max` bytes on its own; returns how
 /// many were.
-pub(crate) fn fit_oversized(records: &mut [QueuedRecord], max: usize, logger: &SdkLogger) -> u64 {
+pub(crate) fn fit_oversized(records: &mut [QueuedRecord], max: usize) -> u64 {
     let mut truncated = 0;
     for queued in records {
         let budget = max.saturating_sub(group_overhead(queued) + MARK_ROOM);
-        let mut cut_total = 0;
-        // A cut can shorten a length varint less than hoped: measure again, a few times.
-        for _ in 0..4 {
-            let size = record_size(queued);
-            if size <= budget {
-                break;
-            }
-            let Some((record, cut)) = truncated_copy(&queued.record, size - budget, logger) else {
-                break;
-            };
-            queued.record = record;
-            cut_total += cut;
-        }
-        if cut_total > 0 {
-            queued.record.add_attribute(
-                Key::from_static_str(TRUNCATED_BYTES),
-                AnyValue::Int(cut_total as i64),
-            );
+        if record_size(queued) > budget && truncate(queued, budget) {
             truncated += 1;
         }
     }
     truncated
 }
 
-/// The record with `excess` bytes cut from its longest strings (body and string attributes),
-/// each on a char boundary, and how many bytes were cut; `None` when it has nothing to cut.
-fn truncated_copy(
-    record: &SdkLogRecord,
-    excess: usize,
-    logger: &SdkLogger,
-) -> Option<(SdkLogRecord, usize)> {
-    let mut strings: Vec<String> = record
-        .body()
-        .into_iter()
-        .chain(record.attributes_iter().map(|(_, value)| value))
-        .filter_map(|value| match value {
-            AnyValue::String(s) => Some(s.as_str().to_owned()),
+/// Cuts the record's longest strings until it fits `budget` and marks it; `false` when it has
+/// nothing to cut (or cannot be read back, which the layer's encoding rules out).
+fn truncate(queued: &mut QueuedRecord, budget: usize) -> bool {
+    let Ok(mut record) = queued.record.to_proto() else {
+        return false;
+    };
+    let mut cut_total = 0;
+    // A cut can shorten a length varint less than hoped: measure again, a few times.
+    for _ in 0..4 {
+        let size = record_size(queued);
+        if size <= budget {
+            break;
+        }
+        let cut = cut_strings(&mut record, size - budget);
+        if cut == 0 {
+            break;
+        }
+        cut_total += cut;
+        queued.record = EncodedRecord::from_proto(&record, queued.record.scope().to_owned().into());
+    }
+    if cut_total == 0 {
+        return false;
+    }
+    record.attributes.push(KeyValue {
+        key: TRUNCATED_BYTES.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(cut_total as i64)),
+        }),
+        ..KeyValue::default()
+    });
+    queued.record = EncodedRecord::from_proto(&record, queued.record.scope().to_owned().into());
+    true
+}
+
+/// Cuts `excess` bytes from the record's longest strings (body and string attributes), each on
+/// a char boundary; returns how many bytes were cut.
+fn cut_strings(record: &mut ProtoRecord, excess: usize) -> usize {
+    let mut strings: Vec<&mut String> = record
+        .body
+        .iter_mut()
+        .chain(
+            record
+                .attributes
+                .iter_mut()
+                .filter_map(|kv| kv.value.as_mut()),
+        )
+        .filter_map(|value| match &mut value.value {
+            Some(Value::StringValue(s)) => Some(s),
             _ => None,
         })
         .collect();
     let mut cut = 0;
     while cut < excess {
-        let longest = strings.iter_mut().max_by_key(|s| s.len())?;
+        let Some(longest) = strings.iter_mut().max_by_key(|s| s.len()) else {
+            break;
+        };
         if longest.is_empty() {
             break;
         }
@@ -108,43 +128,5 @@ fn truncated_copy(
         cut += longest.len() - end;
         longest.truncate(end);
     }
-    if cut == 0 {
-        return None;
-    }
-    let mut strings = strings.into_iter();
-    let mut next_string = |value: &AnyValue| match value {
-        AnyValue::String(_) => strings
-            .next()
-            .map_or_else(|| value.clone(), |s| AnyValue::String(StringValue::from(s))),
-        other => other.clone(),
-    };
-    let mut copy = logger.create_log_record();
-    if let Some(time) = record.timestamp() {
-        copy.set_timestamp(time);
-    }
-    if let Some(time) = record.observed_timestamp() {
-        copy.set_observed_timestamp(time);
-    }
-    if let Some(severity) = record.severity_number() {
-        copy.set_severity_number(severity);
-    }
-    if let Some(text) = record.severity_text() {
-        copy.set_severity_text(text);
-    }
-    if let Some(target) = record.target() {
-        copy.set_target(target.clone());
-    }
-    if let Some(name) = record.event_name() {
-        copy.set_event_name(name);
-    }
-    if let Some(trace) = record.trace_context() {
-        copy.set_trace_context(trace.trace_id, trace.span_id, trace.trace_flags);
-    }
-    if let Some(body) = record.body() {
-        copy.set_body(next_string(body));
-    }
-    for (key, value) in record.attributes_iter() {
-        copy.add_attribute(key.clone(), next_string(value));
-    }
-    Some((copy, cut))
+    cut
 }

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// First wait after an export failed (opentelemetry-otlp has already retried within the export
-/// timeout by then), doubled per attempt up to [`MAX_BACKOFF`], as the Collector's
+/// First wait after an export failed, doubled per attempt up to [`MAX_BACKOFF`], as the Collector's
 /// `retry_on_failure` does.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -161,41 +160,8 @@ pub(crate) fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
-/// Whether opentelemetry-otlp's gRPC error may succeed when sent again: the codes the OTLP spec
-/// calls retryable. RESOURCE_EXHAUSTED is retried only with the server's `RetryInfo`, which
-/// opentelemetry-otlp already does; without it, like OUT_OF_RANGE (a message over the server's
-/// size limit), sending the same bytes again cannot help.
-#[cfg(feature = "grpc")]
-pub(crate) fn retryable_grpc_error(message: &str) -> bool {
-    const RETRYABLE: &[&str] = &[
-        "Unavailable",
-        "Cancelled",
-        "DeadlineExceeded",
-        "Aborted",
-        "DataLoss",
-    ];
-    // The transport's cause comes after the code: a certificate TLS refuses stays refused.
-    if message.to_ascii_lowercase().contains("certificate") {
-        return false;
-    }
-    let code = message
-        .split("gRPC code: ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_alphanumeric()).next());
-    code.map_or_else(|| is_timeout(message), |code| RETRYABLE.contains(&code))
-}
-
-/// Whether a gRPC error says the message was too large for the server: OUT_OF_RANGE (tonic's
-/// answer past its size limit) or RESOURCE_EXHAUSTED (left after opentelemetry-otlp's retries,
-/// so without `RetryInfo`).
-#[cfg(feature = "grpc")]
-pub(crate) fn too_large_grpc_error(message: &str) -> bool {
-    ["gRPC code: OutOfRange", "gRPC code: ResourceExhausted"]
-        .iter()
-        .any(|code| message.contains(code))
-}
-
-/// opentelemetry-otlp's own deadline for one export ran out.
+/// The HTTP client's deadline for one export ran out.
+#[cfg(feature = "http-proto")]
 pub(crate) fn is_timeout(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     lower.contains("timed out") || lower.contains("timeout")
@@ -204,30 +170,6 @@ pub(crate) fn is_timeout(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    #[cfg(feature = "grpc")]
-    fn grpc_codes_are_classified_as_the_spec_says() {
-        let error = |code: &str| {
-            format!("Operation failed: TonicLogsClient export failed with gRPC code: {code}")
-        };
-        for code in ["Unavailable", "DeadlineExceeded", "Cancelled", "Aborted"] {
-            assert!(retryable_grpc_error(&error(code)), "{code}");
-        }
-        for code in [
-            "OutOfRange",
-            "ResourceExhausted",
-            "InvalidArgument",
-            "Unauthenticated",
-            "Unknown",
-            "Internal",
-        ] {
-            assert!(!retryable_grpc_error(&error(code)), "{code}");
-        }
-        assert!(retryable_grpc_error("export timed out"));
-        let tls = error("Unavailable: transport error: invalid peer certificate: UnknownIssuer");
-        assert!(!retryable_grpc_error(&tls));
-    }
 
     #[test]
     fn a_final_failure_is_not_retried_and_stop_ends_the_wait() {

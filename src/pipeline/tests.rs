@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
-use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::Resource;
 
 use super::retry::{Failure, Retry};
 use super::{start, Emitter, Export, LogStoreHandle, QueuedRecord};
+use crate::record::{with_scratch, RecordWriter};
 use crate::span_context::{Resolved, Run};
 use crate::OtelLogStoreConfig;
 
@@ -59,8 +58,10 @@ impl Export for Mock {
 }
 
 fn body(queued: &QueuedRecord) -> String {
-    match queued.record.body() {
-        Some(opentelemetry::logs::AnyValue::String(text)) => text.to_string(),
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let record = queued.record.to_proto().expect("our encoding reads back");
+    match record.body.and_then(|body| body.value) {
+        Some(Value::StringValue(text)) => text,
         other => format!("{other:?}"),
     }
 }
@@ -126,16 +127,14 @@ impl Pipeline {
     }
 
     fn emit(&self, bodies: impl IntoIterator<Item = usize>) {
-        let logger = SdkLoggerProvider::builder().build().logger("test");
         for i in bodies {
-            let mut record = logger.create_log_record();
-            record.set_body(i.to_string().into());
-            self.emitter.emit(QueuedRecord {
-                context: Arc::clone(&self.context),
-                record,
-                dropped_attributes: 0,
-                size: 64,
+            let record = with_scratch(|scratch| {
+                let mut record = RecordWriter::new(scratch, 1, 1);
+                record.body(&i.to_string().into());
+                record.finish(0)
             });
+            self.emitter
+                .emit(QueuedRecord::new(Arc::clone(&self.context), record));
         }
     }
 

@@ -13,8 +13,6 @@ use super::ledger::Outcome;
 use super::retry::Retry;
 use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
-use opentelemetry::logs::LoggerProvider as _;
-use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 
 /// One batch of records, of any runs.
 struct Job {
@@ -105,8 +103,6 @@ impl Coordinator {
                     transport,
                     max_request_bytes: settings.max_request_bytes,
                     retry_window: settings.retry_window,
-                    // Only a record factory, for the copies of truncated records.
-                    logger: SdkLoggerProvider::builder().build().logger("zenml-otel"),
                     jobs: job_queue.clone(),
                     shared: Arc::clone(&shared),
                     progress: Arc::clone(&progress),
@@ -258,7 +254,6 @@ struct Lane {
     max_request_bytes: usize,
     /// How long a request that failed with a retryable error is tried again.
     retry_window: Duration,
-    logger: SdkLogger,
     jobs: Receiver<Job>,
     shared: Arc<Shared>,
     progress: Arc<Progress>,
@@ -291,8 +286,7 @@ impl Lane {
         shared
             .outage
             .wait_behind_older(job.seq, &shared.shutdown_requested);
-        let truncated =
-            super::limit::fit_oversized(&mut job.records, self.max_request_bytes, &self.logger);
+        let truncated = super::limit::fit_oversized(&mut job.records, self.max_request_bytes);
         ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
         let mut failure = None;
         let window = self.retry_window;

@@ -14,6 +14,7 @@ use prost::Message;
 use tokio::sync::{watch, Notify};
 
 use super::Shared;
+use crate::rpc_status::{ProtoAny, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 
 /// A failure the [`OtlpReceiver`](super::OtlpReceiver) simulates, for testing how an exporter
 /// copes with an unhealthy collector.
@@ -248,42 +249,6 @@ pub(super) fn message(status: StatusCode) -> String {
     format!("simulated fault: HTTP {status}")
 }
 
-/// `google.rpc.Status` (error bodies of OTLP/HTTP, `grpc-status-details-bin` of gRPC).
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// The protobuf `google.rpc.Status` body of an OTLP/HTTP error response.
 pub(super) fn status_body_protobuf(status: StatusCode) -> Vec<u8> {
     RpcStatus {
@@ -321,7 +286,7 @@ pub(super) fn grpc_status(status: StatusCode, retry_after: Option<u64>) -> tonic
         code: code as i32,
         message: message.clone(),
         details: vec![ProtoAny {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+            type_url: RETRY_INFO_TYPE.to_owned(),
             value: retry_info.encode_to_vec(),
         }],
     };

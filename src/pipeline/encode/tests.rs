@@ -1,5 +1,5 @@
-//! The encoder against the reference: opentelemetry-proto's conversion of the same records
-//! (what opentelemetry-otlp sends), request by request, byte for byte.
+//! The record writer and the encoder against the reference: opentelemetry-proto's conversion
+//! of the same records (what opentelemetry-otlp sends), request by request, byte for byte.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,8 +17,9 @@ use opentelemetry_sdk::Resource;
 use proptest::prelude::*;
 use prost::Message as _;
 
-use super::{Encoder, DEFAULT_SCOPE};
-use crate::pipeline::{same_run, QueuedRecord};
+use super::Encoder;
+use crate::pipeline::QueuedRecord;
+use crate::record::{with_scratch, RecordWriter, DEFAULT_SCOPE};
 use crate::span_context::{Resolved, Run};
 
 const SEVERITIES: [Severity; 24] = [
@@ -162,51 +163,98 @@ fn plain(runs: &[Arc<Run>]) -> Vec<Arc<Resolved>> {
     runs.iter().map(context).collect()
 }
 
+/// A record as the layer queues it (written by `RecordWriter`) and, built from the same spec,
+/// as the SDK holds it (the reference's input).
+struct Built {
+    queued: QueuedRecord,
+    sdk: SdkLogRecord,
+    dropped: u32,
+}
+
 /// `spec.run` picks the record's context.
-fn build(specs: &[Spec], contexts: &[Arc<Resolved>]) -> Vec<QueuedRecord> {
-    let provider = SdkLoggerProvider::builder().build();
-    let logger = provider.logger("test");
+fn build(specs: &[Spec], contexts: &[Arc<Resolved>]) -> Vec<Built> {
     specs
         .iter()
-        .map(|spec| {
-            let mut record = logger.create_log_record();
-            if let Some(t) = spec.timestamp {
-                record.set_timestamp(UNIX_EPOCH + Duration::from_nanos(t));
-            }
-            record.set_observed_timestamp(UNIX_EPOCH + Duration::from_nanos(spec.observed));
-            if let Some(s) = spec.severity {
-                record.set_severity_number(SEVERITIES[s]);
-            }
-            if let Some(text) = spec.severity_text {
-                record.set_severity_text(text);
-            }
-            if let Some(body) = &spec.body {
-                record.set_body(body.clone());
-            }
-            for (key, value) in &spec.attributes {
-                record.add_attribute(Key::from(key.clone()), value.clone());
-            }
-            if let Some(target) = &spec.target {
-                record.set_target(Cow::Owned(target.clone()));
-            }
-            if let Some((trace_id, span_id, flags)) = spec.trace {
-                record.set_trace_context(
-                    TraceId::from(trace_id),
-                    SpanId::from(span_id),
-                    flags.map(TraceFlags::new),
-                );
-            }
-            if let Some(name) = spec.event_name {
-                record.set_event_name(name);
-            }
-            QueuedRecord {
-                context: Arc::clone(&contexts[spec.run]),
-                record,
-                dropped_attributes: spec.dropped,
-                size: 0,
-            }
+        .map(|spec| Built {
+            queued: QueuedRecord::new(Arc::clone(&contexts[spec.run]), written(spec)),
+            sdk: sdk_record(spec),
+            dropped: spec.dropped,
         })
         .collect()
+}
+
+fn written(spec: &Spec) -> crate::record::EncodedRecord {
+    with_scratch(|scratch| {
+        let mut record = RecordWriter::new(scratch, spec.timestamp.unwrap_or(0), spec.observed);
+        record.severity(
+            spec.severity.map_or(0, |s| SEVERITIES[s] as i32),
+            spec.severity_text.unwrap_or_default(),
+        );
+        if let Some(body) = &spec.body {
+            record.body(body);
+        }
+        for (key, value) in &spec.attributes {
+            record.attribute(key, value);
+        }
+        if let Some(target) = &spec.target {
+            record.scope(Cow::Owned(target.clone()));
+        }
+        if let Some((trace_id, span_id, flags)) = spec.trace {
+            record.trace(
+                flags.unwrap_or(0),
+                trace_id.to_be_bytes(),
+                span_id.to_be_bytes(),
+            );
+        }
+        if let Some(name) = spec.event_name {
+            record.event_name(name);
+        }
+        record.finish(spec.dropped)
+    })
+}
+
+fn sdk_record(spec: &Spec) -> SdkLogRecord {
+    let provider = SdkLoggerProvider::builder().build();
+    let mut record = provider.logger("test").create_log_record();
+    if let Some(t) = spec.timestamp {
+        record.set_timestamp(UNIX_EPOCH + Duration::from_nanos(t));
+    }
+    record.set_observed_timestamp(UNIX_EPOCH + Duration::from_nanos(spec.observed));
+    if let Some(s) = spec.severity {
+        record.set_severity_number(SEVERITIES[s]);
+    }
+    if let Some(text) = spec.severity_text {
+        record.set_severity_text(text);
+    }
+    if let Some(body) = &spec.body {
+        record.set_body(body.clone());
+    }
+    for (key, value) in &spec.attributes {
+        record.add_attribute(Key::from(key.clone()), value.clone());
+    }
+    if let Some(target) = &spec.target {
+        record.set_target(Cow::Owned(target.clone()));
+    }
+    if let Some((trace_id, span_id, flags)) = spec.trace {
+        record.set_trace_context(
+            TraceId::from(trace_id),
+            SpanId::from(span_id),
+            flags.map(TraceFlags::new),
+        );
+    }
+    if let Some(name) = spec.event_name {
+        record.set_event_name(name);
+    }
+    record
+}
+
+/// The queued records, for the encoder, and the SDK's, for the reference, in the same order.
+fn split(built: Vec<Built>) -> (Vec<QueuedRecord>, Vec<Built>) {
+    let records = built
+        .iter()
+        .map(|b| QueuedRecord::new(Arc::clone(&b.queued.context), b.queued.record.clone()))
+        .collect();
+    (records, built)
 }
 
 fn ours(records: &mut [QueuedRecord]) -> Vec<u8> {
@@ -216,20 +264,25 @@ fn ours(records: &mut [QueuedRecord]) -> Vec<u8> {
 }
 
 /// What opentelemetry-otlp would send, one `ResourceLogs` per run in the order the runs come,
-/// scopes in order of first appearance (it groups them in a `HashMap`).
-fn reference(records: &[QueuedRecord]) -> Vec<u8> {
+/// scopes in order of first appearance (it groups them in a `HashMap`), each scope's records in
+/// their order.
+fn reference(records: &[Built]) -> Vec<u8> {
     let scope = InstrumentationScope::builder(DEFAULT_SCOPE).build();
     let mut resource_logs = Vec::new();
     let mut rest = records;
     while !rest.is_empty() {
-        let (group, tail) = rest.split_at(same_run(rest));
-        let first = &group[0];
+        let first_run = rest[0].queued.run();
+        let n = rest
+            .iter()
+            .take_while(|b| Arc::ptr_eq(b.queued.run(), first_run))
+            .count();
+        let (group, tail) = rest.split_at(n);
         // The context's attributes, as opentelemetry-otlp would get them: on the record.
         let with_context: Vec<SdkLogRecord> = group
             .iter()
-            .map(|q| {
-                let mut record = q.record.clone();
-                for (key, value) in q.context.attributes() {
+            .map(|b| {
+                let mut record = b.sdk.clone();
+                for (key, value) in b.queued.context.attributes() {
                     record.add_attribute(key.clone(), value.clone());
                 }
                 record
@@ -237,16 +290,17 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
             .collect();
         let batch: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             with_context.iter().map(|r| (r, &scope)).collect();
-        let resource = ResourceAttributesWithSchema::from(&first.run().resource);
+        let resource = ResourceAttributesWithSchema::from(&first_run.resource);
         let mut converted = group_logs_by_resource_and_scope(&LogBatch::new(&batch), &resource);
-        let mut order: Vec<String> = Vec::new();
-        for q in group {
-            let name = q
-                .record
+        let scope_of = |b: &Built| {
+            b.sdk
                 .target()
-                .map_or(DEFAULT_SCOPE.to_owned(), |t| t.to_string());
-            if !order.contains(&name) {
-                order.push(name);
+                .map_or(DEFAULT_SCOPE.to_owned(), |t| t.to_string())
+        };
+        let mut order: Vec<String> = Vec::new();
+        for b in group {
+            if !order.contains(&scope_of(b)) {
+                order.push(scope_of(b));
             }
         }
         for logs in &mut converted {
@@ -257,15 +311,9 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
             // opentelemetry-proto writes no dropped count: each scope's records in their order.
             for scope_logs in &mut logs.scope_logs {
                 let name = scope_logs.scope.as_ref().unwrap().name.clone();
-                let mut of_scope = group.iter().filter(|q| {
-                    q.record
-                        .target()
-                        .map_or(DEFAULT_SCOPE.to_owned(), |t| t.to_string())
-                        == name
-                });
+                let mut of_scope = group.iter().filter(|b| scope_of(b) == name);
                 for converted in &mut scope_logs.log_records {
-                    converted.dropped_attributes_count =
-                        of_scope.next().unwrap().dropped_attributes;
+                    converted.dropped_attributes_count = of_scope.next().unwrap().dropped;
                 }
             }
         }
@@ -275,9 +323,9 @@ fn reference(records: &[QueuedRecord]) -> Vec<u8> {
     ExportLogsServiceRequest { resource_logs }.encode_to_vec()
 }
 
-fn sorted_by_run(mut records: Vec<QueuedRecord>) -> Vec<QueuedRecord> {
-    records.sort_by_key(|q| Arc::as_ptr(q.run()) as usize);
-    records
+fn sorted_by_run(mut built: Vec<Built>) -> Vec<Built> {
+    built.sort_by_key(|b| Arc::as_ptr(b.queued.run()) as usize);
+    built
 }
 
 proptest! {
@@ -301,12 +349,10 @@ proptest! {
                 Arc::new(Resolved::with_attributes(runs[i / 2].clone(), attributes))
             })
             .collect();
-        let mut records = sorted_by_run(build(&specs, &contexts));
+        let (mut records, built) = split(sorted_by_run(build(&specs, &contexts)));
         let encoded = ours(&mut records);
-        // `encode` regroups each run's records by scope in place; the reference sees the same
-        // order, so this also checks that no record is lost or duplicated by the regrouping.
         prop_assert_eq!(records.len(), specs.len());
-        prop_assert_eq!(encoded, reference(&records));
+        prop_assert_eq!(encoded, reference(&built));
     }
 }
 
@@ -328,7 +374,7 @@ fn records_of_one_scope_keep_their_order_across_scopes() {
             dropped: 0,
         })
         .collect();
-    let mut records = build(&specs, &plain(&runs));
+    let (mut records, _) = split(build(&specs, &plain(&runs)));
     let request = ExportLogsServiceRequest::decode(ours(&mut records).as_slice()).unwrap();
     assert_eq!(request.resource_logs.len(), 1);
     let scopes: Vec<(String, Vec<u64>)> = request.resource_logs[0]
@@ -371,13 +417,13 @@ fn one_request_holds_every_run_once_and_the_resource_is_encoded_once() {
             dropped: 0,
         })
         .collect();
-    let mut records = sorted_by_run(build(&specs, &plain(&runs)));
+    let (mut records, _) = split(sorted_by_run(build(&specs, &plain(&runs))));
     let request = ExportLogsServiceRequest::decode(ours(&mut records).as_slice()).unwrap();
     assert_eq!(request.resource_logs.len(), 3);
     for logs in &request.resource_logs {
         assert_eq!(logs.scope_logs[0].log_records.len(), 10);
     }
-    assert!(runs.iter().all(|run| run.encoded.get().is_some()));
+    assert!(runs.iter().all(|run| run.is_encoded()));
 }
 
 #[test]
@@ -411,7 +457,7 @@ fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
         event_name: None,
         dropped: 0,
     };
-    let mut records = build(&[spec], &plain(&runs));
+    let (mut records, _) = split(build(&[spec], &plain(&runs)));
     let json: serde_json::Value =
         serde_json::from_slice(&super::to_json(&ours(&mut records)).unwrap()).unwrap();
     let record = &json["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
