@@ -39,6 +39,10 @@
 //!   the official bridge pays it for every record, and so do we over gRPC. Over HTTP we encode
 //!   ourselves (src/pipeline/encode.rs); its cost shows in `throughput`'s CPU column for the
 //!   sender threads.
+//! - `compress`: CPU µs and bytes per record of gzip (flate2, levels 1, 3, 6, 9) and zstd
+//!   (levels 1, 3), on one thread, on the request bodies our layer really sends (`--n` records of
+//!   one step, default 20,000, batches of 512, into the in-process receiver), each body
+//!   compressed `--reps` times (default 5); the level our exporter uses is chosen from this.
 //!
 //! The record every case logs, inside a span carrying `zenml.pipeline_run_id`, `zenml.step_id`
 //! and `zenml.source`: `info!(i, rows = 42u64, "step progress")`.
@@ -116,10 +120,11 @@ fn main() {
         "runs" => runs(&opts),
         "bytes" => bytes(&opts),
         "encode" => encode(&opts),
+        "compress" => compress(&opts),
         _ => {
             eprintln!(
                 "usage: cargo run --release --example throughput -- \
-                 <throughput|burst|memory|runs|bytes|encode> [--n N] [--reps R] [--runs 1,8,1000]"
+                 <throughput|burst|memory|runs|bytes|encode|compress> [--n N] [--reps R] [--runs 1,8,1000]"
             );
             std::process::exit(2);
         }
@@ -1226,6 +1231,80 @@ fn encode(opts: &Opts) {
             std::mem::size_of::<opentelemetry_sdk::logs::SdkLogRecord>(),
         ),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What compression costs, per level, on our real request bodies.
+// ---------------------------------------------------------------------------------------------
+
+fn compress(opts: &Opts) {
+    let n = opts.n.unwrap_or(20_000) as usize;
+    let reps = opts.reps.unwrap_or(5);
+    let bodies = request_bodies(n);
+    let raw: usize = bodies.iter().map(Vec::len).sum();
+    let records = n as f64;
+    let mut cases = Vec::new();
+    let mut time = |name: String, compress: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let mut bytes = 0;
+        // One thread, no I/O, nothing waits: wall time is its CPU time.
+        let started = Instant::now();
+        for _ in 0..reps {
+            bytes = bodies
+                .iter()
+                .map(|body| compress(body).len())
+                .sum::<usize>();
+        }
+        let us = started.elapsed().as_secs_f64() * 1e6 / (records * reps as f64);
+        let per_record = bytes as f64 / records;
+        println!("# {name}: {us:.3} CPU-us/record, {per_record:.2} B/record");
+        cases.push(json!({"codec": name, "cpu_us_per_record": us, "bytes_per_record": per_record}));
+    };
+    for level in [1, 3, 6, 9] {
+        time(format!("gzip-{level}"), &|body| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            gz.write_all(body).expect("gzip");
+            gz.finish().expect("gzip")
+        });
+    }
+    for level in [1, 3] {
+        time(format!("zstd-{level}"), &|body| {
+            zstd::bulk::compress(body, level).expect("zstd")
+        });
+    }
+    report(
+        json!({
+            "scenario": "compress", "records": n, "requests": bodies.len(),
+            "protobuf_bytes_per_record": raw as f64 / records, "cases": cases,
+        }),
+        format!(
+            "compress: {} requests, {:.1} protobuf B/record (see the lines above)",
+            bodies.len(),
+            raw as f64 / records
+        ),
+    );
+}
+
+/// The uncompressed protobuf bodies our layer sends for `n` records of one step.
+fn request_bodies(n: usize) -> Vec<Vec<u8>> {
+    let receiver = zenml_otel::testing::OtlpReceiver::start().expect("receiver");
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(receiver.endpoint()),
+        max_queue_size: n,
+        max_queue_bytes: usize::MAX / 2,
+        ..OtelLogStoreConfig::default()
+    })
+    .expect("layer");
+    let handle = layer.handle();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let span = step_span(RUN_ID, STEP_ID);
+        let _entered = span.enter();
+        for i in 0..n {
+            info!(i, rows = 42u64, "step progress");
+        }
+    });
+    handle.force_flush().expect("exported");
+    receiver.requests().into_iter().map(|r| r.raw).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

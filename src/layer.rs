@@ -14,9 +14,9 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
 
+use crate::batch::{self, Emitter, QueuedRecord};
 use crate::handover::Handover;
 use crate::panic_hook;
-use crate::pipeline::{self, Emitter, QueuedRecord};
 use crate::record::{self, AttributeLimits, RecordWriter};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
 use crate::span_fields::{Allowlist, SpanValues};
@@ -97,7 +97,7 @@ impl ZenmlOtelLayer {
                 ),
             ])
             .build();
-        let (emitter, handle) = pipeline::start(&config, &settings, crate::exporter::exporters())?;
+        let (emitter, handle) = batch::start(&config, &settings, crate::otlp::exporters())?;
         Ok(Self {
             runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,
@@ -256,7 +256,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if pipeline::on_export_thread() {
+        if batch::on_export_thread() {
             return;
         }
         // Events bridged from the `log` crate (tracing-log) all have the target "log"; the real

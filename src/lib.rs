@@ -8,14 +8,14 @@
     rust_2018_idioms
 )]
 
+mod batch;
 mod config;
 mod error;
-mod exporter;
 pub mod fields;
 pub mod handover;
 mod layer;
+mod otlp;
 mod panic_hook;
-mod pipeline;
 mod record;
 #[cfg(any(feature = "grpc", feature = "testing"))]
 mod rpc_status;
@@ -27,7 +27,7 @@ mod sync;
 pub mod testing;
 mod wire;
 
+pub use batch::{ExportStats, LogStoreHandle, ShutdownGuard};
 pub use config::{Compression, OnFull, OtelLogStoreConfig, Protocol};
 pub use error::Error;
 pub use layer::ZenmlOtelLayer;
-pub use pipeline::{ExportStats, LogStoreHandle, ShutdownGuard};

@@ -1,7 +1,7 @@
 //! How one `tracing` event becomes an OTLP `LogRecord`, encoded once, on the logging thread:
 //! body, severity, typed attributes, code location, trace context — written as protobuf into a
 //! per-thread scratch buffer and copied out in one allocation. A batch is then framing plus
-//! concatenation (`pipeline::encode`), and a record's size is known before it is queued.
+//! concatenation (`otlp::protobuf`), and a record's size is known before it is queued.
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use prost::Message as _;
 
 use super::Encoder;
-use crate::pipeline::QueuedRecord;
+use crate::batch::QueuedRecord;
 use crate::record::{with_scratch, RecordWriter, DEFAULT_SCOPE};
 use crate::span_context::{Resolved, Run};
 
@@ -459,7 +459,7 @@ fn json_writes_non_finite_doubles_as_strings_and_keeps_the_rest() {
     };
     let (mut records, _) = split(build(&[spec], &plain(&runs)));
     let json: serde_json::Value =
-        serde_json::from_slice(&super::to_json(&ours(&mut records)).unwrap()).unwrap();
+        serde_json::from_slice(&crate::otlp::json::to_json(&ours(&mut records)).unwrap()).unwrap();
     let record = &json["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
     assert_eq!(
         record["body"],

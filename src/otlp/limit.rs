@@ -8,8 +8,8 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
 
-use super::encode::{group_overhead, record_size};
-use super::QueuedRecord;
+use super::protobuf::{group_overhead, record_size};
+use crate::batch::QueuedRecord;
 use crate::record::EncodedRecord;
 
 /// The attribute a truncated record carries: how many bytes of its strings were cut.

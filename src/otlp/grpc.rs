@@ -1,7 +1,7 @@
 //! OTLP/gRPC, ours end to end as OTLP/HTTP is: a batch is encoded once as one request (a
-//! `ResourceLogs` per run, `pipeline::encode`) and sent as it is through tonic's client with a
+//! `ResourceLogs` per run, `protobuf.rs`) and sent as it is through tonic's client with a
 //! pass-through codec, on a tokio runtime the crate owns (tonic needs one; users may have
-//! none). Retries, `RetryInfo`, splitting and the order of a run's requests are the pipeline's,
+//! none). Retries, `RetryInfo`, splitting and the order of a run's requests are the batching's,
 //! as over HTTP; tonic compresses.
 
 use std::sync::Arc;
@@ -13,11 +13,11 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::{Lane, Sent};
+use super::protobuf::Encoder as RequestEncoder;
+use super::{Sent, Transport};
+use crate::batch::retry::{Failure, Retry};
+use crate::batch::QueuedRecord;
 use crate::config::{Compression, Settings};
-use crate::pipeline::encode::Encoder as RequestEncoder;
-use crate::pipeline::retry::{Failure, Retry};
-use crate::pipeline::QueuedRecord;
 use crate::Error;
 
 /// The one method of OTLP's logs service.
@@ -26,7 +26,7 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Ex
 /// One sender's OTLP/gRPC exporter; the lanes share one channel (one HTTP/2 connection) and
 /// one runtime.
 #[derive(Debug)]
-pub(super) struct GrpcLane {
+pub(super) struct GrpcTransport {
     client: tonic::client::Grpc<Channel>,
     /// A one-worker runtime the crate owns: tonic's connection is driven there; each sender
     /// `block_on`s its own request.
@@ -39,7 +39,7 @@ pub(super) struct GrpcLane {
     max_request_bytes: usize,
 }
 
-impl GrpcLane {
+impl GrpcTransport {
     /// `lanes` exporters on one runtime and channel.
     pub(super) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,7 +135,7 @@ impl GrpcLane {
     }
 }
 
-impl Lane for GrpcLane {
+impl Transport for GrpcTransport {
     fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
         let mut body = Vec::with_capacity(records.len() * 256);
         self.encoder.encode(records, &mut body);
@@ -228,7 +228,7 @@ fn metadata(settings: &Settings) -> Result<MetadataMap, Error> {
 }
 
 /// A codec that sends the request's bytes as they are and returns the response's: the request
-/// is already OTLP protobuf (`pipeline::encode`).
+/// is already OTLP protobuf (`protobuf.rs`).
 #[derive(Debug, Clone, Copy, Default)]
 struct PassThrough;
 

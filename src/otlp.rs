@@ -1,6 +1,9 @@
-//! The transports a sender exports batches with, one module per protocol (each behind its
-//! cargo feature). Requests are cut here by bytes (`max_export_batch_bytes`) and sent until
-//! delivered or final (`send_until_final`); a transport encodes and sends one attempt.
+//! OTLP on the wire: the [`Export`] the senders use. A batch's records too large for any
+//! request are truncated (`limit.rs`), the batch is cut into requests by bytes
+//! (`max_export_batch_bytes`), each framed as one `ExportLogsServiceRequest` (`protobuf.rs`,
+//! or `json.rs`) and sent until delivered or final (`send_until_final`) by the configured
+//! protocol's transport (`http.rs`, `grpc.rs`, each behind its cargo feature), which sends one
+//! attempt.
 
 #[cfg(not(any(feature = "http-proto", feature = "grpc")))]
 compile_error!(
@@ -11,12 +14,16 @@ compile_error!(
 mod grpc;
 #[cfg(feature = "http-proto")]
 mod http;
+#[cfg(feature = "http-json")]
+pub(crate) mod json;
+mod limit;
+pub(crate) mod protobuf;
 
 use std::sync::Arc;
 
+use crate::batch::retry::{Failure, Retry};
+use crate::batch::{Export, Exporters, QueuedRecord};
 use crate::config::{missing_feature, Protocol, Settings};
-use crate::pipeline::retry::{Failure, Retry};
-use crate::pipeline::{limit, Export, Exporters, QueuedRecord};
 use crate::Error;
 
 /// How one attempt at a request ended.
@@ -26,8 +33,8 @@ pub(super) enum Sent {
     TooLarge,
 }
 
-/// What a transport does with one request: encode it and send it once.
-pub(super) trait Lane {
+/// What a protocol does with one request: frame it and send it once.
+pub(super) trait Transport {
     /// Sends `records` as one request, once it is this batch's turn (`attempts.wait_turn()`).
     fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent;
 
@@ -47,26 +54,26 @@ fn rejected_in(response: &[u8]) -> u64 {
 /// One request, sent until it is delivered or its failure is final; halved when it came out
 /// larger than the limit or the collector refused it as too large (HTTP 413, gRPC OUT_OF_RANGE
 /// or RESOURCE_EXHAUSTED without `RetryInfo`), down to single records.
-fn send_until_final<'r, L: Lane>(
-    lane: &mut L,
+fn send_until_final<'r, T: Transport>(
+    transport: &mut T,
     records: &mut [QueuedRecord],
     settle: &mut dyn FnMut(usize, Result<u64, String>),
     retry: &dyn Fn() -> Retry<'r>,
 ) {
     let mut attempts = retry();
     let result = loop {
-        match lane.send(records, &attempts) {
+        match transport.send(records, &attempts) {
             Sent::TooLarge if records.len() > 1 => {
                 drop(attempts);
                 let (first, second) = records.split_at_mut(records.len() / 2);
-                send_until_final(lane, first, settle, retry);
-                return send_until_final(lane, second, settle, retry);
+                send_until_final(transport, first, settle, retry);
+                return send_until_final(transport, second, settle, retry);
             }
             Sent::TooLarge => {
                 break Err(format!(
                     "one record's request is larger than max_export_batch_bytes ({}) or than \
                      the collector takes",
-                    lane.max_request_bytes()
+                    transport.max_request_bytes()
                 ))
             }
             Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
@@ -79,7 +86,7 @@ fn send_until_final<'r, L: Lane>(
 /// One exporter: each sender thread of the pipeline owns one; they share one HTTP client (one
 /// connection pool) or one gRPC runtime.
 #[derive(Debug)]
-pub(crate) struct Transport {
+pub(crate) struct Exporter {
     kind: Kind,
     max_request_bytes: usize,
 }
@@ -88,51 +95,38 @@ pub(crate) struct Transport {
 #[allow(clippy::large_enum_variant)] // one per sender thread, built once
 enum Kind {
     #[cfg(feature = "http-proto")]
-    Http(http::HttpLane),
+    Http(http::HttpTransport),
     #[cfg(feature = "grpc")]
-    Grpc(grpc::GrpcLane),
+    Grpc(grpc::GrpcTransport),
 }
 
-/// The configured protocol's exporters, for `pipeline::start`.
+/// The configured protocol's exporters, for `batch::start`.
 pub(crate) fn exporters() -> Exporters {
     Box::new(|settings, lanes| {
-        let transports = Transport::build(settings, lanes)?;
-        Ok(transports
+        let exporters = Exporter::build(settings, lanes)?;
+        Ok(exporters
             .into_iter()
-            .map(|transport| Box::new(transport) as Box<dyn Export>)
+            .map(|exporter| Box::new(exporter) as Box<dyn Export>)
             .collect())
     })
 }
 
-impl Export for Transport {
-    fn export<'r>(
-        &mut self,
-        records: &mut [QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
-        retry: &dyn Fn() -> Retry<'r>,
-    ) {
-        Transport::export(self, records, settle, retry);
-    }
-
-    fn shutdown(&mut self) {
-        Transport::shutdown(self);
-    }
-}
-
-impl Transport {
+impl Exporter {
     /// Builds `lanes` transports that can export concurrently.
     pub(crate) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         let kinds: Vec<Kind> = match settings.protocol {
             #[cfg(feature = "grpc")]
-            Protocol::Grpc => grpc::GrpcLane::build(settings, lanes)?
+            Protocol::Grpc => grpc::GrpcTransport::build(settings, lanes)?
                 .into_iter()
                 .map(Kind::Grpc)
                 .collect(),
             #[cfg(feature = "http-proto")]
-            Protocol::HttpProtobuf | Protocol::HttpJson => http::HttpLane::build(settings, lanes)?
-                .into_iter()
-                .map(Kind::Http)
-                .collect(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                http::HttpTransport::build(settings, lanes)?
+                    .into_iter()
+                    .map(Kind::Http)
+                    .collect()
+            }
             // The config's validation refuses a protocol whose feature is off.
             #[allow(unreachable_patterns)]
             other => {
@@ -148,31 +142,29 @@ impl Transport {
             })
             .collect())
     }
+}
 
-    /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
-    /// many records it held, and `Ok` with how many the collector rejected in a partial success
-    /// or the error, with its underlying cause where one is known. No request's encoding is
-    /// larger than `max_request_bytes`; a request that fails with a retryable error is sent
-    /// again as long as a `retry()` allows.
-    pub(crate) fn export<'r>(
+impl Export for Exporter {
+    /// Truncates what no request can hold, cuts the batch into requests of at most
+    /// `max_request_bytes` (encoded), and sends each until delivered or final.
+    fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
         settle: &mut dyn FnMut(usize, Result<u64, String>),
         retry: &dyn Fn() -> Retry<'r>,
-    ) {
+    ) -> u64 {
+        let truncated = limit::fit_oversized(records, self.max_request_bytes);
         // Stable: each run's records keep their order.
         records.sort_by_key(|queued| Arc::as_ptr(queued.run()) as usize);
         for range in limit::requests(records, self.max_request_bytes) {
             let request = &mut records[range];
             match &mut self.kind {
                 #[cfg(feature = "http-proto")]
-                Kind::Http(lane) => send_until_final(lane, request, settle, retry),
+                Kind::Http(http) => send_until_final(http, request, settle, retry),
                 #[cfg(feature = "grpc")]
-                Kind::Grpc(lane) => send_until_final(lane, request, settle, retry),
+                Kind::Grpc(grpc) => send_until_final(grpc, request, settle, retry),
             }
         }
+        truncated
     }
-
-    /// Nothing to do: reqwest's pool and tonic's channel close when dropped.
-    pub(crate) fn shutdown(&mut self) {}
 }

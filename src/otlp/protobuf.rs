@@ -9,9 +9,11 @@
 //! per run. Here a request is headers and concatenation: every record's length is known, a
 //! run's resource is encoded once for its lifetime. The tests hold the bytes equal to
 //! opentelemetry-proto's own conversion of the same records, the reference. OTLP/JSON is that
-//! request again, through opentelemetry-proto's serde (`to_json`, with the `http-json` feature).
+//! request again (`json.rs`).
 
-use super::QueuedRecord;
+use std::sync::Arc;
+
+use crate::batch::QueuedRecord;
 use crate::wire::{delimited_len, encode_delimited_header, encode_string, string_len, tag};
 
 /// Reusable scratch space of one sender.
@@ -29,7 +31,7 @@ impl Encoder {
     pub(crate) fn encode(&mut self, records: &mut [QueuedRecord], out: &mut Vec<u8>) {
         let mut rest = records;
         while !rest.is_empty() {
-            let n = super::same_run(rest);
+            let n = same_run(rest);
             let (run, tail) = std::mem::take(&mut rest).split_at_mut(n);
             self.encode_run(run, out);
             rest = tail;
@@ -142,53 +144,14 @@ fn encode_record(queued: &QueuedRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(queued.record.tail());
 }
 
-/// OTLP/JSON for an encoded request: the same request, written by opentelemetry-proto's serde.
-///
-/// A double that is NaN or infinite has no JSON number; serde writes `null`, which is lossy
-/// and makes rotel reject the whole request (HTTP 400), as it does proto3 JSON's `"NaN"`. Such
-/// doubles go out as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` instead: every collector
-/// takes a string value, and the value survives. (Over protobuf they stay doubles.)
-#[cfg(feature = "http-json")]
-pub(crate) fn to_json(protobuf: &[u8]) -> Result<Vec<u8>, String> {
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use prost::Message as _;
-
-    let mut request = ExportLogsServiceRequest::decode(protobuf)
-        .map_err(|e| format!("cannot re-read the encoded request: {e}"))?;
-    for resource_logs in &mut request.resource_logs {
-        for scope_logs in &mut resource_logs.scope_logs {
-            for record in &mut scope_logs.log_records {
-                record.body.iter_mut().for_each(finite_for_json);
-                for attribute in &mut record.attributes {
-                    attribute.value.iter_mut().for_each(finite_for_json);
-                }
-            }
-        }
-    }
-    serde_json::to_vec(&request).map_err(|e| format!("cannot write the request as OTLP/JSON: {e}"))
-}
-
-#[cfg(feature = "http-json")]
-fn finite_for_json(value: &mut opentelemetry_proto::tonic::common::v1::AnyValue) {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    match &mut value.value {
-        Some(Value::DoubleValue(d)) if !d.is_finite() => {
-            let text = if d.is_nan() {
-                "NaN"
-            } else if *d > 0.0 {
-                "Infinity"
-            } else {
-                "-Infinity"
-            };
-            value.value = Some(Value::StringValue(text.to_owned()));
-        }
-        Some(Value::ArrayValue(array)) => array.values.iter_mut().for_each(finite_for_json),
-        Some(Value::KvlistValue(list)) => list
-            .values
-            .iter_mut()
-            .for_each(|kv| kv.value.iter_mut().for_each(finite_for_json)),
-        _ => {}
-    }
+/// How many records at the start of `records` belong to the first one's run.
+fn same_run(records: &[QueuedRecord]) -> usize {
+    records.first().map_or(0, |first| {
+        records
+            .iter()
+            .take_while(|queued| Arc::ptr_eq(queued.run(), first.run()))
+            .count()
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The batching pipeline against mock exporters (the [`Export`] seam): the ledger, retries,
+//! The batching against mock exporters (the [`Export`] seam): the ledger, retries,
 //! and shutdown's bound, with no socket involved.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ impl Export for Mock {
         records: &mut [QueuedRecord],
         settle: &mut dyn FnMut(usize, Result<u64, String>),
         retry: &dyn Fn() -> Retry<'r>,
-    ) {
+    ) -> u64 {
         let mut attempts = retry();
         let result = loop {
             let (held, released) = &*self.hold;
@@ -54,6 +54,7 @@ impl Export for Mock {
             }
         };
         settle(records.len(), result);
+        0
     }
 }
 

@@ -1,23 +1,23 @@
 //! OTLP/HTTP, ours end to end: a batch is encoded as one request (a `ResourceLogs` per run,
-//! `pipeline::encode`), compressed here and posted with the blocking reqwest client, whose
+//! `protobuf.rs`), compressed here and posted with the blocking reqwest client, whose
 //! pool the lanes share. Retries, `Retry-After`, splitting on 413 and the order of a run's
-//! requests are the pipeline's (`pipeline::retry`, `pipeline::order`); the client's timeout
+//! requests are the batching's (`batch::retry`, `batch::order`); the client's timeout
 //! is `export_timeout_millis`.
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use super::protobuf::Encoder;
+use crate::batch::retry::{self, Failure, Retry};
+use crate::batch::QueuedRecord;
 use crate::config::{Compression, Protocol, Settings};
-use crate::pipeline::encode::Encoder;
-use crate::pipeline::retry::{self, Failure, Retry};
-use crate::pipeline::QueuedRecord;
 
-use super::{Lane, Sent};
+use super::{Sent, Transport};
 use crate::Error;
 
 /// One sender's OTLP/HTTP exporter; the lanes share one HTTP client (one connection pool).
 #[derive(Debug)]
-pub(super) struct HttpLane {
+pub(super) struct HttpTransport {
     client: reqwest::blocking::Client,
     url: String,
     /// The configured headers (explicit over environment, resolved by the config).
@@ -28,7 +28,7 @@ pub(super) struct HttpLane {
     max_request_bytes: usize,
 }
 
-impl HttpLane {
+impl HttpTransport {
     /// `lanes` exporters sharing one client.
     pub(super) fn build(settings: &Settings, lanes: usize) -> Result<Vec<Self>, Error> {
         let client = http_client(settings)?;
@@ -94,7 +94,7 @@ impl HttpLane {
     }
 }
 
-impl Lane for HttpLane {
+impl Transport for HttpTransport {
     fn send(&mut self, records: &mut [QueuedRecord], attempts: &Retry<'_>) -> Sent {
         let body = match prepare_body(
             &mut self.encoder,
@@ -171,7 +171,7 @@ fn prepare_body(
     if json {
         #[cfg(feature = "http-json")]
         {
-            body = crate::pipeline::encode::to_json(&body)?;
+            body = super::json::to_json(&body)?;
         }
         #[cfg(not(feature = "http-json"))]
         return Err(crate::config::missing_feature("http-json"));

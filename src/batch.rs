@@ -1,14 +1,15 @@
-//! The export pipeline: one bounded queue shared by every run, a coordinator thread that batches
-//! records, sender threads that frame each batch (one request, a `ResourceLogs` per run) and
-//! export it through a transport, plus the handle and guard users control it with.
+//! Batching: one bounded queue shared by every run (the emitter's side here), a coordinator
+//! thread that cuts batches (`coordinator.rs`), sender threads that export them through the
+//! [`Export`] seam (`sender.rs`) with retries (`retry.rs`) in each run's order (`order.rs`),
+//! every record counted (`ledger.rs`), and the handle and guard users control it with
+//! (`handle.rs`). Nothing here knows the wire: `otlp` implements `Export`.
 
-pub(crate) mod encode;
+mod coordinator;
 mod handle;
 mod ledger;
-pub(crate) mod limit;
 mod order;
 pub(crate) mod retry;
-mod worker;
+mod sender;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
+use self::coordinator::Coordinator;
 pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
 use self::ledger::Ledger;
-use self::worker::Coordinator;
 use crate::config::Settings;
 use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
@@ -48,20 +49,21 @@ fn mark_export_thread() {
 const LANES: usize = 3;
 
 /// What a sender exports with: the seam between the batching (queue, ledger, retries, order,
-/// shutdown) and the wire, so that logic is tested with mock exporters (`pipeline/tests.rs`),
+/// shutdown) and the wire, so that logic is tested with mock exporters (`batch/tests.rs`),
 /// as the SDK's `BatchLogProcessor<E: LogExporter>` is.
 pub(crate) trait Export: Send {
     /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
     /// many records it held, and `Ok` with how many the collector rejected in a partial
     /// success, or the error. A request that fails with a retryable error is sent again as
     /// long as a `retry()` allows; each attempt waits for its turn first
-    /// ([`Retry::wait_turn`](retry::Retry::wait_turn)).
+    /// ([`Retry::wait_turn`](retry::Retry::wait_turn)). Returns how many records it truncated
+    /// to fit a request (`ExportStats::truncated`).
     fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
         settle: &mut dyn FnMut(usize, Result<u64, String>),
         retry: &dyn Fn() -> retry::Retry<'r>,
-    );
+    ) -> u64;
 
     /// The pipeline stops: release connections.
     fn shutdown(&mut self) {}
@@ -99,16 +101,6 @@ impl QueuedRecord {
     pub(crate) fn run(&self) -> &Arc<Run> {
         &self.context.run
     }
-}
-
-/// How many records at the start of `records` belong to the first one's run.
-pub(crate) fn same_run(records: &[QueuedRecord]) -> usize {
-    records.first().map_or(0, |first| {
-        records
-            .iter()
-            .take_while(|queued| Arc::ptr_eq(queued.run(), first.run()))
-            .count()
-    })
 }
 
 #[derive(Debug)]

@@ -1,71 +1,18 @@
-//! The export threads. A coordinator takes records from the queue in batches; senders encode
-//! and export them. With more than one sender, the next batch is encoded while the collector
-//! still works on the last one.
+//! The coordinator thread: takes records from the queue in batches (by size, delay, flush, a
+//! step's end, shutdown) and hands each, numbered, to a free sender (`sender.rs`); it starts
+//! and joins the senders and answers flushes and shutdown.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::ledger::Outcome;
-use super::retry::Retry;
+use super::sender::{Job, Progress, SenderThread};
 use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
-
-/// One batch of records, of any runs.
-struct Job {
-    records: Vec<QueuedRecord>,
-    /// Past it (shutdown's deadline), the job is counted as dropped instead of sent.
-    deadline: Option<Instant>,
-    /// Its place in dispatch order, which retries keep.
-    seq: u64,
-    /// The queue bytes its records hold until they are sent or counted (`max_queue_bytes`
-    /// bounds records in flight too, not only those waiting).
-    bytes: usize,
-}
-
-/// What the coordinator and the senders share: jobs not yet finished, and the last failure not
-/// yet reported to a flush or shutdown.
-#[derive(Default)]
-struct Progress {
-    state: Mutex<ProgressState>,
-    idle: Condvar,
-}
-
-#[derive(Default)]
-struct ProgressState {
-    pending: usize,
-    unreported_failure: Option<String>,
-}
-
-impl Progress {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
-        crate::sync::lock(&self.state)
-    }
-
-    /// Waits until every job handed out so far is finished, then takes the failure to report:
-    /// `Ok` means every record emitted before the call reached the collector or was counted.
-    fn settle(&self) -> Result<(), String> {
-        let mut state = self.lock();
-        while state.pending > 0 {
-            state = crate::sync::wait(&self.idle, state);
-        }
-        state.unreported_failure.take().map_or(Ok(()), Err)
-    }
-
-    fn finished(&self, failure: Option<String>) {
-        let mut state = self.lock();
-        state.pending -= 1;
-        if failure.is_some() {
-            state.unreported_failure = failure;
-        }
-        if state.pending == 0 {
-            self.idle.notify_all();
-        }
-    }
-}
 
 /// The thread that batches and hands out the work; it owns the sender threads.
 pub(super) struct Coordinator {
@@ -99,9 +46,8 @@ impl Coordinator {
             .into_iter()
             .enumerate()
             .map(|(lane, transport)| {
-                let sender = Lane {
+                let sender = SenderThread {
                     transport,
-                    max_request_bytes: settings.max_request_bytes,
                     retry_window: settings.retry_window,
                     jobs: job_queue.clone(),
                     shared: Arc::clone(&shared),
@@ -245,74 +191,5 @@ impl Coordinator {
         for sender in self.senders.drain(..) {
             let _ = sender.join();
         }
-    }
-}
-
-/// A sender thread: exports the jobs it is handed with its own exporter.
-struct Lane {
-    transport: Box<dyn Export>,
-    max_request_bytes: usize,
-    /// How long a request that failed with a retryable error is tried again.
-    retry_window: Duration,
-    jobs: Receiver<Job>,
-    shared: Arc<Shared>,
-    progress: Arc<Progress>,
-}
-
-impl Lane {
-    fn run(mut self) {
-        super::mark_export_thread();
-        while let Ok(mut job) = self.jobs.recv() {
-            let failure = self.export(&mut job);
-            // Before `finished`: a flush that returns must find the runs of exported records
-            // released (`ExportStats::live_runs`).
-            let (bytes, seq) = (job.bytes, job.seq);
-            drop(job);
-            self.shared.release_bytes(bytes);
-            self.shared.order.close(seq);
-            self.progress.finished(failure);
-        }
-        self.transport.shutdown();
-    }
-
-    /// Exports one job and counts its records; returns the last failure, if any.
-    fn export(&mut self, job: &mut Job) -> Option<String> {
-        let shared = &self.shared;
-        let ledger = &shared.ledger;
-        if job.deadline.is_some_and(|d| Instant::now() >= d) || ledger.abandoned() {
-            ledger.settle(job.records.len() as u64, Outcome::Dropped);
-            return None;
-        }
-        shared
-            .outage
-            .wait_behind_older(job.seq, &shared.shutdown_requested);
-        let truncated = super::limit::fit_oversized(&mut job.records, self.max_request_bytes);
-        ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
-        let mut failure = None;
-        let window = self.retry_window;
-        let seq = job.seq;
-        let deadline = job.deadline;
-        let retry = || {
-            Retry::new(&shared.outage, seq, &shared.shutdown_requested, window)
-                .in_order(&shared.order, deadline)
-        };
-        self.transport.export(
-            &mut job.records,
-            &mut |n, result| match result {
-                Ok(rejected) => {
-                    ledger.settle(n as u64, Outcome::Exported { rejected });
-                    if rejected > 0 {
-                        shared.warn(&format!("the collector rejected {rejected} of {n} records"));
-                    }
-                }
-                Err(error) => {
-                    ledger.settle(n as u64, Outcome::Failed);
-                    shared.warn(&format!("export of {n} records failed: {error}"));
-                    failure = Some(error);
-                }
-            },
-            &retry,
-        );
-        failure
     }
 }
