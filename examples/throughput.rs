@@ -40,7 +40,7 @@
 //!   ourselves (src/pipeline/encode.rs); its cost shows in `throughput`'s CPU column for the
 //!   sender threads.
 //! - `compress`: CPU µs and bytes per record of gzip (flate2, levels 1, 3, 6, 9) and zstd
-//!   (levels 1, 3), on one thread, on the request bodies our layer really sends (`--n` records of
+//!   (levels -5, -1, 1, 3), on one thread, on the request bodies our layer really sends (`--n` records of
 //!   one step, default 20,000, batches of 512, into the in-process receiver), each body
 //!   compressed `--reps` times (default 5); the level our exporter uses is chosen from this.
 //!
@@ -1266,7 +1266,7 @@ fn compress(opts: &Opts) {
             gz.finish().expect("gzip")
         });
     }
-    for level in [1, 3] {
+    for level in [-5, -1, 1, 3] {
         time(format!("zstd-{level}"), &|body| {
             zstd::bulk::compress(body, level).expect("zstd")
         });

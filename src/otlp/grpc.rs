@@ -125,7 +125,8 @@ impl GrpcTransport {
             sources(status)
         );
         // A certificate TLS refuses stays refused, whatever code the transport gave it.
-        let retryable = retryable_code(status.code(), retry_after.is_some())
+        let retryable = (retryable_code(status.code(), retry_after.is_some())
+            || closed_gracefully(status))
             && !message.to_ascii_lowercase().contains("certificate");
         Sent::Done(Err(Failure {
             message,
@@ -167,6 +168,21 @@ fn retryable_code(code: Code, retry_info: bool) -> bool {
         Code::ResourceExhausted => retry_info,
         _ => false,
     }
+}
+
+/// Whether the collector closed the connection gracefully (HTTP/2 GOAWAY with NO_ERROR, as a
+/// collector that shuts down for a restart does) while the request was in flight. tonic reports
+/// that as INTERNAL; the server did not process the request (it finishes those it took before
+/// it goes), so sending it again is safe — as gRPC's own clients treat it (UNAVAILABLE).
+fn closed_gracefully(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The causes behind an error, `": "`-separated: tonic's own message ("transport error") leaves
