@@ -17,6 +17,8 @@
 //!   batch 512, delay 1000 ms on both sides. Ours: `handle.force_flush()` (Ok only when every
 //!   export succeeded) and `stats()`; the bridge: `SdkLoggerProvider::force_flush()`, counting what
 //!   its exporter got acknowledged. `--reps` alternating repetitions; medians and their ratio.
+//!   `--protocol grpc`: the same over OTLP/gRPC (the bridge with opentelemetry-otlp's tonic
+//!   exporter on a one-worker tokio runtime, as ours).
 //! - `burst` (P3): 20,000 records as fast as possible at the seed defaults (queue 2048, delay
 //!   1000 ms, batch 512) to rotel, which forwards (`--exporter otlp`, gzip) to a counting sink:
 //!   delivered / dropped for ours with `on_full = "drop"` (the default) and `"block"` (`stats()`,
@@ -138,6 +140,8 @@ struct Opts {
     n: Option<u64>,
     reps: Option<usize>,
     runs: Option<Vec<usize>>,
+    /// `--protocol grpc`: `throughput` over OTLP/gRPC on both sides (default OTLP/HTTP).
+    grpc: bool,
 }
 
 impl Opts {
@@ -147,6 +151,7 @@ impl Opts {
             n: None,
             reps: None,
             runs: None,
+            grpc: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -155,6 +160,7 @@ impl Opts {
                 "--n" => opts.n = Some(value().replace('_', "").parse().expect("--n N")),
                 "--impl" => opts.implementation = Some(value()),
                 "--reps" => opts.reps = Some(value().parse().expect("--reps R")),
+                "--protocol" => opts.grpc = value() == "grpc",
                 "--runs" => {
                     opts.runs = Some(
                         value()
@@ -285,7 +291,23 @@ impl Bridge {
         if gzip {
             builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
         }
-        let exporter = builder.build().expect("an OTLP exporter");
+        Self::with_exporter(builder.build().expect("an OTLP exporter"), b)
+    }
+
+    /// The same over OTLP/gRPC (opentelemetry-otlp's tonic client, which needs a tokio runtime:
+    /// `runtime`'s, entered while the exporter is built).
+    fn grpc(endpoint: &str, b: Batching, runtime: &tokio::runtime::Runtime) -> Self {
+        let _entered = runtime.enter();
+        let exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+            .expect("an OTLP/gRPC exporter");
+        Self::with_exporter(exporter, b)
+    }
+
+    fn with_exporter(exporter: opentelemetry_otlp::LogExporter, b: Batching) -> Self {
         let exported = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let processor = BatchLogProcessor::builder(Counted {
@@ -436,6 +458,17 @@ fn throughput(opts: &Opts) {
         Err(why) => return skipped("throughput", &why),
     };
     let pid = Some(rotel.child.id());
+    let (endpoint, protocol) = if opts.grpc {
+        (&rotel.grpc, "otlp/grpc")
+    } else {
+        (&rotel.http, "otlp/http protobuf")
+    };
+    // The bridge's gRPC exporter runs on tokio; one worker, as our crate's own runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let batching = Batching {
         queue: n as usize,
         ..SEED
@@ -450,7 +483,15 @@ fn throughput(opts: &Opts) {
     let (mut ours_cpu, mut bridge_cpu) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         if run_ours_side {
-            let layer = our_layer(&rotel.http, batching, Compression::None);
+            let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+                protocol: if opts.grpc {
+                    zenml_otel::Protocol::Grpc
+                } else {
+                    zenml_otel::Protocol::HttpProtobuf
+                },
+                ..our_config(endpoint, batching, Compression::None)
+            })
+            .expect("a valid config");
             let (timed, stats, flushed) = run_ours(layer, n, pid);
             flushed.expect("our force_flush to rotel");
             assert_eq!(
@@ -471,7 +512,11 @@ fn throughput(opts: &Opts) {
             ours_cpu.push(cpu_per_record(&timed, n));
         }
         if run_bridge_side {
-            let b = Bridge::new(&rotel.http, batching, false);
+            let b = if opts.grpc {
+                Bridge::grpc(endpoint, batching, &runtime)
+            } else {
+                Bridge::new(endpoint, batching, false)
+            };
             let (timed, flushed) = run_bridge(&b, n, pid);
             flushed.expect("the bridge's force_flush to rotel");
             assert_eq!(
@@ -499,7 +544,7 @@ fn throughput(opts: &Opts) {
             "scenario": "throughput",
             "n": n,
             "reps": reps,
-            "transport": "otlp/http protobuf -> rotel blackhole (loopback)",
+            "transport": format!("{protocol} -> rotel blackhole (loopback)"),
             "batching": {"queue": batching.queue, "delay_ms": batching.delay_ms, "batch": batching.batch},
             "ours_records_per_s": o,
             "bridge_records_per_s": b,
@@ -512,8 +557,8 @@ fn throughput(opts: &Opts) {
             "bridge_cpu_us_per_record": bridge_cpu,
         }),
         format!(
-            "throughput (P2, {n} records, median of {reps}): ours {o:.0}/s, official bridge {b:.0}/s \
-             => {:.2}x (emit only: ours {:.0}/s, bridge {:.0}/s)",
+            "throughput (P2, {protocol}, {n} records, median of {reps}): ours {o:.0}/s, official \
+             bridge {b:.0}/s => {:.2}x (emit only: ours {:.0}/s, bridge {:.0}/s)",
             o / b,
             median(&ours_emit),
             median(&bridge_emit)
@@ -1316,6 +1361,8 @@ struct Rotel {
     log_path: PathBuf,
     /// OTLP/HTTP base URL.
     http: String,
+    /// OTLP/gRPC endpoint.
+    grpc: String,
 }
 
 impl Rotel {
@@ -1401,6 +1448,7 @@ impl Rotel {
                         child,
                         log_path,
                         http: format!("http://{addr}"),
+                        grpc: format!("http://{grpc}"),
                     });
                 }
                 if Instant::now() >= deadline {

@@ -153,6 +153,68 @@ pub(crate) struct Scratch {
     /// The keys of the event's own fields, for span fields that must not repeat them.
     keys: Vec<&'static str>,
     out: Vec<u8>,
+    /// What this thread's recent callsites always write (`CALLSITE_SLOTS`, direct-mapped).
+    callsites: Vec<Option<Callsite>>,
+}
+
+/// Callsites a thread remembers; a busy program logs from a few dozen at a time.
+const CALLSITE_SLOTS: usize = 64;
+
+/// What a native callsite writes on every record: its event name and its code location,
+/// encoded once (per thread) rather than per event.
+#[derive(Debug)]
+struct Callsite {
+    /// The callsite's `Metadata` address: callsites are statics.
+    key: usize,
+    event_name: &'static str,
+    location: Box<[u8]>,
+}
+
+impl Callsite {
+    fn new(key: usize, meta: &'static Metadata<'static>, location: bool) -> Self {
+        let mut bytes = Vec::new();
+        if location {
+            encode_location(meta.file(), meta.line(), meta.module_path(), &mut bytes);
+        }
+        Self {
+            key,
+            event_name: explicit_name(meta).unwrap_or_default(),
+            location: bytes.into_boxed_slice(),
+        }
+    }
+
+    /// `meta`'s entry in `cache`, made if it is not there. Whether the location is written is
+    /// the callsite's own property (the panic hook's is not), so it is part of the entry.
+    fn cached<'c>(
+        cache: &'c mut Vec<Option<Callsite>>,
+        meta: &'static Metadata<'static>,
+        location: bool,
+    ) -> &'c Callsite {
+        if cache.is_empty() {
+            cache.resize_with(CALLSITE_SLOTS, || None);
+        }
+        let key = std::ptr::from_ref(meta) as usize;
+        // Fibonacci hashing: the top bits of the product spread nearby addresses.
+        let index = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> 58) % CALLSITE_SLOTS;
+        let slot = &mut cache[index];
+        if slot.as_ref().is_some_and(|site| site.key != key) {
+            *slot = None;
+        }
+        slot.get_or_insert_with(|| Callsite::new(key, meta, location))
+    }
+}
+
+/// Code location attributes of an event's callsite.
+fn encode_location(file: Option<&str>, line: Option<u32>, module: Option<&str>, out: &mut Vec<u8>) {
+    if let Some(file) = file {
+        wire::encode_str_attribute("code.file.path", file, out);
+    }
+    if let Some(line) = line {
+        wire::encode_attribute("code.line.number", &AnyValue::Int(line.into()), out);
+    }
+    if let Some(module) = module {
+        wire::encode_str_attribute("code.namespace", module, out);
+    }
 }
 
 impl Scratch {
@@ -241,6 +303,7 @@ impl<'s> RecordWriter<'s> {
         self
     }
 
+    #[cfg(test)]
     pub(crate) fn event_name(&mut self, name: &'static str) -> &mut Self {
         self.event_name = name;
         self
@@ -286,32 +349,26 @@ impl<'s> RecordWriter<'s> {
 
     /// Name, target and (with `location`) code location of a native `tracing` event.
     pub(crate) fn callsite(&mut self, meta: &'static Metadata<'static>, location: bool) {
-        if let Some(name) = explicit_name(meta) {
-            self.event_name(name);
-        }
-        self.scope(Cow::Borrowed(meta.target()));
-        if location {
-            self.location(meta.file(), meta.line(), meta.module_path());
-        }
+        let Scratch {
+            callsites,
+            attributes,
+            ..
+        } = &mut *self.scratch;
+        let site = Callsite::cached(callsites, meta, location);
+        attributes.extend_from_slice(&site.location);
+        self.event_name = site.event_name;
+        self.scope = Cow::Borrowed(meta.target());
     }
 
     /// Target and code location of an event bridged from `log`, from its normalized metadata.
     pub(crate) fn bridged_callsite(&mut self, meta: &Metadata<'_>) {
         self.scope(Cow::Owned(meta.target().to_owned()));
-        self.location(meta.file(), meta.line(), meta.module_path());
-    }
-
-    /// Code location attributes of the event's callsite.
-    pub(crate) fn location(&mut self, file: Option<&str>, line: Option<u32>, module: Option<&str>) {
-        if let Some(file) = file {
-            self.str_attribute("code.file.path", file);
-        }
-        if let Some(line) = line {
-            self.attribute("code.line.number", &AnyValue::Int(line.into()));
-        }
-        if let Some(module) = module {
-            self.str_attribute("code.namespace", module);
-        }
+        encode_location(
+            meta.file(),
+            meta.line(),
+            meta.module_path(),
+            &mut self.scratch.attributes,
+        );
     }
 
     /// The trace context of the current OpenTelemetry span (a `tracing-opentelemetry` span
