@@ -462,6 +462,12 @@ impl<'s> RecordWriter<'s> {
             wire::encode_attribute(field.name(), value, &mut self.scratch.attributes);
         }
     }
+
+    fn field_int(&mut self, field: &Field, value: i64) {
+        if self.keep(field) {
+            wire::encode_int_attribute(field.name(), value, &mut self.scratch.attributes);
+        }
+    }
 }
 
 impl Visit for RecordWriter<'_> {
@@ -484,26 +490,26 @@ impl Visit for RecordWriter<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field_value(field, &AnyValue::Int(value));
+        self.field_int(field, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Ok(value) => self.field_int(field, value),
             Err(_) => self.field_fmt(field, format_args!("{value}")),
         }
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
         match i64::try_from(value) {
-            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Ok(value) => self.field_int(field, value),
             Err(_) => self.field_fmt(field, format_args!("{value}")),
         }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
         match i64::try_from(value) {
-            Ok(value) => self.field_value(field, &AnyValue::Int(value)),
+            Ok(value) => self.field_int(field, value),
             Err(_) => self.field_fmt(field, format_args!("{value}")),
         }
     }

@@ -124,6 +124,17 @@ pub(crate) fn encode_str_attribute(key: &str, value: &str, out: &mut Vec<u8>) {
     encode_bytes_field(tag::STRING_VALUE, value.as_bytes(), out);
 }
 
+/// One integer `attributes` field, without building an `AnyValue` (most event fields).
+pub(crate) fn encode_int_attribute(key: &str, value: i64, out: &mut Vec<u8>) {
+    let value_len = key_len(tag::INT_VALUE) + encoded_len_varint(value as u64);
+    let len = string_len(tag::KEY_VALUE_KEY, key) + delimited_len(tag::KEY_VALUE_VALUE, value_len);
+    encode_delimited_header(tag::ATTRIBUTES, len, out);
+    encode_string(tag::KEY_VALUE_KEY, key, out);
+    encode_delimited_header(tag::KEY_VALUE_VALUE, value_len, out);
+    encode_key(tag::INT_VALUE, WireType::Varint, out);
+    encode_varint(value as u64, out);
+}
+
 /// `attributes` as the `attributes` fields of a `LogRecord`, to follow a record's own.
 pub(crate) fn record_attributes<'a>(
     attributes: impl IntoIterator<Item = (&'a str, &'a AnyValue)>,
@@ -187,6 +198,23 @@ mod tests {
             super::encode_varint(value, &mut ours);
             prost::encoding::encode_varint(value, &mut prosts);
             prop_assert_eq!(ours, prosts);
+        }
+
+        #[test]
+        fn the_typed_attribute_writers_write_what_the_general_one_does(
+            key in ".{0,20}",
+            int in any::<i64>(),
+            text in ".{0,300}",
+        ) {
+            use opentelemetry::logs::AnyValue;
+            let (mut typed, mut general) = (Vec::new(), Vec::new());
+            super::encode_int_attribute(&key, int, &mut typed);
+            super::encode_attribute(&key, &AnyValue::Int(int), &mut general);
+            prop_assert_eq!(&typed, &general);
+            let (mut typed, mut general) = (Vec::new(), Vec::new());
+            super::encode_str_attribute(&key, &text, &mut typed);
+            super::encode_attribute(&key, &AnyValue::from(text.clone()), &mut general);
+            prop_assert_eq!(typed, general);
         }
     }
 }
