@@ -550,6 +550,9 @@ fn bench_threads(c: &mut Criterion) {
         let name = format!("zenml_otel/{threads}");
         let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
             max_queue_size: THREADED_QUEUE,
+            // The bridge's queue counts records only: ours must hold as many, whatever their
+            // bytes (the default 64 MiB holds about 250,000 of these).
+            max_queue_bytes: THREADED_QUEUE * 1024,
             ..zenml_config(&sink)
         })
         .expect("a valid config");
