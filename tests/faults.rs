@@ -1,17 +1,16 @@
 //! An unhealthy collector, over the real wire: the testing receiver injects faults (throttling
 //! with `Retry-After`, errors, partial success, refusal, a black hole, slowness) and the layer's
-//! pipeline must retry what opentelemetry-otlp retries, give up on what it does not, count every
-//! record exactly once, keep `shutdown()` within its documented bound and never make the
-//! emitting thread wait.
+//! pipeline must retry what the OTLP spec calls retryable, give up on the rest, split what is
+//! refused as too large, count every record exactly once, keep `shutdown()` within its
+//! documented bound and never make the emitting thread wait.
 //!
-//! What opentelemetry-otlp 0.33 does (src/retry.rs, src/retry_classification.rs): up to 3
-//! retries, backoff 100 ms doubling to at most 1.6 s plus up to 100 ms jitter, all within the
-//! export timeout (a retry whose wait would overrun it is not made). HTTP: 429 and 503 honour
-//! `Retry-After` (seconds or date, as the backoff's floor), 502/504 and transport errors are
-//! retried, every other status (500 included) is not. gRPC: UNAVAILABLE is retried (after
-//! `RetryInfo` if given), RESOURCE_EXHAUSTED only with `RetryInfo`, CANCELLED,
-//! DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE and DATA_LOSS are retried, INTERNAL and the others
-//! are not.
+//! The classification (README, Delivery guarantees: Retries), the same for every transport:
+//! HTTP 429/502/503/504 and transport errors are retried (`Retry-After` as the backoff's floor),
+//! every other status (500 included) is not; 413 is split. gRPC UNAVAILABLE, CANCELLED,
+//! DEADLINE_EXCEEDED, ABORTED, DATA_LOSS and RESOURCE_EXHAUSTED with `RetryInfo` are retried
+//! (`RetryInfo` as the floor); OUT_OF_RANGE and RESOURCE_EXHAUSTED without `RetryInfo` are split;
+//! INTERNAL, UNKNOWN and the others are not retried. Backoff: 1 s doubling to 30 s, for up to
+//! `max_retry_elapsed_millis`.
 //!
 //! Every body runs under a watchdog, so a hang fails the test instead of CI.
 
@@ -458,17 +457,16 @@ fn http_connection_cut_mid_request_is_retried() {
 #[test]
 #[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn grpc_connection_cut_mid_request_is_not_retried() {
-    // tonic reports a connection lost during the call as UNKNOWN, which the OTLP spec (and
-    // opentelemetry-otlp) treat as not retryable: over gRPC a collector dying mid-request
+    // tonic reports a connection lost during the call as UNKNOWN, which the OTLP spec treats
+    // as not retryable: over gRPC a collector dying mid-request
     // costs that batch, counted as failed. (HTTP retries it: see the test above.)
     watchdog("grpc cut", || {
         not_retried(Protocol::Grpc, Fault::Refuse);
     });
 }
 
-/// The collector is down for `outage`, longer than opentelemetry-otlp's default retries last
-/// (3 retries: about 0.7-1 s) but well within the export timeout, which the README calls the
-/// "bound on one export including retries". Records queued meanwhile fit the queue.
+/// The collector is down for `outage`, longer than the first retry's backoff (1 s) and well
+/// within the retry window. Records queued meanwhile fit the queue.
 fn down_within_the_export_timeout(protocol: Protocol) {
     let outage = Duration::from_millis(1500);
     let harness = Harness::with(config(protocol, 5000));

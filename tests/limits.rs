@@ -276,7 +276,7 @@ fn a_queue_byte_bound_below_the_request_limit_is_refused() {
 #[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn a_grpc_request_refused_as_too_large_is_split_and_sent_again() {
     // Our limit is the default 4 MB; this server takes 100 KiB at most and answers OUT_OF_RANGE,
-    // which opentelemetry-otlp retries until its (short, here) timeout before we split.
+    // which we split at once.
     let bodies: Vec<String> = (0..100).map(|i| body(i, 4096)).collect();
     let config = OtelLogStoreConfig {
         protocol: Protocol::Grpc,
