@@ -1,12 +1,14 @@
 //! How one `tracing` event becomes an OTLP `LogRecord`, encoded once, on the logging thread:
 //! body, severity, typed attributes, code location, trace context — written as protobuf into a
-//! per-thread scratch buffer and copied out in one allocation. A batch is then framing plus
-//! concatenation (`otlp::protobuf`), and a record's size is known before it is queued.
+//! per-thread scratch buffer and copied out into the thread's current chunk. A batch is then
+//! framing plus concatenation (`otlp::protobuf`), and a record's size is known before it is
+//! queued.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
+use bytes::{Bytes, BytesMut};
 use opentelemetry::logs::AnyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
 use prost::Message as _;
@@ -30,7 +32,8 @@ const KEEP_SCRATCH: usize = 64 * 1024;
 /// `dropped_attributes_count`), so the encoder writes `head`, the context's bytes, `tail`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EncodedRecord {
-    bytes: Box<[u8]>,
+    /// A slice of the thread's current chunk (`Scratch::chunk`), shared with its neighbours.
+    bytes: Bytes,
     split: usize,
     scope: Cow<'static, str>,
 }
@@ -86,7 +89,7 @@ impl EncodedRecord {
         let split = bytes.len();
         tail.encode(&mut bytes).unwrap_or_default(); // a Vec always has room
         Self {
-            bytes: bytes.into_boxed_slice(),
+            bytes: Bytes::from(bytes),
             split,
             scope,
         }
@@ -153,9 +156,16 @@ pub(crate) struct Scratch {
     /// The keys of the event's own fields, for span fields that must not repeat them.
     keys: Vec<&'static str>,
     out: Vec<u8>,
+    /// Where finished records go: one allocation for many records (a record is a refcounted
+    /// slice of it), so the logging thread does not `malloc` per record nor the sender `free`
+    /// per record across threads.
+    chunk: BytesMut,
     /// What this thread's recent callsites always write (`CALLSITE_SLOTS`, direct-mapped).
     callsites: Vec<Option<Callsite>>,
 }
+
+/// Bytes of a fresh chunk; a larger record gets a chunk of its own size.
+const CHUNK: usize = 64 * 1024;
 
 /// Callsites a thread remembers; a busy program logs from a few dozen at a time.
 const CALLSITE_SLOTS: usize = 64;
@@ -388,8 +398,8 @@ impl<'s> RecordWriter<'s> {
         });
     }
 
-    /// The record, in one allocation of its exact size; `dropped` is added to the fields the
-    /// count limit left out.
+    /// The record, copied into the thread's chunk; `dropped` is added to the fields the count
+    /// limit left out.
     pub(crate) fn finish(self, dropped: u32) -> EncodedRecord {
         let Self { scratch, .. } = self;
         let out = &mut scratch.out;
@@ -410,8 +420,13 @@ impl<'s> RecordWriter<'s> {
         }
         wire::encode_fixed64(tag::OBSERVED_TIME_UNIX_NANO, self.observed, out);
         wire::encode_string(tag::EVENT_NAME, self.event_name, out);
+        let chunk = &mut scratch.chunk;
+        if chunk.capacity() - chunk.len() < out.len() {
+            *chunk = BytesMut::with_capacity(CHUNK.max(out.len()));
+        }
+        chunk.extend_from_slice(out);
         EncodedRecord {
-            bytes: out.as_slice().into(),
+            bytes: chunk.split().freeze(),
             split,
             scope: self.scope,
         }
