@@ -9,7 +9,8 @@
 //! every other status (500 included) is not; 413 is split. gRPC UNAVAILABLE, CANCELLED,
 //! DEADLINE_EXCEEDED, ABORTED, DATA_LOSS and RESOURCE_EXHAUSTED with `RetryInfo` are retried
 //! (`RetryInfo` as the floor); OUT_OF_RANGE and RESOURCE_EXHAUSTED without `RetryInfo` are split;
-//! INTERNAL, UNKNOWN and the others are not retried. Backoff: 1 s doubling to 30 s, for up to
+//! INTERNAL, UNKNOWN and the others are not retried — unless the connection, not the collector,
+//! ended the call (GOAWAY, or the connection lost mid-call), which is retried as over HTTP. Backoff: 1 s doubling to 30 s, for up to
 //! `max_retry_elapsed_millis`.
 //!
 //! Every body runs under a watchdog, so a hang fails the test instead of CI.
@@ -440,29 +441,29 @@ fn grpc_collector_refusing_at_start_then_up_loses_nothing() {
     watchdog("grpc refused then up", || refused_then_up(Protocol::Grpc));
 }
 
+/// The collector closes the connection of one request without an answer (dying mid-request):
+/// the connection's failure, not the collector's answer, so the request is sent again. tonic
+/// reports it as UNKNOWN, grpc-go as UNAVAILABLE; it is retried on every transport alike.
+fn cut_mid_request_is_retried(protocol: Protocol) {
+    let harness = Harness::with(config(protocol, TIMEOUT_MS));
+    harness.receiver.fail_next(1, Fault::Refuse);
+    emit(&harness, 5, "cut");
+    harness.handle.force_flush().expect("the retry succeeds");
+    assert_eq!(harness.receiver.attempts(), 2, "{protocol:?}");
+    let stats = harness.handle.stats();
+    assert_eq!((stats.exported, stats.failed), (5, 0), "{protocol:?}");
+    assert_eq!(harness.receiver.record_count(), 5, "{protocol:?}");
+}
+
 #[test]
 fn http_connection_cut_mid_request_is_retried() {
-    watchdog("cut", || {
-        let harness = Harness::with(config(Protocol::HttpProtobuf, TIMEOUT_MS));
-        harness.receiver.fail_next(1, Fault::Refuse);
-        emit(&harness, 5, "cut");
-        harness.handle.force_flush().expect("the retry succeeds");
-        assert_eq!(harness.receiver.attempts(), 2);
-        let stats = harness.handle.stats();
-        assert_eq!((stats.exported, stats.failed), (5, 0));
-        assert_eq!(harness.receiver.record_count(), 5);
-    });
+    watchdog("cut", || cut_mid_request_is_retried(Protocol::HttpProtobuf));
 }
 
 #[test]
 #[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
-fn grpc_connection_cut_mid_request_is_not_retried() {
-    // tonic reports a connection lost during the call as UNKNOWN, which the OTLP spec treats
-    // as not retryable: over gRPC a collector dying mid-request
-    // costs that batch, counted as failed. (HTTP retries it: see the test above.)
-    watchdog("grpc cut", || {
-        not_retried(Protocol::Grpc, Fault::Refuse);
-    });
+fn grpc_connection_cut_mid_request_is_retried_as_over_http() {
+    watchdog("grpc cut", || cut_mid_request_is_retried(Protocol::Grpc));
 }
 
 /// The collector is down for `outage`, longer than the first retry's backoff (1 s) and well

@@ -126,7 +126,7 @@ impl GrpcTransport {
         );
         // A certificate TLS refuses stays refused, whatever code the transport gave it.
         let retryable = (retryable_code(status.code(), retry_after.is_some())
-            || closed_gracefully(status))
+            || connection_lost(status))
             && !message.to_ascii_lowercase().contains("certificate");
         Sent::Done(Err(Failure {
             message,
@@ -170,15 +170,27 @@ fn retryable_code(code: Code, retry_info: bool) -> bool {
     }
 }
 
-/// Whether the collector closed the connection gracefully (HTTP/2 GOAWAY with NO_ERROR, as a
-/// collector that shuts down for a restart does) while the request was in flight. tonic reports
-/// that as INTERNAL; the server did not process the request (it finishes those it took before
-/// it goes), so sending it again is safe — as gRPC's own clients treat it (UNAVAILABLE).
-fn closed_gracefully(status: &Status) -> bool {
+/// Whether the connection, not the collector, ended the call: the collector closed it
+/// gracefully (HTTP/2 GOAWAY with NO_ERROR, as one shutting down for a restart does), or the
+/// connection failed while the call was open (reset, or closed: h2 reports the EOF as a broken
+/// pipe). tonic reports those as INTERNAL and UNKNOWN, gRPC's own clients (grpc-go) as
+/// UNAVAILABLE, which OTLP retries — and OTLP/HTTP retries a connection lost mid-request too.
+/// A collector that took the request and died before answering gets it again: at least once,
+/// as over HTTP.
+fn connection_lost(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR);
+            return h2.is_io() || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            return matches!(
+                io.kind(),
+                BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+            );
         }
         source = error.source();
     }

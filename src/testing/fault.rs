@@ -42,8 +42,7 @@ pub enum Fault {
     /// stays open and each of the next requests has its connection closed without an
     /// answer instead (a collector dying mid-request). Over HTTP/2 (gRPC) that also ends the
     /// other requests in flight on the same connection, and tonic reports the call as
-    /// `UNKNOWN` (which OTLP exporters do not retry), where an HTTP/1.1 client sees a
-    /// transport error (which they do retry).
+    /// `UNKNOWN` (grpc-go as `UNAVAILABLE`), where an HTTP/1.1 client sees a transport error.
     Refuse,
     /// Answer after this delay; the request is then served normally (stored, 200 / OK).
     ///
