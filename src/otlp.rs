@@ -18,6 +18,8 @@ mod http;
 pub(crate) mod json;
 mod limit;
 pub(crate) mod protobuf;
+#[cfg(all(feature = "grpc", target_os = "linux"))]
+mod quickack;
 
 use std::sync::Arc;
 

@@ -52,7 +52,12 @@ impl GrpcTransport {
         // A lazy channel registers with the runtime it is created in.
         let channel = {
             let _entered = runtime.enter();
-            endpoint(settings)?.connect_lazy()
+            let endpoint = endpoint(settings)?;
+            #[cfg(target_os = "linux")]
+            let channel = endpoint.connect_with_connector_lazy(super::quickack::connector());
+            #[cfg(not(target_os = "linux"))]
+            let channel = endpoint.connect_lazy();
+            channel
         };
         let mut client = tonic::client::Grpc::new(channel);
         match settings.compression {
