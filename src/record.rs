@@ -66,6 +66,11 @@ impl EncodedRecord {
         Ok(record)
     }
 
+    /// `record` (this one, edited) encoded again, under the same scope.
+    pub(crate) fn rewritten(&self, record: &ProtoRecord) -> Self {
+        Self::from_proto(record, self.scope.clone())
+    }
+
     /// Encodes `record` with prost, cut at the same place as the layer's encoding.
     pub(crate) fn from_proto(record: &ProtoRecord, scope: Cow<'static, str>) -> Self {
         let head = ProtoRecord {
@@ -136,7 +141,7 @@ pub(crate) struct AttributeLimits {
 }
 
 impl AttributeLimits {
-    /// No limit but the spec's default count.
+    /// No limits: fields the writer is given directly (span fields, tests).
     pub(crate) const NONE: Self = Self {
         value_length: None,
         count: usize::MAX,

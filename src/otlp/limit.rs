@@ -10,7 +10,6 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoRecord;
 
 use super::protobuf::{group_overhead, record_size};
 use crate::batch::QueuedRecord;
-use crate::record::EncodedRecord;
 
 /// The attribute a truncated record carries: how many bytes of its strings were cut.
 pub(crate) const TRUNCATED_BYTES: &str = "zenml_otel.truncated_bytes";
@@ -80,7 +79,7 @@ fn truncate(queued: &mut QueuedRecord, budget: usize) -> bool {
             break;
         }
         cut_total += cut;
-        queued.record = EncodedRecord::from_proto(&record, queued.record.scope().to_owned().into());
+        queued.record = queued.record.rewritten(&record);
     }
     if cut_total == 0 {
         return false;
@@ -92,7 +91,7 @@ fn truncate(queued: &mut QueuedRecord, budget: usize) -> bool {
         }),
         ..KeyValue::default()
     });
-    queued.record = EncodedRecord::from_proto(&record, queued.record.scope().to_owned().into());
+    queued.record = queued.record.rewritten(&record);
     true
 }
 
