@@ -28,10 +28,12 @@ const EXPORTER_CRATES: &[&str] = &[
     "hyper",
     "hyper_util",
     "h2",
-    "reqwest",
+    "ureq",
+    "ureq_proto",
     "tonic",
     "tower",
     "rustls",
+    "rustls_platform_verifier",
 ];
 
 fn is_exporter_target(target: &str) -> bool {
@@ -307,7 +309,8 @@ mod tests {
             "hyper::proto::h1",
             "hyper_util::client",
             "h2::codec",
-            "reqwest::connect",
+            "ureq::unversioned::transport::tcp",
+            "ureq_proto::client",
             "opentelemetry_sdk",
             "opentelemetry-otlp",
             "tonic::transport",

@@ -19,15 +19,16 @@ fn exporter_events_never_become_records() {
     })
     .unwrap();
     let handle = layer.handle();
-    // No filter at all: TRACE from every crate, including hyper, h2, reqwest and opentelemetry.
+    // No filter at all: TRACE from every crate, including ureq, hyper, h2 and opentelemetry.
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
-    // reqwest and hyper-util log through the `log` crate; bridged, their target is "log".
+    // ureq and hyper-util log through the `log` crate; bridged, their target is "log".
     tracing_log::LogTracer::init().unwrap();
     for round in 0..5 {
         info!(round, "user line");
         tracing::trace!(target: "hyper::proto::h1::io", "pretend hyper");
         tracing::debug!(target: "opentelemetry_sdk", "pretend sdk");
-        tracing::debug!(target: "reqwest::connect", "pretend reqwest");
+        tracing::debug!(target: "ureq::unversioned::transport::tcp", "pretend ureq");
+        log::debug!(target: "ureq_proto::client", "pretend bridged ureq");
         log::trace!(target: "hyper_util::client::legacy::client", "pretend bridged hyper-util");
         handle.force_flush().unwrap();
     }

@@ -195,6 +195,27 @@ fn tls_files_are_checked_at_construction() {
     })
     .unwrap_err();
     assert_eq!(half.field(), Some("client_key_file"));
+    let other = Ca::new("c").client();
+    let mismatched = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some("https://localhost:4318".into()),
+        client_certificate_file: Some(write_temp("c.pem", &client.cert_pem)),
+        client_key_file: Some(write_temp("other.key", &other.key_pem)),
+        ..OtelLogStoreConfig::default()
+    });
+    // Over OTLP/HTTP the key is checked against the certificate at construction (a mismatch
+    // would otherwise surface only at the first handshake).
+    assert_eq!(
+        mismatched.unwrap_err().field(),
+        Some("client_certificate_file")
+    );
+    let not_a_key = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some("https://localhost:4318".into()),
+        client_certificate_file: Some(write_temp("c.pem", &client.cert_pem)),
+        client_key_file: Some(write_temp("cert-as.key", &client.cert_pem)),
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap_err();
+    assert!(not_a_key.field().is_some_and(|f| f.starts_with("client_")));
     let plaintext = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some("http://localhost:4318".into()),
         certificate_file: Some(write_temp("ca.pem", &Ca::new("x").pem)),

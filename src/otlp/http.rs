@@ -1,6 +1,7 @@
 //! OTLP/HTTP, ours end to end: a batch is encoded as one request (a `ResourceLogs` per run,
-//! `protobuf.rs`), compressed here and posted with the blocking reqwest client, whose
-//! pool the lanes share. Retries, `Retry-After`, splitting on 413 and the order of a run's
+//! `protobuf.rs`), compressed here and posted with ureq, a blocking HTTP/1.1 client that runs
+//! on the sender's own thread (no async runtime, no URL/IDNA stack); the lanes share its
+//! connection pool. Retries, `Retry-After`, splitting on 413 and the order of a run's
 //! requests are the batching's (`batch::retry`, `batch::order`); the client's timeout
 //! is `export_timeout_millis`.
 
@@ -18,7 +19,7 @@ use crate::Error;
 /// One sender's OTLP/HTTP exporter; the lanes share one HTTP client (one connection pool).
 #[derive(Debug)]
 pub(super) struct HttpTransport {
-    client: reqwest::blocking::Client,
+    client: ureq::Agent,
     url: String,
     /// The configured headers (explicit over environment, resolved by the config).
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -45,7 +46,7 @@ impl HttpTransport {
             .collect())
     }
 
-    fn post(&self, body: PreparedBody) -> reqwest::Result<reqwest::blocking::Response> {
+    fn post(&self, body: PreparedBody) -> Result<http::Response<ureq::Body>, ureq::Error> {
         let content_type = if self.json {
             "application/json"
         } else {
@@ -61,12 +62,12 @@ impl HttpTransport {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        request.body(body.bytes).send()
+        request.send(&body.bytes[..])
     }
 
     /// What the collector's answer means: delivered (with the records it rejected), too large,
     /// or a failure that may pass later (429, 502, 503, 504, with `Retry-After`) or not.
-    fn answered(&self, response: reqwest::blocking::Response) -> Sent {
+    fn answered(&self, mut response: http::Response<ureq::Body>) -> Sent {
         let status = response.status();
         let json = response
             .headers()
@@ -78,7 +79,14 @@ impl HttpTransport {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok()?.trim().parse().ok())
             .map(std::time::Duration::from_secs);
-        let body = response.bytes().unwrap_or_default();
+        // An answer is a partial-success message or an error text: small, whatever a broken
+        // collector sends.
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .unwrap_or_default();
         if status.is_success() {
             return Sent::Done(Ok(rejected_records(json, &body)));
         }
@@ -121,10 +129,12 @@ impl Transport for HttpTransport {
     }
 }
 
+/// The most of a response body we read.
+const MAX_RESPONSE_BYTES: u64 = 1 << 20;
+
 /// No connection or no answer in time may pass later; a certificate TLS refuses will not. The
-/// message carries the whole source chain: reqwest's own says only "error sending request",
-/// which leaves a TLS misconfiguration a mystery.
-fn transport_failure(error: &reqwest::Error) -> Failure {
+/// message carries the whole source chain, so a TLS misconfiguration names its cause.
+fn transport_failure(error: &ureq::Error) -> Failure {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(inner) = source {
@@ -228,41 +238,79 @@ fn rejected_records(json: bool, body: &[u8]) -> u64 {
     }
 }
 
-/// The blocking reqwest client with the configured timeout and TLS; clones share its pool.
-fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, Error> {
-    let client = reqwest::blocking::Client::builder().timeout(settings.timeout);
+/// The HTTP client with the configured timeout and TLS; clones share its pool. Non-2xx answers
+/// are answers (`answered` reads them), not errors.
+fn http_client(settings: &Settings) -> Result<ureq::Agent, Error> {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(settings.timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("zenml-otel/", env!("CARGO_PKG_VERSION")));
     #[cfg(feature = "tls")]
-    let client = with_tls(client, settings)?;
-    client
-        .build()
-        .map_err(|e| Error::export("cannot build the HTTP client").caused_by(e))
+    let config = config.tls_config(tls_config(&settings.tls)?);
+    Ok(config.build().new_agent())
 }
 
-/// The custom CA and client identity, if any (validation allows them with https:// only).
+/// The system's roots (rustls-platform-verifier), or only the custom CA when one is set; the
+/// client identity, if any. Checked here, at construction: validation allows them with
+/// https:// only, and ureq would panic on an identity rustls refuses.
 #[cfg(feature = "tls")]
-fn with_tls(
-    mut client: reqwest::blocking::ClientBuilder,
-    settings: &Settings,
-) -> Result<reqwest::blocking::ClientBuilder, Error> {
-    if let Some(ca) = &settings.tls.ca {
-        let roots = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| {
+fn tls_config(tls: &crate::config::Tls) -> Result<ureq::tls::TlsConfig, Error> {
+    use ureq::tls::{ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let mut config = TlsConfig::builder().root_certs(RootCerts::PlatformVerifier);
+    if let Some(ca) = &tls.ca {
+        let roots = certificates(ca).map_err(|e| {
             Error::config("certificate_file", "no usable PEM certificate").caused_by(e)
         })?;
         // A custom CA replaces the default roots, as the OTLP exporter spec and ZenML mean it.
-        client = client.tls_certs_only(roots);
+        config = config.root_certs(RootCerts::new_with_certs(&roots));
     }
-    if let Some((cert, key)) = &settings.tls.identity {
-        let mut pem = cert.clone();
-        pem.push(b'\n');
-        pem.extend_from_slice(key);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+    if let Some((cert, key)) = &tls.identity {
+        let not_identity = |e: String| {
             Error::config(
                 "client_certificate_file",
                 "the client certificate and key do not form a TLS identity",
             )
             .caused_by(e)
-        })?;
-        client = client.identity(identity);
+        };
+        check_identity(cert, key).map_err(not_identity)?;
+        let chain = certificates(cert).map_err(not_identity)?;
+        let key = PrivateKey::from_pem(key).map_err(|e| not_identity(e.to_string()))?;
+        config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
-    Ok(client)
+    Ok(config.build())
+}
+
+/// Every certificate in a PEM bundle; an error if there is none.
+#[cfg(feature = "tls")]
+fn certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(certificate) = item.map_err(|e| e.to_string())? {
+            certificates.push(certificate);
+        }
+    }
+    if certificates.is_empty() {
+        return Err("no PEM CERTIFICATE block".into());
+    }
+    Ok(certificates)
+}
+
+/// What ureq does with the identity when it first connects (and `expect`s to work): rustls,
+/// with ureq's ring provider, accepting the key for the chain.
+#[cfg(feature = "tls")]
+fn check_identity(cert: &[u8], key: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| e.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
