@@ -711,6 +711,7 @@ mod cpu {
                 "throughput" => "emitting_thread",
                 "zenml-otel-expo" | "OpenTelemetry.L" => "export_thread",
                 c if c.starts_with("reqwest") => "http_client_thread",
+                c if c.starts_with("zenml-otel-send") => "sender_threads",
                 _ => "other_threads",
             };
             *out.entry(role).or_insert(0.0) += ticks.saturating_sub(start) as f64 / tps;
