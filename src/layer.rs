@@ -16,6 +16,7 @@ use tracing_subscriber::Layer;
 
 use crate::batch::{self, Emitter, QueuedRecord};
 use crate::handover::Handover;
+use crate::last_context;
 use crate::panic_hook;
 use crate::record::{self, AttributeLimits, RecordWriter};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
@@ -171,6 +172,31 @@ impl ZenmlOtelLayer {
         }
     }
 
+    /// The context of the event's span: this thread's last one when it is the same span, as
+    /// it mostly is (`last_context.rs`), else resolved.
+    fn context_of<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Arc<Resolved>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let current = if event.is_contextual() {
+            ctx.current_span().id().map(Id::into_u64)
+        } else {
+            None
+        };
+        let stamp = self.runs.stamp();
+        if let Some(hit) = current.and_then(|span| last_context::get(span, stamp)) {
+            return hit;
+        }
+        let resolved = match ctx.event_span(event) {
+            Some(span) => self.resolve(&span),
+            None => self.runs.outside().clone(),
+        };
+        if let Some(span) = current {
+            last_context::remember(span, stamp, &resolved);
+        }
+        resolved
+    }
+
     fn resolve<S>(&self, span: &SpanRef<'_, S>) -> Arc<Resolved>
     where
         S: for<'a> LookupSpan<'a>,
@@ -247,6 +273,7 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        self.runs.span_closed();
         let Some(span) = ctx.span(&id) else { return };
         let ends_step = span
             .extensions()
@@ -290,10 +317,7 @@ where
             record.current_trace_context();
             record.finish(0)
         });
-        let resolved = match ctx.event_span(event) {
-            Some(span) => self.resolve(&span),
-            None => self.runs.outside().clone(),
-        };
+        let resolved = self.context_of(event, &ctx);
         self.emitter.emit(QueuedRecord::new(resolved, record));
     }
 }

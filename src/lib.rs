@@ -13,6 +13,7 @@ mod config;
 mod error;
 pub mod fields;
 pub mod handover;
+mod last_context;
 mod layer;
 mod otlp;
 mod panic_hook;

@@ -407,15 +407,16 @@ impl<'s> RecordWriter<'s> {
     /// limit left out.
     pub(crate) fn finish(self, dropped: u32) -> EncodedRecord {
         let Self { scratch, .. } = self;
+        // The small fields before and after the body and attributes are written to `out`; the
+        // record is then assembled once, in the chunk, without copying the body twice.
         let out = &mut scratch.out;
         wire::encode_fixed64(tag::TIME_UNIX_NANO, self.time, out);
         wire::encode_varint_field(tag::SEVERITY_NUMBER, self.severity as u64, out);
         wire::encode_string(tag::SEVERITY_TEXT, self.severity_text, out);
         if scratch.has_body {
-            wire::encode_bytes_field(tag::BODY, &scratch.body, out);
+            wire::encode_delimited_header(tag::BODY, scratch.body.len(), out);
         }
-        out.extend_from_slice(&scratch.attributes);
-        let split = out.len();
+        let head = out.len();
         let dropped = u64::from(self.dropped.saturating_add(dropped));
         wire::encode_varint_field(tag::DROPPED_ATTRIBUTES_COUNT, dropped, out);
         if let Some((flags, trace_id, span_id)) = &self.trace {
@@ -425,11 +426,17 @@ impl<'s> RecordWriter<'s> {
         }
         wire::encode_fixed64(tag::OBSERVED_TIME_UNIX_NANO, self.observed, out);
         wire::encode_string(tag::EVENT_NAME, self.event_name, out);
+        let body: &[u8] = if scratch.has_body { &scratch.body } else { &[] };
+        let split = head + body.len() + scratch.attributes.len();
+        let len = split + (out.len() - head);
         let chunk = &mut scratch.chunk;
-        if chunk.capacity() - chunk.len() < out.len() {
-            *chunk = BytesMut::with_capacity(CHUNK.max(out.len()));
+        if chunk.capacity() - chunk.len() < len {
+            *chunk = BytesMut::with_capacity(CHUNK.max(len));
         }
-        chunk.extend_from_slice(out);
+        chunk.extend_from_slice(&out[..head]);
+        chunk.extend_from_slice(body);
+        chunk.extend_from_slice(&scratch.attributes);
+        chunk.extend_from_slice(&out[head..]);
         EncodedRecord {
             bytes: chunk.split().freeze(),
             split,

@@ -343,6 +343,16 @@ pub(crate) struct Runs {
     /// Bumped whenever a span records a `zenml.*` field, which may change what its descendants
     /// resolve to; cached resolutions of an older generation are recomputed.
     generation: AtomicU64,
+    /// Bumped whenever a span closes: its id may then name another span.
+    closes: AtomicU64,
+}
+
+/// See [`Runs::stamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    runs: usize,
+    generation: u64,
+    closes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -376,6 +386,7 @@ impl Runs {
                 prune_at: 64,
             }),
             generation: AtomicU64::new(0),
+            closes: AtomicU64::new(0),
             gauge,
         };
         runs.outside = runs.resolve(base_fields.clone());
@@ -409,6 +420,20 @@ impl Runs {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn span_closed(&self) {
+        self.closes.fetch_add(1, Ordering::Release);
+    }
+
+    /// What a resolution keyed by span id is valid for: this layer, its generation of
+    /// `zenml.*` fields, and no span closed since (which could free the id for another span).
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            runs: self.id,
+            generation: self.generation(),
+            closes: self.closes.load(Ordering::Acquire),
+        }
     }
 
     /// Builds the context from fields gathered innermost-first by [`Resolver`].
