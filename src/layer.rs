@@ -38,6 +38,13 @@ const EXPORTER_CRATES: &[&str] = &[
 ];
 
 fn is_exporter_target(target: &str) -> bool {
+    // Most targets start with another letter than any of these crates: one comparison.
+    if !matches!(
+        target.as_bytes().first(),
+        Some(b'h' | b'o' | b'r' | b't' | b'u')
+    ) {
+        return false;
+    }
     target.starts_with("opentelemetry")
         || EXPORTER_CRATES.iter().any(|name| {
             target
@@ -290,7 +297,9 @@ where
         }
         // Events bridged from the `log` crate (tracing-log) all have the target "log"; the real
         // one, which the loop guard needs, is in their normalized metadata.
-        let bridged = event.normalized_metadata();
+        let bridged = (event.metadata().target() == "log")
+            .then(|| event.normalized_metadata())
+            .flatten();
         let meta = bridged.as_ref().unwrap_or_else(|| event.metadata());
         if is_exporter_target(meta.target()) || self.emitter.drop_early() {
             return;
@@ -301,7 +310,8 @@ where
             let (severity, text) = record::severity(meta.level());
             record
                 .severity(severity, text)
-                .limits(self.limits, bridged.is_some());
+                .limits(self.limits, bridged.is_some())
+                .track_keys(!self.span_fields.is_empty());
             event.record(&mut record);
             if !self.span_fields.is_empty() {
                 self.copy_span_fields(&mut record, event, &ctx);
@@ -340,6 +350,10 @@ mod tests {
             "tonic::transport",
         ] {
             assert!(is_exporter_target(target), "{target}");
+        }
+        for name in super::EXPORTER_CRATES {
+            assert!(is_exporter_target(name), "{name}");
+            assert!(is_exporter_target(&format!("{name}::inner")), "{name}");
         }
         for target in ["hyperion", "my_app", "h2o::x", "step"] {
             assert!(!is_exporter_target(target), "{target}");

@@ -284,6 +284,8 @@ pub(crate) struct RecordWriter<'s> {
     /// Set for events bridged from the `log` crate, whose `log.*` fields only carry the
     /// metadata already taken from the normalized callsite.
     from_log: bool,
+    /// Whether `has_field` will be asked (span fields are copied), so the keys are kept.
+    track_keys: bool,
     /// The event's fields kept as attributes so far, and those the count limit left out.
     kept: usize,
     dropped: u32,
@@ -302,6 +304,7 @@ impl<'s> RecordWriter<'s> {
             scope: Cow::Borrowed(DEFAULT_SCOPE),
             limits: AttributeLimits::NONE,
             from_log: false,
+            track_keys: false,
             kept: 0,
             dropped: 0,
         }
@@ -315,6 +318,12 @@ impl<'s> RecordWriter<'s> {
     /// Limits for the event's own fields (visited through [`Visit`]).
     pub(crate) fn limits(&mut self, limits: AttributeLimits, from_log: bool) -> &mut Self {
         (self.limits, self.from_log) = (limits, from_log);
+        self
+    }
+
+    /// Keeps the event's field names for [`has_field`](Self::has_field).
+    pub(crate) fn track_keys(&mut self, track: bool) -> &mut Self {
+        self.track_keys = track;
         self
     }
 
@@ -342,6 +351,31 @@ impl<'s> RecordWriter<'s> {
         self.scratch.has_body = true;
     }
 
+    /// The message, formatted straight into the body's `string_value` (its length prefix
+    /// assumed one byte, and widened after for a message of 128 bytes or more).
+    fn body_fmt(&mut self, message: fmt::Arguments<'_>) {
+        use std::io::Write as _;
+        let body = &mut self.scratch.body;
+        body.clear();
+        wire::encode_key(
+            tag::STRING_VALUE,
+            prost::encoding::WireType::LengthDelimited,
+            body,
+        );
+        let start = body.len() + 1;
+        body.push(0);
+        let _ = body.write_fmt(message);
+        let len = body.len() - start;
+        if len < 0x80 {
+            body[start - 1] = len as u8;
+        } else {
+            let mut prefix = Vec::with_capacity(4);
+            wire::encode_varint(len as u64, &mut prefix);
+            body.splice(start - 1..start, prefix);
+        }
+        self.scratch.has_body = true;
+    }
+
     fn body_str(&mut self, text: &str) {
         self.scratch.body.clear();
         wire::encode_bytes_field(tag::STRING_VALUE, text.as_bytes(), &mut self.scratch.body);
@@ -357,7 +391,7 @@ impl<'s> RecordWriter<'s> {
         wire::encode_str_attribute(key, value, &mut self.scratch.attributes);
     }
 
-    /// Whether the event has a field `key` of its own.
+    /// Whether the event has a field `key` of its own (with [`track_keys`](Self::track_keys)).
     pub(crate) fn has_field(&self, key: &str) -> bool {
         self.scratch.keys.contains(&key)
     }
@@ -454,7 +488,9 @@ impl<'s> RecordWriter<'s> {
             return false;
         }
         self.kept += 1;
-        self.scratch.keys.push(field.name());
+        if self.track_keys {
+            self.scratch.keys.push(field.name());
+        }
         true
     }
 
@@ -503,6 +539,9 @@ impl Visit for RecordWriter<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == MESSAGE {
+            return self.body_fmt(format_args!("{value:?}"));
+        }
         self.field_fmt(field, format_args!("{value:?}"));
     }
 

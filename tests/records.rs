@@ -63,6 +63,36 @@ fn severity_body_and_timestamp() {
 }
 
 #[test]
+fn messages_of_every_length_prefix_size_arrive_whole() {
+    // The message is formatted straight into the body behind a one-byte length, widened for
+    // 128 bytes and more: the lengths around each varint boundary, and an empty message.
+    let lengths = [0, 1, 127, 128, 129, 16_383, 16_384, 70_000];
+    let harness = Harness::new();
+    harness.run(|| {
+        for len in lengths {
+            let text = "m".repeat(len);
+            info!(len, "{text}");
+        }
+    });
+    let records = harness.flushed();
+    assert_eq!(records.len(), lengths.len());
+    for len in lengths {
+        let record = records
+            .iter()
+            .find(|r| {
+                r.record.attributes.iter().any(|kv| {
+                    kv.key == "len"
+                        && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                            == Some(&Value::IntValue(len as i64))
+                })
+            })
+            .unwrap_or_else(|| panic!("the record of length {len}"));
+        let body = record.record.body.as_ref().and_then(|b| b.value.as_ref());
+        assert_eq!(body, Some(&Value::StringValue("m".repeat(len))), "{len}");
+    }
+}
+
+#[test]
 fn fields_become_typed_attributes() {
     let harness = Harness::new();
     harness.run(|| {
