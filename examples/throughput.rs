@@ -1317,6 +1317,40 @@ fn compress(opts: &Opts) {
             zstd::bulk::compress(body, level).expect("zstd")
         });
     }
+    // The same codecs with their state kept from one request to the next (as a sender could).
+    for level in [1, 6] {
+        let deflate = std::cell::RefCell::new(flate2::Compress::new(
+            flate2::Compression::new(level),
+            false,
+        ));
+        time(format!("gzip-{level}-reused"), &|body| {
+            let mut deflate = deflate.borrow_mut();
+            deflate.reset();
+            let mut out = Vec::with_capacity(body.len() / 4 + 64);
+            out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+            loop {
+                let done = deflate.total_in() as usize;
+                out.reserve(4096);
+                let status = deflate
+                    .compress_vec(&body[done..], &mut out, flate2::FlushCompress::Finish)
+                    .expect("deflate");
+                if status == flate2::Status::StreamEnd {
+                    break;
+                }
+            }
+            let mut crc = flate2::Crc::new();
+            crc.update(body);
+            out.extend_from_slice(&crc.sum().to_le_bytes());
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out
+        });
+    }
+    for level in [-1, 3] {
+        let zstd = std::cell::RefCell::new(zstd::bulk::Compressor::new(level).expect("zstd"));
+        time(format!("zstd-{level}-reused"), &|body| {
+            zstd.borrow_mut().compress(body).expect("zstd")
+        });
+    }
     report(
         json!({
             "scenario": "compress", "records": n, "requests": bodies.len(),

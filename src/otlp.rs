@@ -10,6 +10,8 @@ compile_error!(
     "zenml-otel needs a transport: enable the `http-proto` (default) or the `grpc` feature"
 );
 
+#[cfg(feature = "http-proto")]
+mod compress;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "http-proto")]

@@ -1,5 +1,5 @@
 //! OTLP/HTTP, ours end to end: a batch is encoded as one request (a `ResourceLogs` per run,
-//! `protobuf.rs`), compressed here and posted with ureq, a blocking HTTP/1.1 client that runs
+//! `protobuf.rs`), compressed (`compress.rs`) and posted with ureq, a blocking HTTP/1.1 client that runs
 //! on the sender's own thread (no async runtime, no URL/IDNA stack); the lanes share its
 //! connection pool. Retries, `Retry-After`, splitting on 413 and the order of a run's
 //! requests are the batching's (`batch::retry`, `batch::order`); the client's timeout
@@ -8,10 +8,11 @@
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use super::compress::Compressor;
 use super::protobuf::Encoder;
 use crate::batch::retry::{self, Failure, Retry};
 use crate::batch::QueuedRecord;
-use crate::config::{Compression, Protocol, Settings};
+use crate::config::{Protocol, Settings};
 
 use super::{Sent, Transport};
 use crate::Error;
@@ -25,7 +26,7 @@ pub(super) struct HttpTransport {
     headers: Vec<(HeaderName, HeaderValue)>,
     encoder: Encoder,
     json: bool,
-    compression: Compression,
+    compressor: Compressor,
     max_request_bytes: usize,
 }
 
@@ -40,7 +41,7 @@ impl HttpTransport {
                 headers: settings.headers.clone(),
                 encoder: Encoder::default(),
                 json: settings.protocol == Protocol::HttpJson,
-                compression: settings.compression,
+                compressor: Compressor::new(settings.compression),
                 max_request_bytes: settings.max_request_bytes,
             })
             .collect())
@@ -108,7 +109,7 @@ impl Transport for HttpTransport {
             &mut self.encoder,
             records,
             self.json,
-            self.compression,
+            &mut self.compressor,
             self.max_request_bytes,
         ) {
             Ok(Some(body)) => body,
@@ -159,15 +160,6 @@ fn final_failure(message: String) -> Failure {
     }
 }
 
-/// gzip's fastest level: on our request bodies it costs an eighth of the default level's CPU
-/// (0.28 vs 2.2 µs per record) for 13 % more bytes (14.2 vs 12.6 per record) —
-/// `throughput -- compress`, BENCHMARKS.md.
-const GZIP_LEVEL: u32 = 1;
-
-/// zstd's first fast level: 0.77× the default level's CPU for 4 % more bytes (same run).
-#[cfg(feature = "zstd")]
-const ZSTD_LEVEL: i32 = -1;
-
 /// A request body, encoded and compressed once; every retry of the request sends it again.
 #[derive(Debug, Clone)]
 struct PreparedBody {
@@ -182,7 +174,7 @@ fn prepare_body(
     encoder: &mut Encoder,
     records: &mut [QueuedRecord],
     json: bool,
-    compression: Compression,
+    compressor: &mut Compressor,
     max: usize,
 ) -> Result<Option<PreparedBody>, String> {
     let mut body = Vec::with_capacity(records.len() * 256);
@@ -198,24 +190,7 @@ fn prepare_body(
     if body.len() > max {
         return Ok(None);
     }
-    let (bytes, encoding) = match compression {
-        Compression::None => (body, None),
-        Compression::Gzip => {
-            use std::io::Write as _;
-            let mut gzip =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
-            gzip.write_all(&body)
-                .and_then(|()| gzip.finish())
-                .map(|bytes| (bytes, Some("gzip")))
-                .map_err(|e| format!("gzip compression failed: {e}"))?
-        }
-        #[cfg(feature = "zstd")]
-        Compression::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL)
-            .map(|bytes| (bytes, Some("zstd")))
-            .map_err(|e| format!("zstd compression failed: {e}"))?,
-        #[cfg(not(feature = "zstd"))]
-        Compression::Zstd => return Err(crate::config::missing_feature("zstd")),
-    };
+    let (bytes, encoding) = compressor.compress(body)?;
     Ok(Some(PreparedBody { bytes, encoding }))
 }
 
