@@ -226,8 +226,8 @@ pub struct OtelLogStoreConfig {
     /// Bound on one export including the exporter's retries, and on `shutdown()`, in
     /// milliseconds. Default 10000 (the OTLP exporter default).
     pub export_timeout_millis: u64,
-    /// PEM file of the CA certificate(s) that verify the collector, instead of the system and
-    /// webpki roots.
+    /// PEM file of the CA certificate(s) that verify the collector, instead of the default
+    /// roots (the system's; over gRPC the system's and webpki's).
     pub certificate_file: Option<PathBuf>,
     /// PEM file of the client certificate (chain) for mutual TLS; needs `client_key_file`.
     pub client_certificate_file: Option<PathBuf>,
