@@ -651,7 +651,8 @@ mod cpu {
     use std::collections::{BTreeMap, HashMap};
 
     /// utime + stime of a `/proc/.../stat` line, in clock ticks, and the thread's name.
-    fn parse(stat: &str) -> Option<(String, u64)> {
+    /// (name, user + kernel ticks, kernel ticks) of a `stat` file.
+    fn parse(stat: &str) -> Option<(String, u64, u64)> {
         let open = stat.find('(')?;
         let close = stat.rfind(')')?;
         let comm = stat[open + 1..close].to_owned();
@@ -659,7 +660,7 @@ mod cpu {
         // Fields after the name start at field 3 (state); utime is field 14, stime 15.
         let utime: u64 = rest.get(11)?.parse().ok()?;
         let stime: u64 = rest.get(12)?.parse().ok()?;
-        Some((comm, utime + stime))
+        Some((comm, utime + stime, stime))
     }
 
     fn ticks_per_second() -> f64 {
@@ -671,10 +672,10 @@ mod cpu {
             .unwrap_or(100.0)
     }
 
-    /// Every live thread of this process: tid -> (name, ticks).
+    /// Every live thread of this process: tid -> (name, ticks, of which in the kernel).
     #[derive(Debug, Clone, Default)]
     pub(crate) struct Snapshot {
-        threads: HashMap<String, (String, u64)>,
+        threads: HashMap<String, (String, u64, u64)>,
         rotel: u64,
     }
 
@@ -696,17 +697,20 @@ mod cpu {
             .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
             .as_deref()
             .and_then(parse)
-            .map_or(0, |(_, ticks)| ticks);
+            .map_or(0, |(_, ticks, _)| ticks);
         Snapshot { threads, rotel }
     }
 
     /// CPU seconds spent between two snapshots, by role: the emitting (main) thread, the export
-    /// thread, the HTTP client's runtime thread, anything else here, and rotel.
+    /// thread, the HTTP client's runtime thread, our senders (and the part of theirs spent in
+    /// the kernel: on loopback a sender also runs the collector's TCP receive path), anything
+    /// else here, and rotel.
     pub(crate) fn delta(before: &Snapshot, after: &Snapshot) -> BTreeMap<&'static str, f64> {
         let tps = ticks_per_second();
         let mut out = BTreeMap::new();
-        for (tid, (comm, ticks)) in &after.threads {
-            let start = before.threads.get(tid).map_or(0, |(_, t)| *t);
+        for (tid, (comm, ticks, kernel)) in &after.threads {
+            let (start, kernel_start) =
+                before.threads.get(tid).map_or((0, 0), |(_, t, k)| (*t, *k));
             let role = match comm.as_str() {
                 "throughput" => "emitting_thread",
                 "zenml-otel-expo" | "OpenTelemetry.L" => "export_thread",
@@ -715,6 +719,10 @@ mod cpu {
                 _ => "other_threads",
             };
             *out.entry(role).or_insert(0.0) += ticks.saturating_sub(start) as f64 / tps;
+            if role == "sender_threads" {
+                *out.entry("sender_threads_kernel").or_insert(0.0) +=
+                    kernel.saturating_sub(kernel_start) as f64 / tps;
+            }
         }
         out.insert(
             "rotel",

@@ -1,7 +1,7 @@
 //! OTLP/HTTP, ours end to end: a batch is encoded as one request (a `ResourceLogs` per run,
-//! `protobuf.rs`), compressed (`compress.rs`) and posted with ureq, a blocking HTTP/1.1 client that runs
-//! on the sender's own thread (no async runtime, no URL/IDNA stack); the lanes share its
-//! connection pool. Retries, `Retry-After`, splitting on 413 and the order of a run's
+//! `protobuf.rs`), compressed (`compress.rs`) and posted with ureq, a blocking HTTP/1.1 client
+//! that runs on the sender's own thread (no async runtime, no URL/IDNA stack); the lanes share
+//! its connection pool. Retries, `Retry-After`, splitting on 413 and the order of a run's
 //! requests are the batching's (`batch::retry`, `batch::order`); the client's timeout
 //! is `export_timeout_millis`.
 
