@@ -66,7 +66,7 @@ fn send_until_final<'r, T: Transport>(
 ) {
     let mut attempts = retry();
     let result = loop {
-        match transport.send(records, &attempts) {
+        match send_once(transport, records, &attempts) {
             Sent::TooLarge if records.len() > 1 => {
                 drop(attempts);
                 let (first, second) = records.split_at_mut(records.len() / 2);
@@ -85,6 +85,29 @@ fn send_until_final<'r, T: Transport>(
         }
     };
     settle(records.len(), result);
+}
+
+/// One attempt. A panic in the transport's libraries (ureq panics when the OS refuses it a
+/// thread for a host lookup) is a failed attempt like any other: retried, then counted, never a
+/// sender thread gone with its records.
+fn send_once<T: Transport>(
+    transport: &mut T,
+    records: &mut [QueuedRecord],
+    attempts: &Retry<'_>,
+) -> Sent {
+    let attempt = std::panic::AssertUnwindSafe(|| transport.send(records, attempts));
+    std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        Sent::Done(Err(Failure {
+            message: format!("the exporter panicked: {what}"),
+            retryable: true,
+            retry_after: None,
+        }))
+    })
 }
 
 /// One exporter: each sender thread of the pipeline owns one; they share one HTTP client (one
@@ -170,5 +193,65 @@ impl Export for Exporter {
             }
         }
         truncated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::batch::retry::Outage;
+
+    /// Panics on its first `panics` attempts, then delivers.
+    struct Panicky {
+        panics: usize,
+        attempts: usize,
+    }
+
+    impl Transport for Panicky {
+        fn send(&mut self, _: &mut [QueuedRecord], _: &Retry<'_>) -> Sent {
+            self.attempts += 1;
+            if self.attempts <= self.panics {
+                panic!("no thread for the lookup");
+            }
+            Sent::Done(Ok(0))
+        }
+
+        fn max_request_bytes(&self) -> usize {
+            usize::MAX
+        }
+    }
+
+    fn outcome(panics: usize, window: Duration) -> (usize, Vec<Result<u64, String>>) {
+        let (outage, stop) = (Outage::default(), AtomicBool::new(false));
+        let mut transport = Panicky {
+            panics,
+            attempts: 0,
+        };
+        let mut settled = Vec::new();
+        send_until_final(
+            &mut transport,
+            &mut [],
+            &mut |_, result| settled.push(result),
+            &|| Retry::new(&outage, 0, &stop, window),
+        );
+        (transport.attempts, settled)
+    }
+
+    #[test]
+    fn a_panicking_transport_is_a_retried_failure_not_a_lost_sender() {
+        let (attempts, settled) = outcome(1, Duration::from_secs(5));
+        assert_eq!(
+            (attempts, settled),
+            (2, vec![Ok(0)]),
+            "retried, then delivered"
+        );
+        let (_, settled) = outcome(usize::MAX, Duration::from_millis(300));
+        match &settled[..] {
+            [Err(message)] => assert!(message.contains("no thread for the lookup"), "{message}"),
+            other => panic!("one final failure expected: {other:?}"),
+        }
     }
 }
