@@ -261,7 +261,10 @@ impl Emitter {
             self.shared.count_dropped(1);
             return;
         }
-        if self.records.len() >= self.max_batch {
+        // The flag first: while a batch is signalled, no emitter needs the queue's length.
+        if !self.shared.batch_signalled.load(Ordering::Acquire)
+            && self.records.len() >= self.max_batch
+        {
             self.signal_batch();
         }
     }
@@ -287,7 +290,11 @@ impl Emitter {
 
     /// Wakes the export thread for a full batch, once until it takes the batch.
     fn signal_batch(&self) {
-        if !self.shared.batch_signalled.swap(true, Ordering::AcqRel) {
+        // A plain load first: under a backlog every emitter lands here, and a swap would make
+        // them all write the same cache line for nothing.
+        if !self.shared.batch_signalled.load(Ordering::Acquire)
+            && !self.shared.batch_signalled.swap(true, Ordering::AcqRel)
+        {
             let _ = self.control.send(Control::BatchReady);
         }
     }
