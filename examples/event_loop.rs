@@ -19,6 +19,8 @@ fn main() {
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(receiver.endpoint()),
         max_queue_size: EVENTS as usize,
+        // Under valgrind everything runs ~50x slower: room for the final shutdown's export.
+        export_timeout_millis: 600_000,
         ..OtelLogStoreConfig::default()
     })
     .expect("a valid config");

@@ -267,6 +267,17 @@ pub(crate) fn with_scratch<R>(mut write: impl FnMut(&mut Scratch) -> R) -> R {
     }
 }
 
+/// `fmt::Write` straight into a byte buffer: leaner than `io::Write`'s adapter, which keeps
+/// an `io::Error` around for every `write_str`.
+struct Utf8Sink<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Utf8Sink<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
 /// Writes one record: the fixed fields first, then fields and attributes as they are visited,
 /// then [`finish`](Self::finish).
 #[derive(Debug)]
@@ -354,7 +365,6 @@ impl<'s> RecordWriter<'s> {
     /// The message, formatted straight into the body's `string_value` (its length prefix
     /// assumed one byte, and widened after for a message of 128 bytes or more).
     fn body_fmt(&mut self, message: fmt::Arguments<'_>) {
-        use std::io::Write as _;
         let body = &mut self.scratch.body;
         body.clear();
         wire::encode_key(
@@ -364,7 +374,7 @@ impl<'s> RecordWriter<'s> {
         );
         let start = body.len() + 1;
         body.push(0);
-        let _ = body.write_fmt(message);
+        let _ = fmt::write(&mut Utf8Sink(body), message);
         let len = body.len() - start;
         if len < 0x80 {
             body[start - 1] = len as u8;
