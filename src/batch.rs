@@ -261,7 +261,8 @@ impl Emitter {
             self.shared.count_dropped(1);
             return;
         }
-        // The flag first: while a batch is signalled, no emitter needs the queue's length.
+        // The flag first: while a batch is signalled, no emitter needs the queue's length, and
+        // under a backlog no emitter writes the flag's cache line for nothing.
         if !self.shared.batch_signalled.load(Ordering::Acquire)
             && self.records.len() >= self.max_batch
         {
@@ -290,11 +291,7 @@ impl Emitter {
 
     /// Wakes the export thread for a full batch, once until it takes the batch.
     fn signal_batch(&self) {
-        // A plain load first: under a backlog every emitter lands here, and a swap would make
-        // them all write the same cache line for nothing.
-        if !self.shared.batch_signalled.load(Ordering::Acquire)
-            && !self.shared.batch_signalled.swap(true, Ordering::AcqRel)
-        {
+        if !self.shared.batch_signalled.swap(true, Ordering::AcqRel) {
             let _ = self.control.send(Control::BatchReady);
         }
     }
