@@ -97,11 +97,7 @@ fn send_once<T: Transport>(
 ) -> Sent {
     let attempt = std::panic::AssertUnwindSafe(|| transport.send(records, attempts));
     std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("no message");
+        let what = crate::sync::panic_message(panic.as_ref(), "no message");
         Sent::Done(Err(Failure {
             message: format!("the exporter panicked: {what}"),
             retryable: true,

@@ -39,11 +39,7 @@ impl LogStoreHandle {
 
 fn log_panic(info: &PanicHookInfo<'_>) {
     let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("Box<dyn Any>");
+    let message = crate::sync::panic_message(payload, "Box<dyn Any>");
     let location = info.location();
     let backtrace = Backtrace::capture();
     let stacktrace =
