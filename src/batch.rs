@@ -8,6 +8,7 @@ mod coordinator;
 mod handle;
 mod ledger;
 mod order;
+mod receipt;
 pub(crate) mod retry;
 mod sender;
 
@@ -128,7 +129,8 @@ struct Shared {
     /// Set by the emitter that sent `BatchReady`, cleared by the export thread when it takes
     /// the batch.
     batch_signalled: AtomicBool,
-    shutdown_requested: AtomicBool,
+    /// Shutdown: requested, and by when.
+    stop: retry::Stop,
     /// Requests waiting for a retry; while there are any, no new batch is handed out.
     outage: retry::Outage,
     /// Batches in flight by run: a run's requests go out in order.
@@ -145,6 +147,8 @@ struct Shared {
     queued_bytes: AtomicUsize,
     /// `max_queue_bytes`.
     max_queued_bytes: usize,
+    /// Where `shutdown()` writes the final counters (`handover::STATS_FILE`).
+    stats_file: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -321,7 +325,7 @@ pub(crate) fn start(
         records: records_rx.clone(),
         closed: AtomicBool::new(false),
         batch_signalled: AtomicBool::new(false),
-        shutdown_requested: AtomicBool::new(false),
+        stop: retry::Stop::default(),
         outage: retry::Outage::default(),
         order: order::RunOrder::default(),
         timeout: settings.timeout,
@@ -332,6 +336,7 @@ pub(crate) fn start(
         live_runs: Arc::default(),
         queued_bytes: AtomicUsize::new(0),
         max_queued_bytes: config.max_queue_bytes,
+        stats_file: std::sync::OnceLock::new(),
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();

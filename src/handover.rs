@@ -20,6 +20,7 @@
 //! | [`LOG_STORE_ID`], [`LOG_STORE_NAME`] | record `zenml.log_store.id`, `zenml.log_store.name` |
 //! | [`LOG_STORE_CONFIG`] | the `otel` log store's configuration as JSON (the component's keys) |
 //! | [`LOG_STORE_CONFIG_FILE`] | the same, as the path of a JSON file |
+//! | [`STATS_FILE`] | where `shutdown()` (and the guard's drop) writes the final [`ExportStats`](crate::ExportStats) as JSON, for the step's receipt |
 //!
 //! Ids must be UUIDs (exported in ZenML's lowercase hyphenated form, so a query with ZenML's
 //! own value matches); names any text without control characters; the source a word such as
@@ -27,6 +28,7 @@
 
 use opentelemetry::logs::AnyValue;
 use opentelemetry::{Key, StringValue};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::Error;
@@ -67,6 +69,10 @@ pub const LOG_STORE_NAME: &str = "ZENML_OTEL_LOG_STORE_NAME";
 pub const LOG_STORE_CONFIG: &str = "ZENML_OTEL_LOG_STORE_CONFIG";
 /// The path of a JSON file holding the `otel` log store's configuration.
 pub const LOG_STORE_CONFIG_FILE: &str = "ZENML_OTEL_LOG_STORE_CONFIG_FILE";
+/// Where the pipeline writes its final counters when it shuts down: a JSON object with
+/// `emitted`, `exported`, `dropped`, `failed`, `rejected` and `truncated`, replacing the file
+/// whole (written beside it, then renamed). Its directory must exist.
+pub const STATS_FILE: &str = "ZENML_OTEL_STATS_FILE";
 
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -112,6 +118,7 @@ pub const ALL: &[&str] = &[
     LOG_STORE_NAME,
     LOG_STORE_CONFIG,
     LOG_STORE_CONFIG_FILE,
+    STATS_FILE,
 ];
 
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -124,6 +131,8 @@ pub(crate) struct Handover {
     pub(crate) source: Option<Arc<str>>,
     /// ZenML's other record attributes (`zenml.log.id`, the names), in the table's order.
     pub(crate) attributes: Vec<(Key, AnyValue)>,
+    /// [`STATS_FILE`].
+    pub(crate) stats_file: Option<PathBuf>,
 }
 
 impl Handover {
@@ -145,6 +154,7 @@ impl Handover {
                     })
                 })
                 .collect::<Result<_, _>>()?,
+            stats_file: stats_file(env)?,
         };
         if handover.step_id.is_some() && handover.pipeline_run_id.is_none() {
             return Err(Error::config(
@@ -154,6 +164,24 @@ impl Handover {
         }
         Ok(handover)
     }
+}
+
+/// [`STATS_FILE`], if set: a path whose directory exists.
+fn stats_file(env: Env<'_>) -> Result<Option<PathBuf>, Error> {
+    let Some(path) = checked(env, STATS_FILE, Shape::Name)?.map(PathBuf::from) else {
+        return Ok(None);
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() || path.is_dir() {
+        return Err(Error::config(
+            STATS_FILE,
+            format!("`{}`: not a file in an existing directory", path.display()),
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// The variable's value if it is set, checked against its shape.

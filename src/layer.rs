@@ -108,6 +108,9 @@ impl ZenmlOtelLayer {
             ])
             .build();
         let (emitter, handle) = batch::start(&config, &settings, crate::otlp::exporters())?;
+        if let Some(path) = handover.stats_file.clone() {
+            handle.report_stats_to(path);
+        }
         Ok(Self {
             runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,

@@ -194,11 +194,10 @@ impl Export for Exporter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
     use super::*;
-    use crate::batch::retry::Outage;
+    use crate::batch::retry::{Outage, Stop};
 
     /// Panics on its first `panics` attempts, then delivers.
     struct Panicky {
@@ -221,7 +220,7 @@ mod tests {
     }
 
     fn outcome(panics: usize, window: Duration) -> (usize, Vec<Result<u64, String>>) {
-        let (outage, stop) = (Outage::default(), AtomicBool::new(false));
+        let (outage, stop) = (Outage::default(), Stop::default());
         let mut transport = Panicky {
             panics,
             attempts: 0,

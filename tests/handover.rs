@@ -191,6 +191,9 @@ fn a_malformed_handover_fails_construction_naming_the_variable() {
         (handover::LOG_STORE_CONFIG, r#"{"no_such_key": 1}"#),
         (handover::LOG_STORE_CONFIG, r#"{"compression": "deflate"}"#),
         (handover::LOG_STORE_CONFIG_FILE, "/no/such/file.json"),
+        (handover::STATS_FILE, " "),
+        (handover::STATS_FILE, "/no/such/dir/stats.json"),
+        (handover::STATS_FILE, "/tmp"),
     ] {
         let _env = Env::with(&[(name, value)]);
         let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
@@ -280,4 +283,47 @@ fn explicit_config_wins_over_the_handed_over_one_which_wins_over_otel_variables(
     .unwrap();
     assert_eq!(explicit.endpoint(), "http://127.0.0.1:4318/v1/logs");
     explicit.handle().shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_writes_the_final_counters_where_the_step_asked() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("zenml-otel-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("stats.json");
+    let _env = Env::with(&[(handover::STATS_FILE, path.to_str().unwrap())]);
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(receiver.endpoint()),
+        max_queue_size: 2,
+        max_export_batch_size: 2,
+        schedule_delay_millis: 600_000,
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap();
+    let guard = layer.guard();
+    tracing::subscriber::with_default(
+        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer),
+        || {
+            for n in 0..5 {
+                info!(n, "counted");
+            }
+        },
+    );
+    assert!(!path.exists(), "written at shutdown, not before");
+    let stats = guard.handle().stats();
+    drop(guard);
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("the guard's drop wrote it")).unwrap();
+    assert_eq!(written["emitted"], 5);
+    assert_eq!(
+        written["exported"].as_u64().unwrap() + written["dropped"].as_u64().unwrap(),
+        5,
+        "{written}"
+    );
+    assert!(
+        stats.dropped >= 1,
+        "the 2-record queue overflowed: {stats:?}"
+    );
+    assert_eq!(written["dropped"], stats.dropped, "{written}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

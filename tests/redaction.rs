@@ -22,6 +22,8 @@ fn secret_config(endpoint: String) -> OtelLogStoreConfig {
             ("x-api-key".into(), SECRET.into()),
         ]),
         export_timeout_millis: 500,
+        // The flushes below fail once the retries are spent, not after force_flush's 30 s.
+        max_retry_elapsed_millis: 1000,
         ..OtelLogStoreConfig::default()
     }
 }

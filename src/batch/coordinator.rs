@@ -84,33 +84,30 @@ impl Coordinator {
             match control {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
-                    self.dispatch_queued(None);
+                    self.dispatch_queued();
                 }
                 Ok(Control::Flush(ack)) => {
-                    let _ = ack.send(self.drain(None));
+                    let _ = ack.send(self.drain());
                 }
-                Ok(Control::StepEnded) => self.dispatch_queued(None),
-                Ok(Control::Shutdown(ack)) => {
-                    let deadline = Instant::now() + self.timeout;
-                    return self.stop(Some(deadline), Some(ack));
-                }
+                Ok(Control::StepEnded) => self.dispatch_queued(),
+                Ok(Control::Shutdown(ack)) => return self.stop(Some(ack)),
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
-                    self.dispatch_queued(None);
+                    self.dispatch_queued();
                 }
                 // Every handle and the layer are gone: nothing more can arrive or be asked.
-                Err(RecvTimeoutError::Disconnected) => return self.stop(None, None),
+                Err(RecvTimeoutError::Disconnected) => return self.stop(None),
             }
         }
     }
 
     /// Hands out what is queued now and waits until all of it is settled, through outages:
     /// what waited behind a retried request goes once that is done.
-    fn drain(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+    fn drain(&mut self) -> Result<(), String> {
         let mut remaining = self.records.len();
         let mut result = Ok(());
         loop {
-            remaining = self.dispatch(remaining, deadline);
+            remaining = self.dispatch(remaining);
             if let Err(failure) = self.progress.settle() {
                 result = Err(failure);
             }
@@ -122,13 +119,13 @@ impl Coordinator {
 
     /// Hands out what is queued now (not what arrives meanwhile, so a flush under constant load
     /// still ends), a batch at a time.
-    fn dispatch_queued(&mut self, deadline: Option<Instant>) {
-        self.dispatch(self.records.len(), deadline);
+    fn dispatch_queued(&mut self) {
+        self.dispatch(self.records.len());
     }
 
     /// Hands out up to `remaining` queued records, a batch at a time; returns how many of them
     /// wait behind a request being retried.
-    fn dispatch(&mut self, mut remaining: usize, deadline: Option<Instant>) -> usize {
+    fn dispatch(&mut self, mut remaining: usize) -> usize {
         // During an outage new batches wait in the queue, behind the request being retried.
         while remaining > 0 && !self.shared.outage.ongoing() {
             let want = remaining.min(self.max_batch);
@@ -143,12 +140,12 @@ impl Coordinator {
                 return 0;
             }
             remaining = remaining.saturating_sub(self.batch.len());
-            self.dispatch_batch(deadline);
+            self.dispatch_batch();
         }
         remaining
     }
 
-    fn dispatch_batch(&mut self, deadline: Option<Instant>) {
+    fn dispatch_batch(&mut self) {
         let Some(jobs) = &self.jobs else { return };
         let records = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
         let bytes = records.iter().map(|queued| queued.size).sum();
@@ -161,7 +158,6 @@ impl Coordinator {
         self.shared.order.open(seq, runs.collect());
         if let Err(unsent) = jobs.send(Job {
             records,
-            deadline,
             seq,
             bytes,
         }) {
@@ -174,12 +170,11 @@ impl Coordinator {
         }
     }
 
-    fn stop(mut self, deadline: Option<Instant>, ack: Option<Sender<Result<(), String>>>) {
-        // Ends the senders' retries, also when every handle went away without a shutdown.
-        self.shared
-            .shutdown_requested
-            .store(true, Ordering::Release);
-        let result = self.drain(deadline);
+    fn stop(mut self, ack: Option<Sender<Result<(), String>>>) {
+        // Bounds the senders' retries, also when every handle went away without a shutdown
+        // (`shutdown()` set its own deadline before asking).
+        self.shared.stop.request(Instant::now() + self.timeout);
+        let result = self.drain();
         self.shared.close();
         // Records that got in between the last export and `close`: counted, never lost quietly.
         self.shared.count_stragglers();

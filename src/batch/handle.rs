@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
@@ -78,7 +78,7 @@ impl LogStoreHandle {
     }
 
     fn after_stop(&self) -> Result<(), Error> {
-        if self.shared.shutdown_requested.load(Ordering::Acquire) {
+        if self.shared.stop.requested() {
             Err(Error::shut_down())
         } else {
             Ok(())
@@ -86,18 +86,46 @@ impl LogStoreHandle {
     }
 
     /// Exports what is queued, then stops the export thread. Returns within the export timeout
-    /// (`export_timeout_millis`) plus 200 ms, whatever the collector does; records not exported
-    /// by then are counted as dropped, as are records emitted afterwards. Calling it again
-    /// returns `Ok(())` at once.
+    /// (`export_timeout_millis`) plus 200 ms, whatever the collector does. A collector that is
+    /// unreachable meanwhile is retried (as at any other time, with waits cut short to fit)
+    /// until that deadline, so one that comes back in time gets every record; what is not
+    /// exported by then is counted as failed or dropped, as are records emitted afterwards.
+    /// Calling it again returns `Ok(())` at once.
     pub fn shutdown(&self) -> Result<(), Error> {
-        if self.shared.shutdown_requested.swap(true, Ordering::AcqRel) {
+        let result = self.stop_within_deadline();
+        self.write_receipt();
+        result
+    }
+
+    /// Has [`shutdown`](Self::shutdown) write the final counters to `path`.
+    pub(crate) fn report_stats_to(&self, path: std::path::PathBuf) {
+        let _ = self.shared.stats_file.set(path);
+    }
+
+    /// The counters after a shutdown, for whoever started the program.
+    fn write_receipt(&self) {
+        let Some(path) = self.shared.stats_file.get() else {
+            return;
+        };
+        if let Err(error) = super::receipt::write(path, &self.stats()) {
+            eprintln!(
+                "zenml-otel: cannot write the final counters to {} ({}): {error}",
+                path.display(),
+                crate::handover::STATS_FILE
+            );
+        }
+    }
+
+    fn stop_within_deadline(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + self.shared.timeout;
+        if !self.shared.stop.request(deadline) {
             return Ok(());
         }
         let (ack, done) = bounded(1);
         if self.control.send(Control::Shutdown(ack)).is_err() {
             return Ok(()); // the export thread already stopped on its own
         }
-        let result = match done.recv_timeout(self.shared.timeout + SHUTDOWN_SLACK) {
+        let result = match done.recv_deadline(deadline + SHUTDOWN_SLACK) {
             Ok(result) => result.map_err(Error::export),
             Err(RecvTimeoutError::Timeout) => {
                 // The export thread is stuck on a collector that does not answer: count what

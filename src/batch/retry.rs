@@ -1,13 +1,14 @@
 //! Outages longer than one export: a request that failed with a retryable error is sent again,
-//! with capped exponential backoff, for up to `max_retry_elapsed_millis` — unless the pipeline
-//! shuts down. While any request waits for its retry, the coordinator hands out no new batches,
-//! so newer records stay queued behind it (under the queue's usual bounds) and a run's records
-//! keep their order.
+//! with capped exponential backoff, for up to `max_retry_elapsed_millis` — and once the pipeline
+//! shuts down, until shutdown's deadline: a wait that would end past it is cut short, so the
+//! last attempt still fits (a collector that comes back while a short-lived program exits still
+//! gets its records). While any request waits for its retry, the coordinator hands out no new
+//! batches, so newer records stay queued behind it (under the queue's usual bounds) and a run's
+//! records keep their order.
 
 use super::order::RunOrder;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// First wait after an export failed, doubled per attempt up to [`MAX_BACKOFF`], as the Collector's
@@ -16,6 +17,37 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often a wait looks for a shutdown.
 const POLL: Duration = Duration::from_millis(50);
+/// The last attempt during a shutdown starts this long before its deadline, so its answer (or
+/// a refused connection) still arrives before `shutdown()` stops waiting.
+const LAST_ATTEMPT_ROOM: Duration = Duration::from_millis(200);
+
+/// Shutdown as the senders see it: once requested, by when everything must be sent or counted.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    deadline: OnceLock<Instant>,
+}
+
+impl Stop {
+    /// Requests shutdown by `deadline`. `false` if it was requested already: the first
+    /// deadline stays.
+    pub(crate) fn request(&self, deadline: Instant) -> bool {
+        self.deadline.set(deadline).is_ok()
+    }
+
+    pub(crate) fn requested(&self) -> bool {
+        self.deadline.get().is_some()
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.get().copied()
+    }
+
+    /// Whether shutdown's deadline has passed: nothing more may be sent.
+    pub(crate) fn passed(&self) -> bool {
+        self.deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+}
 
 /// Why an export failed, and whether sending it again may succeed.
 #[derive(Debug)]
@@ -41,9 +73,9 @@ impl Outage {
     }
 
     /// Waits while an older batch than `batch` waits for a retry (a batch handed out before the
-    /// outage was noticed must not overtake it), unless `stop` is set.
-    pub(crate) fn wait_behind_older(&self, batch: u64, stop: &AtomicBool) {
-        while self.oldest().is_some_and(|oldest| oldest < batch) && !stop.load(Ordering::Acquire) {
+    /// outage was noticed must not overtake it), at most until shutdown's deadline.
+    pub(crate) fn wait_behind_older(&self, batch: u64, stop: &Stop) {
+        while self.oldest().is_some_and(|oldest| oldest < batch) && !stop.passed() {
             std::thread::sleep(POLL);
         }
     }
@@ -63,22 +95,18 @@ pub(crate) struct Retry<'a> {
     outage: &'a Outage,
     /// The batch's place in dispatch order.
     batch: u64,
-    stop: &'a AtomicBool,
+    stop: &'a Stop,
     window: Duration,
     started: Option<Instant>,
     backoff: Duration,
-    /// Whose turn it is among the batches of the same runs, and shutdown's deadline.
-    order: Option<(&'a RunOrder, Option<Instant>)>,
+    /// Whose turn it is among the batches of the same runs.
+    order: Option<&'a RunOrder>,
 }
 
 impl<'a> Retry<'a> {
-    /// Retries of a request of `batch` (its dispatch order) within `window`, until `stop` is set.
-    pub(crate) fn new(
-        outage: &'a Outage,
-        batch: u64,
-        stop: &'a AtomicBool,
-        window: Duration,
-    ) -> Self {
+    /// Retries of a request of `batch` (its dispatch order) within `window`, and within
+    /// shutdown's deadline once `stop` has one.
+    pub(crate) fn new(outage: &'a Outage, batch: u64, stop: &'a Stop, window: Duration) -> Self {
         Self {
             outage,
             batch,
@@ -91,8 +119,8 @@ impl<'a> Retry<'a> {
     }
 
     /// Sends only in turn: after the older batches holding records of the same runs.
-    pub(crate) fn in_order(mut self, order: &'a RunOrder, deadline: Option<Instant>) -> Self {
-        self.order = Some((order, deadline));
+    pub(crate) fn in_order(mut self, order: &'a RunOrder) -> Self {
+        self.order = Some(order);
         self
     }
 
@@ -100,10 +128,10 @@ impl<'a> Retry<'a> {
     /// an older request): waits for this batch's turn. `Err` when shutdown's deadline passed
     /// first; the request then fails, counted.
     pub(crate) fn wait_turn(&self) -> Result<(), Failure> {
-        let Some((order, deadline)) = self.order else {
+        let Some(order) = self.order else {
             return Ok(());
         };
-        if order.wait_turn(self.batch, deadline) {
+        if order.wait_turn(self.batch, self.stop.deadline()) {
             return Ok(());
         }
         Err(Failure {
@@ -115,10 +143,20 @@ impl<'a> Retry<'a> {
         })
     }
 
+    /// How long one attempt may take: the export timeout, or less when shutdown's deadline is
+    /// nearer (an attempt on a silent collector then fails in time to be counted).
+    pub(crate) fn attempt_timeout(&self, timeout: Duration) -> Duration {
+        self.stop.deadline().map_or(timeout, |deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            timeout.min(left.max(POLL))
+        })
+    }
+
     /// After a failure: waits for the next attempt and returns `true`, or returns `false` when
-    /// the failure is final (not retryable, the window is spent, or the pipeline stops).
+    /// the failure is final (not retryable, the window is spent, or no attempt fits before
+    /// shutdown's deadline).
     pub(crate) fn again(&mut self, failure: &Failure) -> bool {
-        if !failure.retryable || self.stopped() {
+        if !failure.retryable || self.stop.passed() {
             return false;
         }
         let started = *self.started.get_or_insert_with(|| {
@@ -126,13 +164,12 @@ impl<'a> Retry<'a> {
             Instant::now()
         });
         let wait = self.backoff.max(failure.retry_after.unwrap_or_default());
-        if started.elapsed() + wait > self.window {
+        let Some(until) = self.next_attempt(started, wait) else {
             return false;
-        }
+        };
         // The backoff, then the turn of this batch: older ones go first.
-        let until = Instant::now() + wait;
         while Instant::now() < until || self.outage.oldest() != Some(self.batch) {
-            if self.stopped() || started.elapsed() > self.window {
+            if self.stop.passed() || started.elapsed() > self.window {
                 return false;
             }
             std::thread::sleep(POLL);
@@ -141,8 +178,19 @@ impl<'a> Retry<'a> {
         true
     }
 
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+    /// When the next attempt goes, `wait` from now: within the retry window, and cut short to
+    /// fit before shutdown's deadline. `None` when it fits neither.
+    fn next_attempt(&self, started: Instant, wait: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        let mut until = now + wait;
+        if let Some(deadline) = self.stop.deadline() {
+            let last = deadline.checked_sub(LAST_ATTEMPT_ROOM)?;
+            if now >= last {
+                return None;
+            }
+            until = until.min(last);
+        }
+        (until.duration_since(started) <= self.window).then_some(until)
     }
 }
 
@@ -171,47 +219,78 @@ pub(crate) fn is_timeout(message: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn refused() -> Failure {
+        Failure {
+            message: "refused".into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
     #[test]
-    fn a_final_failure_is_not_retried_and_stop_ends_the_wait() {
+    fn a_final_failure_is_not_retried_and_a_passed_deadline_ends_the_retries() {
         let outage = Outage::default();
-        let stop = AtomicBool::new(false);
+        let stop = Stop::default();
         let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(60));
         let final_failure = Failure {
             message: "400".into(),
             retryable: false,
-            retry_after: None,
+            ..refused()
         };
         assert!(!retry.again(&final_failure));
         assert!(!outage.ongoing());
-        stop.store(true, Ordering::Release);
-        let retryable = Failure {
-            message: "refused".into(),
-            retryable: true,
-            retry_after: None,
+        assert!(stop.request(Instant::now()));
+        assert!(
+            !stop.request(Instant::now() + Duration::from_secs(60)),
+            "the first one stays"
+        );
+        assert!(!retry.again(&refused()));
+    }
+
+    #[test]
+    fn during_shutdown_a_wait_is_cut_short_to_fit_before_the_deadline() {
+        let outage = Outage::default();
+        let stop = Stop::default();
+        let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(60));
+        let started = Instant::now();
+        assert!(retry.again(&refused()), "1 s");
+        // The next backoff is 2 s; the deadline leaves 0.7 s: one more attempt, 0.5 s from now.
+        let asked = Instant::now();
+        stop.request(asked + Duration::from_millis(700));
+        assert_eq!(retry.attempt_timeout(Duration::from_secs(10)).as_secs(), 0);
+        assert!(retry.again(&refused()), "a last attempt fits");
+        let waited = asked.elapsed();
+        assert!(
+            waited < Duration::from_millis(700) && started.elapsed() < Duration::from_secs(3),
+            "cut short: {waited:?}"
+        );
+        assert!(!retry.again(&refused()), "no attempt fits any more");
+        // A server's Retry-After is cut short the same way.
+        let throttled = Failure {
+            retry_after: Some(Duration::from_secs(30)),
+            ..refused()
         };
-        assert!(!retry.again(&retryable));
+        let (outage, stop) = (Outage::default(), Stop::default());
+        stop.request(Instant::now() + Duration::from_millis(600));
+        let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(60));
+        assert!(retry.again(&throttled));
     }
 
     #[test]
     fn the_window_bounds_the_retries_and_the_outage_ends_with_them() {
         let outage = Outage::default();
-        let stop = AtomicBool::new(false);
-        let failure = Failure {
-            message: "refused".into(),
-            retryable: true,
-            retry_after: None,
-        };
+        let stop = Stop::default();
         {
             let mut retry = Retry::new(&outage, 0, &stop, Duration::from_millis(2500));
-            assert!(retry.again(&failure), "1 s fits");
+            assert!(retry.again(&refused()), "1 s fits");
             assert!(outage.ongoing());
-            assert!(!retry.again(&failure), "1 s + 2 s does not");
+            assert!(!retry.again(&refused()), "1 s + 2 s does not");
         }
         assert!(!outage.ongoing());
         // The server's Retry-After is the least wait: 5 s do not fit a 2.5 s window.
         let throttled = Failure {
             retry_after: Some(Duration::from_secs(5)),
-            ..failure
+            ..refused()
         };
         let mut retry = Retry::new(&outage, 0, &stop, Duration::from_millis(2500));
         assert!(!retry.again(&throttled));

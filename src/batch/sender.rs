@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
@@ -16,8 +16,6 @@ use super::{Export, QueuedRecord, Shared};
 /// One batch of records, of any runs.
 pub(super) struct Job {
     pub(super) records: Vec<QueuedRecord>,
-    /// Past it (shutdown's deadline), the job is counted as dropped instead of sent.
-    pub(super) deadline: Option<Instant>,
     /// Its place in dispatch order, which retries keep.
     pub(super) seq: u64,
     /// The queue bytes its records hold until they are sent or counted (`max_queue_bytes`
@@ -96,21 +94,17 @@ impl SenderThread {
     fn export(&mut self, job: &mut Job) -> Option<String> {
         let shared = &self.shared;
         let ledger = &shared.ledger;
-        if job.deadline.is_some_and(|d| Instant::now() >= d) || ledger.abandoned() {
+        shared.outage.wait_behind_older(job.seq, &shared.stop);
+        // Past shutdown's deadline the job is counted as dropped instead of sent.
+        if shared.stop.passed() || ledger.abandoned() {
             ledger.settle(job.records.len() as u64, Outcome::Dropped);
             return None;
         }
-        shared
-            .outage
-            .wait_behind_older(job.seq, &shared.shutdown_requested);
         let mut failure = None;
         let window = self.retry_window;
         let seq = job.seq;
-        let deadline = job.deadline;
-        let retry = || {
-            Retry::new(&shared.outage, seq, &shared.shutdown_requested, window)
-                .in_order(&shared.order, deadline)
-        };
+        let retry =
+            || Retry::new(&shared.outage, seq, &shared.stop, window).in_order(&shared.order);
         let truncated = self.transport.export(
             &mut job.records,
             &mut |n, result| match result {

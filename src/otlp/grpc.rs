@@ -87,13 +87,13 @@ impl GrpcTransport {
             .collect())
     }
 
-    /// One call of `LogsService/Export` with an encoded request; the response's bytes.
-    fn call(&mut self, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    /// One call of `LogsService/Export` with an encoded request, within `timeout`; the
+    /// response's bytes.
+    fn call(&mut self, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Status> {
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
-        request.set_timeout(self.timeout);
+        request.set_timeout(timeout);
         let client = &mut self.client;
-        let timeout = self.timeout;
         self.runtime
             .block_on(async move {
                 // The channel's own timeout covers the request; this also bounds connecting.
@@ -151,7 +151,7 @@ impl Transport for GrpcTransport {
         if let Err(failure) = attempts.wait_turn() {
             return Sent::Done(Err(failure));
         }
-        match self.call(body) {
+        match self.call(body, attempts.attempt_timeout(self.timeout)) {
             Ok(response) => Sent::Done(Ok(super::rejected_in(&response))),
             Err(status) => self.failed(&status),
         }

@@ -7,6 +7,7 @@
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, StatusCode};
+use std::time::Duration;
 
 use super::compress::Compressor;
 use super::protobuf::Encoder;
@@ -28,6 +29,8 @@ pub(super) struct HttpTransport {
     json: bool,
     compressor: Compressor,
     max_request_bytes: usize,
+    /// `export_timeout_millis`: one attempt's bound, shorter near shutdown's deadline.
+    timeout: Duration,
 }
 
 impl HttpTransport {
@@ -43,11 +46,16 @@ impl HttpTransport {
                 json: settings.protocol == Protocol::HttpJson,
                 compressor: Compressor::new(settings.compression),
                 max_request_bytes: settings.max_request_bytes,
+                timeout: settings.timeout,
             })
             .collect())
     }
 
-    fn post(&self, body: PreparedBody) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    fn post(
+        &self,
+        body: PreparedBody,
+        timeout: Duration,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
         let content_type = if self.json {
             "application/json"
         } else {
@@ -63,7 +71,11 @@ impl HttpTransport {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        request.send(&body.bytes[..])
+        request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(&body.bytes[..])
     }
 
     /// What the collector's answer means: delivered (with the records it rejected), too large,
@@ -119,7 +131,7 @@ impl Transport for HttpTransport {
         if let Err(failure) = attempts.wait_turn() {
             return Sent::Done(Err(failure));
         }
-        match self.post(body) {
+        match self.post(body, attempts.attempt_timeout(self.timeout)) {
             Ok(response) => self.answered(response),
             Err(error) => Sent::Done(Err(transport_failure(&error))),
         }
