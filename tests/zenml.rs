@@ -1,4 +1,4 @@
-//! A Rust step inside a real ZenML pipeline (zenml[local]==0.98.0, installed by .ci/run or
+//! A Rust step inside a real ZenML pipeline (zenml[local,server]==0.98.0, installed by .ci/run or
 //! `bash examples/zenml/run.sh`): its records carry the ids ZenML's own records of that step
 //! carry, and ZenML's query (`zenml.log.id` + `service.name`) finds both languages' logs.
 
@@ -35,7 +35,7 @@ fn one_value<'a>(records: impl IntoIterator<Item = &'a ReceivedRecord>, key: &st
 }
 
 #[test]
-#[ignore = "needs ZenML (zenml[local]==0.98.0 in a venv: .ci/run installs it)"]
+#[ignore = "needs ZenML (zenml[local,server]==0.98.0 in a venv: .ci/run installs it)"]
 fn rust_step_logs_land_next_to_the_python_steps() {
     let step = harness::example_binary("zenml-step").expect("cargo test builds the examples");
     let receiver = OtlpReceiver::start().unwrap();
@@ -171,7 +171,7 @@ fn helper_outcome(project: &harness::Project) -> Value {
 }
 
 #[test]
-#[ignore = "needs ZenML (zenml[local]==0.98.0 in a venv: .ci/run installs it)"]
+#[ignore = "needs ZenML (zenml[local,server]==0.98.0 in a venv: .ci/run installs it)"]
 fn without_an_otel_store_the_ids_are_still_handed_over() {
     let project = project();
     project.use_plain_stack().unwrap();
@@ -196,10 +196,26 @@ fn without_an_otel_store_the_ids_are_still_handed_over() {
     // A stale handover in the step's own environment never reaches the child.
     assert_ne!(env["ZENML_OTEL_PIPELINE_NAME"], "stale", "{outcome}");
     assert_eq!(outcome["called_process_error"], 3, "{outcome}");
+    // With `logs="auto"` the same stack relays: the same ids, plus the relay's endpoint on
+    // loopback behind a per-call secret, and a file for the program's final counters.
+    let auto = &outcome["received_auto"];
+    assert_eq!(auto["ZENML_OTEL_STEP_RUN_ID"], env["ZENML_OTEL_STEP_RUN_ID"]);
+    assert_eq!(auto["ZENML_OTEL_LOG_ID"], env["ZENML_OTEL_LOG_ID"]);
+    let config: Value = serde_json::from_str(
+        auto["ZENML_OTEL_LOG_STORE_CONFIG"]
+            .as_str()
+            .expect("the relay's configuration"),
+    )
+    .unwrap();
+    let endpoint = config["endpoint"].as_str().unwrap_or_default();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{config}");
+    let secret = config["headers"]["authorization"].as_str().unwrap_or_default();
+    assert!(secret.starts_with("Bearer ") && secret.len() > 30, "{config}");
+    assert!(auto["ZENML_OTEL_STATS_FILE"].is_string(), "{outcome}");
 }
 
 #[test]
-#[ignore = "needs ZenML (zenml[local]==0.98.0 in a venv: .ci/run installs it)"]
+#[ignore = "needs ZenML (zenml[local,server]==0.98.0 in a venv: .ci/run installs it)"]
 fn outside_a_step_the_helper_raises() {
     let python = harness::python().expect(NEEDS_ZENML);
     let project = harness::Project::init(python.clone()).unwrap();

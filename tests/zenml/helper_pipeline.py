@@ -1,9 +1,12 @@
 """Runs `zenml_otel.run_rust_step` on `dump_env.py` inside a real ZenML step.
 
 Writes to `$ZENML_OTEL_TEST_OUT` (JSON): `received`, the variables the child
-got; `context`, what the step sees directly (with `origin_metadata`, the
-attributes ZenML puts on the step's own records, read from a private field);
-`called_process_error`, the return code of the failing call. `zenml_otel` must be importable (PYTHONPATH
+got on the direct path (`logs="direct"`: with the default `auto`, a stack
+without an `otel` log store relays, and the child gets the relay's
+configuration); `received_auto`, those it got with `auto`; `context`, what the
+step sees directly (with `origin_metadata`, the attributes ZenML puts on the
+step's own records, read from a private field); `called_process_error`, the
+return code of the failing call. `zenml_otel` must be importable (PYTHONPATH
 holding the repo's `python/` directory).
 """
 
@@ -41,8 +44,10 @@ def _context() -> dict:
 def handover() -> None:
     out = os.environ["ZENML_OTEL_TEST_OUT"]
     print("helper step: handing over")
-    assert run_rust_step([sys.executable, DUMP_ENV, out]) == 0
+    assert run_rust_step([sys.executable, DUMP_ENV, out], logs="direct") == 0
     result = {"received": json.loads(Path(out).read_text()), "context": _context()}
+    assert run_rust_step([sys.executable, DUMP_ENV, out]) == 0
+    result["received_auto"] = json.loads(Path(out).read_text())
     try:
         run_rust_step([sys.executable, DUMP_ENV, os.devnull, "3"])
     except subprocess.CalledProcessError as e:

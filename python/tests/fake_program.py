@@ -1,0 +1,71 @@
+"""A stand-in for a Rust program using zenml-otel: posts records to the handed-over endpoint
+the way the crate does, then writes `$ZENML_OTEL_STATS_FILE` (temp file + rename).
+
+Usage: fake_program.py MODE  where MODE is
+  ok        post 3 records (gzip), write stats, exit 0
+  exit3     as ok, exit 3
+  nostats   post 3 records, write no stats, exit 0
+  kill      post 1 record, then SIGKILL itself (no stats)
+  nosecret  post 1 record without the bearer token; write the status to $FAKE_OUT
+  garbage   post a malformed body; write the status to $FAKE_OUT, then one good record
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import otlp_testing as otlp  # noqa: E402
+
+
+def records(n, start=0):
+    now = time.time_ns()
+    return [
+        otlp.log_record(
+            body=f"fake: record {i}", severity_number=13 if i == 1 else 9,
+            severity_text="WARN" if i == 1 else "INFO", time_unix_nano=now + i,
+            attributes={"code.file.path": "src/fake.rs", "code.line.number": 10 + i,
+                        "code.namespace": "fake::main", "i": i},
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def send(config, body, auth=True):
+    headers = dict(config["headers"]) if auth else {}
+    return otlp.post(config["endpoint"], body, headers)[0]
+
+
+def write_stats(emitted, exported):
+    path = os.environ["ZENML_OTEL_STATS_FILE"]
+    stats = {"emitted": emitted, "exported": exported, "dropped": 0, "failed": 0,
+             "rejected": 0, "truncated": 0}
+    with open(path + ".tmp", "w") as f:
+        json.dump(stats, f)
+    os.replace(path + ".tmp", path)
+
+
+def main(mode):
+    config = otlp.handed_over()
+    resource = {"service.name": "zenml", "telemetry.sdk.language": "rust"}
+    if mode == "kill":
+        assert send(config, otlp.request(resource, ("fake", ""), records(1))) == 200
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode in ("nosecret", "garbage"):
+        bad = otlp.request(resource, ("fake", ""), records(1)) if mode == "nosecret" else b"\x0a\x09garbage"
+        status = send(config, bad, auth=mode == "garbage")
+        with open(os.environ["FAKE_OUT"], "w") as f:
+            f.write(str(status))
+        if mode == "garbage":
+            assert send(config, otlp.request(resource, ("fake", ""), records(1))) == 200
+        return 0
+    assert send(config, otlp.request(resource, ("fake", "1.0"), records(3))) == 200
+    if mode != "nostats":
+        write_stats(3, 3)
+    return 3 if mode == "exit3" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,201 @@
+"""The pure-Python OTLP decoder: canonical form, every AnyValue kind, bad input."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+import otlp_testing as otlp
+from zenml_otel import decode_export_request, to_log_record
+
+T = 1_700_000_000_123_456_789
+
+
+def one_record(**fields):
+    body = otlp.request({"service.name": "svc"}, ("my_crate::train", "0.1.0"), [otlp.log_record(**fields)])
+    [resource] = decode_export_request(body)
+    [scope] = resource["scopes"]
+    [record] = scope["records"]
+    return record
+
+
+def test_canonical_form():
+    body = otlp.request(
+        {"service.name": "svc", "telemetry.sdk.language": "rust"},
+        ("my_crate::train", "0.1.0"),
+        [
+            otlp.log_record(
+                body="hello", severity_number=9, severity_text="INFO",
+                time_unix_nano=T, observed_time_unix_nano=T + 1,
+                attributes={"code.line.number": 42}, trace_id=bytes(range(16)),
+                span_id=bytes(range(8)), flags=1, event_name="ev", dropped_attributes_count=3,
+            ),
+            otlp.log_record(),
+        ],
+    )
+    assert decode_export_request(body) == [
+        {
+            "resource": {"service.name": "svc", "telemetry.sdk.language": "rust"},
+            "scopes": [
+                {
+                    "name": "my_crate::train",
+                    "version": "0.1.0",
+                    "records": [
+                        {
+                            "time_unix_nano": T, "observed_time_unix_nano": T + 1,
+                            "severity_number": 9, "severity_text": "INFO", "body": "hello",
+                            "attributes": {"code.line.number": 42}, "event_name": "ev",
+                            "trace_id": bytes(range(16)).hex(), "span_id": bytes(range(8)).hex(),
+                            "flags": 1, "dropped_attributes_count": 3,
+                        },
+                        {
+                            "time_unix_nano": 0, "observed_time_unix_nano": 0,
+                            "severity_number": 0, "severity_text": "", "body": None,
+                            "attributes": {}, "event_name": "", "trace_id": "", "span_id": "",
+                            "flags": 0, "dropped_attributes_count": 0,
+                        },
+                    ],
+                }
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "text", "", True, False, 0, 1, -1, -(2**63), 2**63 - 1, 1.5, -0.25, float("inf"),
+        {"bytes": "00ff10"}, {"bytes": ""}, [], [1, "a", None, [2, [3.5]]],
+        {"k": {"nested": [True, {"bytes": "ab"}]}, "n": None}, "é" * 300, "x" * 20000,
+    ],
+)
+def test_every_any_value_round_trips(value):
+    record = one_record(body=value, attributes={"v": value})
+    assert record["body"] == value
+    assert record["attributes"] == {"v": value}
+
+
+def test_empty_any_value_is_none():
+    record = one_record(attributes={"empty": None})
+    assert record["attributes"] == {"empty": None}
+
+
+def test_unknown_fields_are_skipped():
+    unknown = (
+        otlp.uint(99, 7) + otlp.fixed64(98, 1) + otlp.fixed32(97, 2) + otlp.string(96, "x" * 200)
+    )
+    record = otlp.log_record(body="kept", severity_number=13) + unknown
+    scope = otlp.length(1, otlp.string(1, "s") + unknown) + otlp.length(2, record) + unknown
+    resource_logs = otlp.length(2, scope) + otlp.string(3, "schema") + unknown
+    body = otlp.length(1, resource_logs) + unknown
+    [resource] = decode_export_request(body)
+    [decoded] = resource["scopes"][0]["records"]
+    assert (decoded["body"], decoded["severity_number"]) == ("kept", 13)
+    assert resource["scopes"][0]["name"] == "s"
+
+
+def test_negative_severity_and_large_counts():
+    record = one_record(severity_number=-1, dropped_attributes_count=2**32 - 1)
+    assert record["severity_number"] == -1
+    assert record["dropped_attributes_count"] == 2**32 - 1
+
+
+def test_empty_body_is_no_resources():
+    assert decode_export_request(b"") == []
+
+
+GOOD = otlp.request({"a": 1}, ("s", "v"), [otlp.log_record(body="x" * 300, attributes={"k": [1, 2]})])
+
+
+@pytest.mark.parametrize("cut", range(1, len(GOOD)))
+def test_every_truncation_is_a_value_error(cut):
+    # GOOD is one top-level field: every cut ends inside it.
+    with pytest.raises(ValueError):
+        decode_export_request(GOOD[:cut])
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x0a\x05abc",  # length past the end
+        b"\xff" * 11,  # a varint longer than ten bytes
+        b"\x0b",  # a group (wire type 3)
+        b"\x0f",  # wire type 7
+        b"\x00\x01",  # field number 0
+        otlp.length(1, otlp.length(2, otlp.length(2, otlp.string(3, "") + b"\x1a\x02\xff\xfe"))),
+        otlp.length(1, otlp.length(2, otlp.length(2, otlp.uint(1, 5)))),  # wrong wire type
+        otlp.length(1, b"\x12"),  # truncated key/length inside
+    ],
+)
+def test_garbage_is_a_value_error(garbage):
+    with pytest.raises(ValueError):
+        decode_export_request(garbage)
+
+
+def test_deep_nesting_is_a_value_error():
+    value = otlp.string(1, "leaf")
+    for _ in range(200):
+        value = otlp.length(5, otlp.length(1, value))
+    body = otlp.request({}, ("s", ""), [otlp.length(5, value)])
+    with pytest.raises(ValueError):
+        decode_export_request(body)
+
+
+def test_random_bytes_never_raise_anything_but_value_error():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+        try:
+            decode_export_request(data)
+        except ValueError:
+            pass
+
+
+def test_cli_decodes_stdin(tmp_path):
+    import zenml_otel
+
+    body = otlp.request({"r": "v"}, ("s", "1"), [otlp.log_record(body="b", attributes={"i": -5})])
+    out = subprocess.run(
+        [sys.executable, zenml_otel.__file__, "decode"], input=body, capture_output=True, check=True
+    )
+    assert json.loads(out.stdout) == decode_export_request(body)
+    bad = subprocess.run([sys.executable, zenml_otel.__file__, "decode"], input=b"\x0a\x09", capture_output=True)
+    assert bad.returncode == 1 and b"zenml_otel decode" in bad.stderr
+
+
+def test_log_record_keeps_time_level_location_and_scope():
+    record = one_record(
+        body="rust: score below threshold", severity_number=13, severity_text="WARN", time_unix_nano=T,
+        attributes={"code.file.path": "examples/zenml/step.rs", "code.line.number": 29,
+                    "code.namespace": "zenml_step", "score": 0.5},
+    )
+    log = to_log_record("zenml_step", record)
+    assert (log.name, log.levelname, log.getMessage()) == ("zenml_step", "WARNING", "rust: score below threshold score=0.5")
+    assert (log.pathname, log.filename, log.lineno, log.module) == ("examples/zenml/step.rs", "step.rs", 29, "zenml_step")
+    assert log.created == pytest.approx(T / 1e9) and log.msecs == 123.0
+
+
+@pytest.mark.parametrize(
+    "number,text,level",
+    [(1, "", "DEBUG"), (4, "", "DEBUG"), (5, "", "DEBUG"), (9, "", "INFO"), (12, "", "INFO"),
+     (13, "", "WARNING"), (17, "", "ERROR"), (21, "", "CRITICAL"), (24, "", "CRITICAL"),
+     (0, "warn", "WARNING"), (0, "FATAL", "CRITICAL"), (0, "TRACE", "DEBUG"), (0, "odd", "INFO")],
+)
+def test_levels(number, text, level):
+    record = one_record(body="m", severity_number=number, severity_text=text)
+    assert to_log_record("s", record).levelname == level
+
+
+def test_observed_time_stands_in_for_a_missing_time():
+    record = one_record(body="m", observed_time_unix_nano=T)
+    assert to_log_record("s", record).created == pytest.approx(T / 1e9)
+
+
+def test_gzip_members():
+    from zenml_otel import _unpack
+
+    assert _unpack(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip", 100) == b"abcd"

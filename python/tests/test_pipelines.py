@@ -1,0 +1,202 @@
+"""The relay inside real ZenML pipelines (local orchestrator, in this process), read back
+through the step's log store as ZenML's dashboard reads it."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, REPO, TESTS
+
+BINARY = REPO / "target" / "debug" / "examples" / "zenml-step"
+PROG = Path(sys.executable).name  # the receipt names the program by its file name
+COPIED = ("project_pipelines.py", "fake_program.py", "otlp_testing.py", "recording_store.py")
+
+
+@pytest.fixture(scope="session")
+def project():
+    """One ZenML project for every test here: `zenml init` in PROJECT, the default stack."""
+    for name in COPIED:
+        shutil.copy(TESTS / name, PROJECT / name)
+    os.chdir(PROJECT)
+    sys.path.insert(0, str(PROJECT))
+    zenml = Path(sys.executable).with_name("zenml")
+    subprocess.run([str(zenml), "init"], cwd=PROJECT, check=True, capture_output=True)
+    import project_pipelines
+
+    return project_pipelines
+
+
+def fake(mode):
+    return [sys.executable, str(PROJECT / "fake_program.py"), mode]
+
+
+def step_logs(run, step_name="program_step"):
+    """The step's log entries, as the dashboard gets them from the step's log store."""
+    from zenml.client import Client
+    from zenml.utils.logging_utils import search_logs_by_source
+
+    client = Client()
+    step = client.get_pipeline_run(run.id).steps[step_name]
+    logs = search_logs_by_source(step.log_collection, "step")
+    assert logs is not None, step.log_collection
+    return client.active_stack.log_store.fetch(logs_model=logs).items
+
+
+def messages(entries):
+    return [e.message for e in entries]
+
+
+def output(run, step_name="program_step"):
+    from zenml.client import Client
+
+    return Client().get_pipeline_run(run.id).steps[step_name].outputs["output"][0].load()
+
+
+def receipt(entries):
+    [line] = [e for e in entries if e.message.startswith("zenml-otel: ")]
+    return line
+
+
+def step_metadata(run, step_name="program_step"):
+    from zenml.client import Client
+
+    return Client().get_pipeline_run(run.id).steps[step_name].run_metadata
+
+
+def index(entries, text):
+    return next(i for i, e in enumerate(entries) if text in e.message)
+
+
+def test_rust_program_logs_in_the_artifact_log_store(project):
+    if not BINARY.exists():
+        assert os.environ.get("CI") != "true", f"CI builds {BINARY}: it is missing"
+        pytest.skip(f"{BINARY} is not built (cargo build --example zenml-step)")
+    run = project.program_pipeline(cmd=[str(BINARY)])
+    entries = step_logs(run)
+    text = messages(entries)
+    before, after = index(entries, "python: before"), index(entries, "python: after")
+    rust = [i for i, m in enumerate(text) if m.startswith("rust: ")]
+    assert len(rust) == 4, text
+    assert before < min(rust) and max(rust) < after, text
+    stamps = [e.timestamp for e in entries if e.timestamp]
+    assert stamps == sorted(stamps)
+    warn = entries[index(entries, "rust: score below threshold")]
+    assert warn.level.name in ("WARN", "WARNING") and warn.filename == "examples/zenml/step.rs"
+    assert warn.lineno and warn.module == "zenml_step"
+    assert entries[index(entries, "rust: loading")].level.name == "INFO"
+    line = receipt(entries).message
+    assert line.startswith("zenml-otel: zenml-step exited 0: "), line
+    assert "(relay received 4)" in line, line
+    if "left no stats" not in line:  # a crate that writes $ZENML_OTEL_STATS_FILE
+        assert "4 records emitted, 4 exported, 0 dropped, 0 failed" in line, line
+
+
+def test_receipt_and_metadata(project):
+    run = project.program_pipeline(cmd=fake("ok"))
+    entries = step_logs(run)
+    fakes = [m for m in messages(entries) if m.startswith("fake: ")]
+    assert fakes == ["fake: record 0 i=0", "fake: record 1 i=1", "fake: record 2 i=2"]
+    assert entries[index(entries, "fake: record 1 i=1")].level.name in ("WARN", "WARNING")
+    line = receipt(entries)
+    assert line.message == (
+        f"zenml-otel: {PROG} exited 0: 3 records emitted, 3 exported, 0 dropped, "
+        "0 failed (relay received 3)"
+    )
+    assert line.level.name == "INFO"
+    meta = step_metadata(run)[f"zenml-otel {PROG}"]
+    assert meta["emitted"] == 3 and meta["exported"] == 3 and meta["relay_received"] == 3
+    assert meta["exit_code"] == 0 and meta["logs"] == "relay"
+
+
+def test_non_zero_exit_raises_and_says_so(project):
+    run = project.program_pipeline(cmd=fake("exit3"))
+    assert output(run) == 3
+    line = receipt(step_logs(run))
+    assert line.message.startswith(f"zenml-otel: {PROG} exited 3: 3 records emitted")
+    assert line.level.name in ("WARN", "WARNING")
+
+
+def test_no_stats_file(project):
+    run = project.program_pipeline(cmd=fake("nostats"))
+    line = receipt(step_logs(run)).message
+    assert line == f"zenml-otel: {PROG} exited 0: left no stats (relay received 3)"
+
+
+def test_killed_program_returns_promptly(project):
+    started = time.monotonic()
+    run = project.program_pipeline(cmd=fake("kill"))
+    assert time.monotonic() - started < 60
+    assert output(run) == -signal.SIGKILL
+    entries = step_logs(run)
+    assert "fake: record 0 i=0" in messages(entries)
+    line = receipt(entries).message
+    assert line == f"zenml-otel: {PROG} killed by SIGKILL: left no stats (relay received 1)"
+
+
+def test_no_secret_is_401_and_stores_nothing(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path / "status"))
+    run = project.program_pipeline(cmd=fake("nosecret"))
+    assert (tmp_path / "status").read_text() == "401"
+    entries = step_logs(run)
+    assert not [m for m in messages(entries) if m.startswith("fake: ")]
+    assert "1 rejected requests" in receipt(entries).message
+
+
+def test_malformed_body_is_400_and_the_relay_goes_on(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path / "status"))
+    run = project.program_pipeline(cmd=fake("garbage"))
+    assert (tmp_path / "status").read_text() == "400"
+    assert "fake: record 0 i=0" in messages(step_logs(run))
+
+
+def test_direct_mode_starts_no_relay(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path / "status"))
+    run = project.program_pipeline(cmd=[sys.executable, str(PROJECT / "fake_program.py"), "nohandover"], logs="direct")
+    # Without a handed-over configuration the fake program fails on its first line.
+    assert output(run) != 0
+    line = receipt(step_logs(run)).message
+    assert "relay received" not in line
+
+
+def test_relay_env_serves_several_processes(project):
+    run = project.two_processes_pipeline()
+    entries = step_logs(run, "two_processes_step")
+    assert sum(m.startswith("fake: record") for m in messages(entries)) == 6
+
+
+def test_custom_log_store_flavor_receives_the_records(project):
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    import recording_store
+
+    client = Client()
+    client.create_flavor(source="recording_store.RecordingLogStoreFlavor",
+                         component_type=StackComponentType.LOG_STORE)
+    client.create_stack_component(name="recording", flavor="recording",
+                                  component_type=StackComponentType.LOG_STORE, configuration={})
+    client.create_stack(name="recording_stack", components={
+        StackComponentType.ORCHESTRATOR: "default",
+        StackComponentType.ARTIFACT_STORE: "default",
+        StackComponentType.LOG_STORE: "recording",
+    })
+    client.activate_stack("recording_stack")
+    try:
+        run = project.program_pipeline(cmd=fake("ok"))
+    finally:
+        client.activate_stack("default")
+    step = client.get_pipeline_run(run.id).steps["program_step"]
+    log_id = str(next(l for l in step.log_collection if l.source == "step").id)
+    mine = [(r, m) for i, r, m in recording_store.RECEIVED if i == log_id]
+    text = [r.getMessage() for r, _ in mine]
+    assert text.index("python: before the program") < text.index("fake: record 0 i=0")
+    assert text.index("fake: record 2 i=2") < text.index("python: after the program")
+    record, metadata = mine[text.index("fake: record 1 i=1")]
+    assert (record.name, record.levelname, record.pathname, record.lineno) == ("fake", "WARNING", "src/fake.rs", 11)
+    assert metadata["i"] == 1 and metadata["code.filepath"] == "src/fake.rs"
