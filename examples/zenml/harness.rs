@@ -26,7 +26,7 @@ pub fn python() -> Result<PathBuf, String> {
     } else {
         Err(format!(
             "no ZenML venv python at {}: run `bash examples/zenml/run.sh` once (it installs \
-             zenml[local]==0.98.0 there), or set ZENML_OTEL_PYTHON",
+             zenml[local,server]==0.98.0 there), or set ZENML_OTEL_PYTHON",
             python.display()
         ))
     }
@@ -125,11 +125,22 @@ impl Project {
 
     /// Copies `file` into the project and runs it with the venv's python, `env` added.
     pub fn run_pipeline(&self, file: &Path, env: &[(&str, &Path)]) -> Result<Output, String> {
+        self.run_python(file, &[], env)
+    }
+
+    /// Copies `file` into the project and runs it with the venv's python, `args` and `env`
+    /// added; fails with its output when it does.
+    pub fn run_python(
+        &self,
+        file: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Output, String> {
         let name = file.file_name().ok_or("no file name")?;
         let copy = self.root.join(name);
         std::fs::copy(file, &copy).map_err(|e| format!("copy {}: {e}", file.display()))?;
         let mut command = self.command(&self.python);
-        command.arg(&copy);
+        command.arg(&copy).args(args);
         // After `command`'s clean slate, so a caller may set a handover variable on purpose.
         for (name, value) in env {
             command.env(name, value);
@@ -183,6 +194,15 @@ fn checked(what: &str, output: std::io::Result<Output>) -> Result<Output, String
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// The `PIPELINE_RUN_ID=<uuid>` a pipeline file printed (examples/zenml/pipeline.py does).
+pub fn run_id(output: &Output) -> Result<String, String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("PIPELINE_RUN_ID="))
+        .map(|id| id.trim().to_string())
+        .ok_or_else(|| "the pipeline printed no PIPELINE_RUN_ID=".to_string())
 }
 
 /// Every record received, once no more have arrived for half a second (at most 10 s).

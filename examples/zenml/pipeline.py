@@ -2,14 +2,17 @@
 
 The Rust program (`$ZENML_OTEL_EXAMPLE_BIN`, e.g. a binary built with
 `zenml-otel`) is started with `zenml_otel.run_rust_step`, so its logs carry
-the same step, run and logs-entry attributes as the step's Python logs and go
-to the same OpenTelemetry log store. Run it from an initialized ZenML project
-whose active stack has an `otel` log store, with the repository's `python/`
-directory on PYTHONPATH:
+the same step, run and logs-entry attributes as the step's Python logs and end
+up in the step's logs: with an `otel` log store in the active stack the
+program exports to it itself; with any other (ZenML's default stack: the
+artifact log store) `run_rust_step` relays its records into the step's
+logs, where ZenML's dashboard shows them. Run it from an initialized ZenML
+project, with the repository's `python/` directory on PYTHONPATH:
 
     PYTHONPATH=<repo>/python ZENML_OTEL_EXAMPLE_BIN=<binary> python pipeline.py
 
-`examples/zenml/run.sh` sets all of this up. Prints `PIPELINE_RUN_ID=<uuid>`.
+`examples/zenml/run.sh` sets all of this up, for both kinds of stack.
+Prints `PIPELINE_RUN_ID=<uuid>`.
 """
 
 import logging

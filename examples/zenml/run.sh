@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the `zenml-pipeline` example: the `rust_demo` ZenML pipeline
-# (examples/zenml/pipeline.py) whose second step runs a Rust program logging
-# with zenml-otel, both exporting to a local OTLP receiver the example starts.
+# (examples/zenml/pipeline.py), whose second step runs a Rust program logging
+# with zenml-otel, twice: on a stack with an `otel` log store (both languages
+# export to a local OTLP receiver the example starts), then on ZenML's default
+# stack (the Rust records relayed into the step's logs, printed as ZenML
+# returns them).
 #
 # Needs ZenML 0.98.0 in a venv: scripts/zenml-venv.sh makes it on first use.
 set -euo pipefail

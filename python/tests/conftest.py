@@ -6,9 +6,15 @@ before any test imports ZenML, so every test shares one project and one local st
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent.parent
@@ -34,13 +40,6 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
 
 
 # --- shared by the tests that run the real Rust program or a ZenML server -----------------------
-
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-
-import pytest  # noqa: E402
 
 RUST_STEP = REPO / "target" / "debug" / "examples" / "zenml-step"
 ZENML = Path(sys.executable).with_name("zenml")  # the venv's CLI
