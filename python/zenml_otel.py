@@ -35,6 +35,14 @@ step's logs and the step's metadata (`zenml-otel: <program>`) say how it exited
 and what the crate counted (`ZENML_OTEL_STATS_FILE`): records emitted,
 exported, dropped, failed.
 
+Each program also gets a spool directory of its own (`ZENML_OTEL_SPOOL_DIR`,
+a fresh temporary directory): the crate writes every record there before the
+`tracing` call returns. When a killed program (SIGKILL, OOM) or one whose
+exports failed leaves records in it, they are delivered after it ends, by the
+same path (relay: into the step's logs, skipping those the relay already
+stored; direct: posted to the `otel` store's collector), and the receipt says
+how many (`read_spool` reads a spool).
+
 `relay_env()` is the context manager for code that starts processes itself;
 `handover_env()` returns just the handover variables (direct path only).
 `python zenml_otel.py decode < body.bin` prints an OTLP/HTTP logs request
@@ -45,19 +53,31 @@ or `pip install` the directory holding it. It needs nothing beyond ZenML
 (tested with 0.98.0) and the standard library.
 """
 
+import collections
 import contextlib
+import dataclasses
+import errno
+import gzip
+import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
+import ssl
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import (
@@ -68,6 +88,7 @@ from typing import (
     Iterator,
     List,
     Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -79,6 +100,7 @@ __all__ = [
     "child_env",
     "decode_export_request",
     "handover_env",
+    "read_spool",
     "relay_env",
     "run_rust_step",
 ]
@@ -613,6 +635,47 @@ class Counts:
             return self.values[key]
 
 
+class RecentRecords:
+    """Digests of the last `size` records a relay stored (thread-safe).
+
+    A spooled record among them was acknowledged before its program died (the
+    spool is at-least-once) and is not stored twice. A record without a time
+    is never matched: two of those may well be alike on purpose.
+    """
+
+    def __init__(self, size: int = 1 << 17) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._order: "collections.deque[bytes]" = collections.deque()
+        self._counts: "collections.Counter[bytes]" = collections.Counter()
+
+    @staticmethod
+    def digest(scope_name: str, record: Mapping[str, Json]) -> Optional[bytes]:
+        """The same for a record however its fields were ordered on the wire."""
+        if not (record["time_unix_nano"] or record["observed_time_unix_nano"]):
+            return None
+        text = json.dumps([scope_name, record], sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def add(self, scope_name: str, record: Mapping[str, Json]) -> None:
+        digest = self.digest(scope_name, record)
+        if digest is None:
+            return
+        with self._lock:
+            self._order.append(digest)
+            self._counts[digest] += 1
+            if len(self._order) > self._size:
+                oldest = self._order.popleft()
+                self._counts[oldest] -= 1
+                if not self._counts[oldest]:
+                    del self._counts[oldest]
+
+    def __contains__(self, item: Tuple[str, Mapping[str, Json]]) -> bool:
+        digest = self.digest(*item)
+        with self._lock:
+            return digest is not None and digest in self._counts
+
+
 class HttpError(Exception):
     """An answer other than 200."""
 
@@ -656,6 +719,7 @@ class Relay:
         self.max_body_bytes = max_body_bytes
         self.secret = secrets.token_urlsafe(32)
         self.counts = Counts()
+        self.recent = RecentRecords()
         self._closed = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
         self._server.daemon_threads = True
@@ -746,7 +810,12 @@ class Relay:
             self.emit(log_record, _metadata(record["attributes"]))
         except Exception as e:
             raise HttpError(500, f"ZenML did not take a record: {e!r}") from None
+        self.recent.add(scope_name, record)
         self.counts.add(relayed=1)
+
+    def relayed_before(self, scope_name: str, record: Mapping[str, Json]) -> bool:
+        """Whether this record is among the last ones stored (see `RecentRecords`)."""
+        return (scope_name, record) in self.recent
 
 
 class _RelayHandler(BaseHTTPRequestHandler):
@@ -829,6 +898,428 @@ class _RelayHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+# --- the spool: what a killed program had not delivered ----------------------
+
+# With `ZENML_OTEL_SPOOL_DIR` set, the crate writes each record to a spool
+# there before the `tracing` call returns and deletes a segment once the
+# collector acknowledged all its records. What a program killed by a signal
+# (or one whose exports failed) leaves there is delivered after it ends.
+SPOOL_VARIABLE = PREFIX + "SPOOL_DIR"
+SPOOL_MAGIC = b"ZOTSPOOL"
+SPOOL_VERSION = 1
+SPOOL_HEADER_LEN = 16
+SPOOL_ENTRY_HEADER_LEN = 8  # u32 length, u32 CRC-32 of the payload
+SPOOL_LOCK = "lock"
+_SEGMENT_NAME = re.compile(r"[0-9a-f]{16}\.spool")
+_CONTEXT_ENTRY, _RECORD_ENTRY = 1, 2
+# Records per OTLP request when delivering to the `otel` store's collector.
+SPOOL_BATCH = 1000
+# Attempts per request to the collector (a restarting collector gets a
+# second and third chance, as the crate's own retries would give it).
+SPOOL_ATTEMPTS = 3
+
+
+class SpooledRecord(NamedTuple):
+    """A spooled record and the context it was emitted in."""
+
+    resource: bytes  # the encoded `resource` field of a ResourceLogs (may be b"")
+    schema_url: bytes  # the encoded `schema_url` field of a ResourceLogs (may be b"")
+    scope: str  # the instrumentation scope's name (the Rust target)
+    record: bytes  # the LogRecord message
+
+
+@dataclasses.dataclass
+class Spooled:
+    """What `read_spool` found."""
+
+    records: List[SpooledRecord] = dataclasses.field(default_factory=list)
+    torn: int = 0  # segments whose last entry was cut short or corrupt
+    corrupt: int = 0  # segment files skipped whole (no/bad header, unknown version)
+
+
+def read_spool(directory: str) -> Spooled:
+    """The records of every segment in `directory`, in segment order.
+
+    A record's context is the last context entry of its id read before it
+    (the crate repeats a context in each segment that uses it). Never raises
+    on what the files hold (a torn or corrupt part is counted and skipped);
+    only on OS errors such as a directory it may not read. A missing directory
+    is an empty spool.
+    """
+    spooled = Spooled()
+    contexts: Dict[int, Tuple[bytes, bytes, bytes]] = {}
+    for path in _segment_paths(directory):
+        data = _segment_bytes(path)
+        if data is None or not _segment_header_ok(data):
+            spooled.corrupt += 1
+            continue
+        records, torn = _segment_records(data, contexts)
+        spooled.records += records
+        spooled.torn += torn
+    return spooled
+
+
+def _segment_paths(directory: str) -> List[str]:
+    """`{number:016x}.spool` files, by number; other names are not segments."""
+    try:
+        names = [n for n in os.listdir(directory) if _SEGMENT_NAME.fullmatch(n)]
+    except FileNotFoundError:
+        return []
+    return [os.path.join(directory, n) for n in sorted(names, key=lambda n: int(n[:16], 16))]
+
+
+def _segment_bytes(path: str) -> Optional[bytes]:
+    """A segment's contents; None when it is no regular file (a FIFO would
+    block the read, a symlink point anywhere) or vanished."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            return None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read()
+    finally:
+        os.close(fd)
+
+
+def _segment_header_ok(data: bytes) -> bool:
+    if len(data) < SPOOL_HEADER_LEN or data[:8] != SPOOL_MAGIC:
+        return False
+    return struct.unpack_from("<I", data, 8)[0] == SPOOL_VERSION
+
+
+def _segment_records(
+    data: bytes, contexts: Dict[int, Tuple[bytes, bytes, bytes]]
+) -> Tuple[List[SpooledRecord], bool]:
+    """The records of one segment's whole entries, and whether it is torn."""
+    records: List[SpooledRecord] = []
+    pos = SPOOL_HEADER_LEN
+    while len(data) - pos >= SPOOL_ENTRY_HEADER_LEN:
+        length, crc = struct.unpack_from("<II", data, pos)
+        if length == 0:
+            break  # the preallocated zeros: nothing was written past here
+        start = pos + SPOOL_ENTRY_HEADER_LEN
+        payload = data[start : start + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        try:
+            record = _spool_entry(payload, contexts)
+        except ValueError:
+            break
+        if record is not None:
+            records.append(record)
+        pos = start + length
+    # Whatever follows the last whole entry is torn unless it is the zeros.
+    return records, bool(data[pos:].strip(b"\0"))
+
+
+def _prefixed(data: bytes, pos: int) -> Tuple[bytes, int]:
+    """A varint-length-prefixed byte string."""
+    size, pos = _varint(data, pos)
+    return _take(data, pos, size)
+
+
+def _spool_entry(
+    payload: bytes, contexts: Dict[int, Tuple[bytes, bytes, bytes]]
+) -> Optional[SpooledRecord]:
+    """Applies one entry: a context is remembered (the last one of an id
+    wins), a record returned.
+
+    Raises:
+        ValueError: If the payload is not an entry of a known kind, or a
+            record names a context not seen before it.
+    """
+    if len(payload) < 9:
+        raise ValueError("entry shorter than its kind and id")
+    kind, ident = payload[0], struct.unpack_from("<Q", payload, 1)[0]
+    if kind == _CONTEXT_ENTRY:
+        resource, pos = _prefixed(payload, 9)
+        schema_url, pos = _prefixed(payload, pos)
+        attributes, pos = _prefixed(payload, pos)
+        if pos != len(payload):
+            raise ValueError("bytes after a context's attributes")
+        contexts[ident] = (resource, schema_url, attributes)
+        return None
+    if kind != _RECORD_ENTRY:
+        raise ValueError(f"unknown entry kind {kind}")
+    scope, pos = _prefixed(payload, 9)
+    head, pos = _prefixed(payload, pos)
+    if ident not in contexts:
+        raise ValueError(f"record of unknown context {ident}")
+    resource, schema_url, attributes = contexts[ident]
+    # Protobuf fields concatenate: the context's attributes go between.
+    record = head + attributes + payload[pos:]
+    return SpooledRecord(resource, schema_url, scope.decode("utf-8"), record)
+
+
+@contextlib.contextmanager
+def _spool_lock(directory: str) -> Iterator[bool]:
+    """Holds the spool's lock while the `with` runs (True), or False when a
+    live process holds it: a descendant of the program still writing."""
+    import fcntl
+
+    fd = os.open(os.path.join(directory, SPOOL_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # the kernel drops the lock when the descriptor closes
+    finally:
+        os.close(fd)
+
+
+def _new_spool_dir() -> Optional[str]:
+    """A fresh spool directory for one program; None where `flock` is missing
+    (Windows): without the lock, delivering could race a live writer."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return None
+    return tempfile.mkdtemp(prefix="zenml-otel-spool-")
+
+
+@dataclasses.dataclass
+class SpoolReport:
+    """What delivering a spool did, for the receipt."""
+
+    directory: str
+    found: int = 0  # records read from the spool
+    delivered: int = 0
+    duplicates: int = 0  # already relayed while the program ran
+    malformed: int = 0  # records that do not decode: skipped
+    torn: int = 0
+    corrupt: int = 0
+    error: str = ""  # why some or all were not delivered
+    kept: bool = False  # the directory was left in place (see `error`)
+
+    @property
+    def undelivered(self) -> int:
+        return self.found - self.delivered - self.duplicates - self.malformed
+
+
+def _deliver_spool(directory: str, handover: Env, relay: Optional["Relay"]) -> SpoolReport:
+    """Delivers what the program's spool still holds, to where its records
+    went (the relay's step logs, or the `otel` store's collector), then removes
+    the spool. Kept, and said why, when that fails. Never raises."""
+    report = SpoolReport(directory)
+    try:
+        with _spool_lock(directory) as ours:
+            if not ours:
+                report.error, report.kept = "a live process still holds it", True
+                return report
+            _deliver_locked(directory, handover, relay, report)
+    except Exception as e:  # a report, never the step's failure
+        report.error, report.kept = f"{e!r}", True
+    if not report.kept:
+        shutil.rmtree(directory, ignore_errors=True)
+    return report
+
+
+def _deliver_locked(
+    directory: str, handover: Env, relay: Optional["Relay"], report: SpoolReport
+) -> None:
+    spooled = read_spool(directory)
+    report.found, report.torn, report.corrupt = (
+        len(spooled.records), spooled.torn, spooled.corrupt,
+    )
+    if not spooled.records:
+        return
+    if relay is not None:
+        _deliver_to_step(spooled.records, relay, report)
+    else:
+        _deliver_to_collector(spooled.records, handover.get(CONFIG_VARIABLE), report)
+    # A later process with this directory would replay what is left.
+    report.kept = report.undelivered > 0
+
+
+def _deliver_to_step(records: List[SpooledRecord], relay: "Relay", report: SpoolReport) -> None:
+    """Each record into the step's logs as the relay hands over its records,
+    except those the relay already took (the spool is at-least-once)."""
+    for item in records:
+        try:
+            record = _log_record(item.record)
+        except ValueError:
+            report.malformed += 1
+            continue
+        if relay.relayed_before(item.scope, record):
+            report.duplicates += 1
+            continue
+        log_record = to_log_record(item.scope, record)
+        if log_record.getMessage().strip():  # ZenML stores no blank messages
+            try:
+                relay.emit(log_record, _metadata(record["attributes"]))
+            except Exception as e:
+                report.error = f"ZenML did not take a record: {e!r}"
+                continue
+        report.delivered += 1
+
+
+def _deliver_to_collector(
+    records: List[SpooledRecord], config_text: Optional[str], report: SpoolReport
+) -> None:
+    """The records, in order, as OTLP/HTTP requests to the `otel` store's
+    collector, with the handed-over configuration the program used."""
+    config = json.loads(config_text) if config_text else None
+    if not isinstance(config, dict) or not config.get("endpoint"):
+        report.error = "no otel log store configuration to deliver them with"
+        return
+    good = [r for r in records if _decodes(r)]
+    report.malformed += len(records) - len(good)
+    for start in range(0, len(good), SPOOL_BATCH):
+        batch = good[start : start + SPOOL_BATCH]
+        try:
+            _post_to_collector(config, _export_request(batch))
+        except Exception as e:
+            report.error = str(e) or repr(e)
+            return  # the collector is not taking them: the rest would fail too
+        report.delivered += len(batch)
+
+
+def _decodes(item: SpooledRecord) -> bool:
+    """Whether the record and its resource decode: one bad record must not
+    make the collector refuse a whole batch."""
+    try:
+        _log_record(item.record)
+        _resource_logs(item.resource + item.schema_url)
+    except ValueError:
+        return False
+    return True
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _length_field(number: int, data: bytes) -> bytes:
+    return _encode_varint(number << 3 | LENGTH) + _encode_varint(len(data)) + data
+
+
+def _export_request(records: Sequence[SpooledRecord]) -> bytes:
+    """An ExportLogsServiceRequest: consecutive records of one resource share
+    a ResourceLogs, of one scope a ScopeLogs, so the order is kept."""
+    out = bytearray()
+    by_resource = itertools.groupby(records, key=lambda r: (r.resource, r.schema_url))
+    for (resource, schema_url), same_resource in by_resource:
+        scopes = b"".join(
+            _length_field(2, _length_field(1, _length_field(1, scope.encode()))
+                          + b"".join(_length_field(2, r.record) for r in same_scope))
+            for scope, same_scope in itertools.groupby(same_resource, key=lambda r: r.scope)
+        )
+        out += _length_field(1, resource + scopes + schema_url)
+    return bytes(out)
+
+
+def _collector_url(endpoint: str) -> str:
+    """As the crate resolves an OTLP/HTTP endpoint: `/v1/logs` appended
+    unless the URL ends in it."""
+    base = endpoint.strip().rstrip("/")
+    return base if base.endswith(LOGS_PATH) else base + LOGS_PATH
+
+
+def _ssl_context(config: Mapping[str, Any]) -> Optional[ssl.SSLContext]:
+    if not (config.get("certificate_file") or config.get("client_certificate_file")):
+        return None
+    context = ssl.create_default_context(cafile=config.get("certificate_file") or None)
+    if config.get("client_certificate_file"):
+        context.load_cert_chain(config["client_certificate_file"], config.get("client_key_file") or None)
+    return context
+
+
+def _post_to_collector(config: Mapping[str, Any], body: bytes) -> None:
+    """POSTs one request, retrying what a collector may answer differently
+    a moment later (429, 502-504, no connection).
+
+    Raises:
+        RuntimeError: If the collector did not take it.
+    """
+    headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+    headers["Content-Type"] = "application/x-protobuf"
+    if str(config.get("compression") or "").lower() == "gzip":
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    request = urllib.request.Request(
+        _collector_url(str(config["endpoint"])), data=body, headers=headers, method="POST"
+    )
+    timeout = (config.get("export_timeout_millis") or 10_000) / 1000
+    for attempt in range(SPOOL_ATTEMPTS):
+        error = _post_once(request, timeout, _ssl_context(config))
+        if error is None:
+            return
+        text, retry = error
+        if not retry or attempt + 1 == SPOOL_ATTEMPTS:
+            raise RuntimeError(text)
+        time.sleep(0.5 * 2**attempt)
+
+
+def _post_once(
+    request: urllib.request.Request, timeout: float, context: Optional[ssl.SSLContext]
+) -> Optional[Tuple[str, bool]]:
+    """None when the collector took the request; else why not, and whether
+    trying again could help."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+            answer.read()
+        return None
+    except urllib.error.HTTPError as e:
+        return f"{request.full_url} answered {e.code} {e.reason}", e.code in (429, 502, 503, 504)
+    except (urllib.error.URLError, OSError) as e:
+        return f"{request.full_url}: {getattr(e, 'reason', e)}", True
+
+
+def _spool_text(report: Optional[SpoolReport]) -> str:
+    """The receipt's words on the spool; nothing when it was empty and whole."""
+    if report is None or not (report.found or report.torn or report.corrupt or report.error):
+        return ""
+    if not report.found and report.error:
+        text = f"; its spool was not read: {report.error}"
+    else:
+        text = f"; delivered {report.delivered} records from its spool{_spool_notes(report)}"
+        if report.undelivered:
+            text += f"; {report.undelivered} not delivered: {report.error}"
+    if report.kept:
+        text += f" (spool kept in {report.directory})"
+    return text
+
+
+def _spool_notes(report: SpoolReport) -> str:
+    skipped = (
+        (report.duplicates, "already relayed", "already relayed"),
+        (report.malformed, "malformed record skipped", "malformed records skipped"),
+        (report.torn, "torn tail skipped", "torn tails skipped"),
+        (report.corrupt, "unreadable segment skipped", "unreadable segments skipped"),
+    )
+    notes = [f"{n} {one if n == 1 else many}" for n, one, many in skipped if n]
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def _spool_metadata(report: Optional[SpoolReport]) -> Dict[str, Any]:
+    if report is None:
+        return {}
+    metadata: Dict[str, Any] = {"spool_delivered": report.delivered}
+    for key in ("found", "duplicates", "malformed", "torn", "corrupt"):
+        if getattr(report, key):
+            metadata[f"spool_{key}"] = getattr(report, key)
+    if report.error:
+        metadata["spool_error"] = report.error
+    if report.kept:
+        metadata["spool_kept"] = report.directory
+    return metadata
+
+
 # --- choosing the path, and the child's environment --------------------------
 
 
@@ -866,6 +1357,11 @@ def relay_env(logs: str = "auto") -> Iterator[Env]:
     inside it. Start them with `child_env(env)` to drop inherited variables
     that could send their exports elsewhere.
 
+    No spool directory is handed over (`ZENML_OTEL_SPOOL_DIR`): one directory
+    belongs to one live process (the crate locks it), and what a killed
+    process leaves is delivered only by `run_rust_step`. Give a process one of
+    its own to have it replay its spool when started again.
+
     Raises:
         RuntimeError: If called outside a running ZenML step.
     """
@@ -874,14 +1370,15 @@ def relay_env(logs: str = "auto") -> Iterator[Env]:
 
 
 def child_env(handover: Env, base: Optional[Mapping[str, str]] = None) -> Env:
-    """`base` (default `os.environ`) without stale handover variables, plus
+    """`base` (default `os.environ`) without stale handover variables (a
+    spool directory and stats file are one process's, never inherited), plus
     `handover`; with a configuration handed over, also without the
     `ZENML_OTEL_LOG_STORE_CONFIG_FILE`/`OTEL_EXPORTER_OTLP_*` variables that
     the crate would read for what the configuration leaves at its default."""
     env = {
         k: v
         for k, v in (os.environ if base is None else base).items()
-        if k not in HANDOVER_VARIABLES and k != STATS_FILE_VARIABLE
+        if k not in HANDOVER_VARIABLES and k not in (STATS_FILE_VARIABLE, SPOOL_VARIABLE)
     }
     if CONFIG_VARIABLE in handover:
         env.pop(CONFIG_FILE_VARIABLE, None)  # the Rust side refuses both
@@ -967,22 +1464,27 @@ def _relay_text(relay: Optional[Relay]) -> str:
 
 
 def _receipt(
-    cmd: Union[str, Sequence[str]], returncode: int, stats_file: str, relay: Optional[Relay]
+    cmd: Union[str, Sequence[str]],
+    returncode: int,
+    stats_file: str,
+    relay: Optional[Relay],
+    spool: Optional[SpoolReport] = None,
 ) -> Tuple[str, Dict[str, Any], bool]:
     """The receipt line, its metadata, and whether all went well."""
     stats, missing = _read_stats(stats_file)
     program = _program(cmd)
     line = (
         f"zenml-otel: {program} {_exit_text(returncode)}: "
-        f"{_stats_text(stats, missing)}{_relay_text(relay)}"
+        f"{_stats_text(stats, missing)}{_relay_text(relay)}{_spool_text(spool)}"
     )
     metadata: Dict[str, Any] = {"exit_code": returncode, "logs": "relay" if relay else "direct"}
     metadata.update(stats or {"stats": missing})
     if relay is not None:
         metadata["relay_received"] = relay.counts.get("received")
         metadata["relay_stored"] = relay.counts.get("relayed")
+    metadata.update(_spool_metadata(spool))
     lost = any((stats or {}).get(k, 0) for k in ("dropped", "failed", "rejected"))
-    ok = returncode == 0 and stats is not None and not lost
+    ok = returncode == 0 and stats is not None and not lost and not (spool and spool.error)
     return line, metadata, ok
 
 
@@ -1024,14 +1526,37 @@ def run_rust_step(
     with _handover(logs) as (handover, relay), _stats_path() as stats_file:
         env = child_env(handover, base)
         env[STATS_FILE_VARIABLE] = stats_file
-        result = subprocess.run(cmd, env=env, **kwargs)
-        line, metadata, ok = _receipt(cmd, result.returncode, stats_file, relay)
+        spool_dir = _new_spool_dir()
+        if spool_dir is not None:
+            env[SPOOL_VARIABLE] = spool_dir
+        result = _run(cmd, env, kwargs, spool_dir, handover, relay)
+        spool = _deliver_spool(spool_dir, handover, relay) if spool_dir else None
+        line, metadata, ok = _receipt(cmd, result.returncode, stats_file, relay, spool)
     _log_receipt(_program(cmd), line, metadata, ok)
     if result.returncode != 0:
         raise subprocess.CalledProcessError(
             result.returncode, cmd, output=result.stdout, stderr=result.stderr
         )
     return result.returncode
+
+
+def _run(
+    cmd: Union[str, Sequence[str]],
+    env: Env,
+    kwargs: Dict[str, Any],
+    spool_dir: Optional[str],
+    handover: Env,
+    relay: Optional[Relay],
+) -> "subprocess.CompletedProcess[Any]":
+    """`subprocess.run`; when that raises (e.g. `timeout=` killed the
+    program), the spool is still delivered and said so before the error goes on."""
+    try:
+        return subprocess.run(cmd, env=env, **kwargs)
+    except Exception as e:
+        if spool_dir is not None:
+            text = _spool_text(_deliver_spool(spool_dir, handover, relay))
+            log.warning("zenml-otel: %s failed (%r)%s", _program(cmd), e, text)
+        raise
 
 
 # --- command line ------------------------------------------------------------

@@ -26,6 +26,7 @@ use self::ledger::Ledger;
 use crate::config::Settings;
 use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
+use crate::spool::{Recovered, Refused, Segment, Spool};
 use crate::{Error, OtelLogStoreConfig};
 
 /// Least time between two warnings on stderr about lost records.
@@ -49,12 +50,16 @@ fn mark_export_thread() {
 /// Export requests in flight at once: while the collector works on one, the next is encoded.
 const LANES: usize = 3;
 
+/// Told each request's records and fate: `Ok` with how many the collector rejected, or the
+/// error.
+pub(crate) type Settle<'s> = dyn FnMut(&[QueuedRecord], Result<u64, String>) + 's;
+
 /// What a sender exports with: the seam between the batching (queue, ledger, retries, order,
 /// shutdown) and the wire, so that logic is tested with mock exporters (`batch/tests.rs`),
 /// as the SDK's `BatchLogProcessor<E: LogExporter>` is.
 pub(crate) trait Export: Send {
-    /// Exports a batch of records of any runs and reports each request's fate to `settle`: how
-    /// many records it held, and `Ok` with how many the collector rejected in a partial
+    /// Exports a batch of records of any runs and reports each request's fate to `settle`: the
+    /// records it held, and `Ok` with how many the collector rejected in a partial
     /// success, or the error. A request that fails with a retryable error is sent again as
     /// long as a `retry()` allows; each attempt waits for its turn first
     /// ([`Retry::wait_turn`](retry::Retry::wait_turn)). Returns how many records it truncated
@@ -62,7 +67,7 @@ pub(crate) trait Export: Send {
     fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        settle: &mut Settle<'_>,
         retry: &dyn Fn() -> retry::Retry<'r>,
     ) -> u64;
 
@@ -83,6 +88,8 @@ pub(crate) struct QueuedRecord {
     pub(crate) record: EncodedRecord,
     /// About how many bytes the record holds, for the queue's byte bound.
     pub(crate) size: usize,
+    /// The spool segment holding it, told when the collector acknowledged it.
+    pub(crate) spooled: Option<Arc<Segment>>,
 }
 
 impl QueuedRecord {
@@ -96,6 +103,7 @@ impl QueuedRecord {
             context,
             record,
             size,
+            spooled: None,
         }
     }
 
@@ -149,6 +157,10 @@ struct Shared {
     max_queued_bytes: usize,
     /// Where `shutdown()` writes the final counters (`handover::STATS_FILE`).
     stats_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// `spool_dir`'s spool: every record is written there before it is queued.
+    spool: Option<Spool>,
+    /// Segments of a dead process's spool that ended torn or could not be read.
+    spool_torn: u64,
 }
 
 impl Shared {
@@ -178,6 +190,16 @@ impl Shared {
             if stragglers > 0 {
                 self.count_dropped(stragglers);
             }
+        }
+    }
+
+    /// A record the spool could not take: dropped, as on a full queue.
+    fn count_unspooled(&self, refused: &Refused) {
+        self.ledger.dropped.fetch_add(1, Ordering::Relaxed);
+        match refused {
+            Refused::Full => self.warn("records dropped: the spool is full (max_spool_bytes)"),
+            Refused::Io(e) => self.warn(&format!("records dropped: the spool cannot grow: {e}")),
+            Refused::Closed => self.warn("records dropped: the log store is shut down"),
         }
     }
 
@@ -236,13 +258,19 @@ impl Emitter {
         false
     }
 
-    pub(crate) fn emit(&self, record: QueuedRecord) {
+    pub(crate) fn emit(&self, mut record: QueuedRecord) {
         // Counted before the `closed` check (both SeqCst): an abandoning shutdown then sees
         // every record either counted here as dropped or in the queue it drains.
         self.shared.ledger.emitted.fetch_add(1, Ordering::SeqCst);
         if self.shared.closed.load(Ordering::SeqCst) {
             self.shared.count_dropped(1);
             return;
+        }
+        if let Some(spool) = &self.shared.spool {
+            match spool.append(&record.context, &record.record) {
+                Ok(segment) => record.spooled = Some(segment),
+                Err(refused) => return self.shared.count_unspooled(&refused),
+            }
         }
         let size = record.size;
         let sent = self.room_for(size).is_some_and(|waited| {
@@ -318,6 +346,23 @@ pub(crate) fn start(
     settings: &Settings,
     exporters: Exporters,
 ) -> Result<(Emitter, LogStoreHandle), Error> {
+    let (spool, recovered) = match &config.spool_dir {
+        Some(dir) => {
+            let (spool, recovered) = Spool::open(dir, config.max_spool_bytes)?;
+            (Some(spool), recovered)
+        }
+        None => (None, Recovered::default()),
+    };
+    let spool_torn = recovered.torn;
+    let recovered: Vec<QueuedRecord> = recovered
+        .records
+        .into_iter()
+        .map(|(context, record, segment)| {
+            let mut queued = QueuedRecord::new(context, record);
+            queued.spooled = Some(segment);
+            queued
+        })
+        .collect();
     let (records_tx, records_rx) = bounded(config.max_queue_size);
     let (control_tx, control_rx) = unbounded();
     let shared = Arc::new(Shared {
@@ -337,6 +382,8 @@ pub(crate) fn start(
         queued_bytes: AtomicUsize::new(0),
         max_queued_bytes: config.max_queue_bytes,
         stats_file: std::sync::OnceLock::new(),
+        spool,
+        spool_torn,
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();
@@ -355,6 +402,7 @@ pub(crate) fn start(
                     &worker_settings,
                     worker_shared,
                 )
+                .map(|coordinator| coordinator.recovering(recovered))
                 .map_err(|e| Error::export("cannot start the export threads").caused_by(e))
             });
             match coordinator {

@@ -18,6 +18,8 @@ use crate::Error;
 
 /// Default `max_export_batch_bytes`: under the Collector's 4 MiB gRPC message limit, with room.
 const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 4_000_000;
+/// Two spool segments (`spool.rs`).
+const MIN_MAX_SPOOL_BYTES: u64 = 8 * 1024 * 1024;
 /// Least `max_export_batch_bytes`: room for a resource, a scope and a record of some size.
 const MIN_MAX_EXPORT_BATCH_BYTES: usize = 16 * 1024;
 /// Longest `max_retry_elapsed_millis`: a day.
@@ -245,6 +247,14 @@ pub struct OtelLogStoreConfig {
     /// With `on_full = "block"`, the longest an emitting thread waits for room before the
     /// record is dropped and counted. Default 5000.
     pub max_block_millis: u64,
+    /// A directory for the crash-safe spool (`ZENML_OTEL_SPOOL_DIR`): every record is written
+    /// there before the `tracing` call returns, kept until a collector acknowledged it, and
+    /// sent by the next layer started on the directory if this process dies first. Created if
+    /// missing; one live process (and layer) per directory. Default `None`: no spool.
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool's files take (`ZENML_OTEL_MAX_SPOOL_BYTES`); beyond it records are
+    /// dropped and counted, as on a full queue. Default 268435456 (256 MiB); at least 8 MiB.
+    pub max_spool_bytes: u64,
 }
 
 impl Default for OtelLogStoreConfig {
@@ -274,6 +284,8 @@ impl Default for OtelLogStoreConfig {
             span_fields: Vec::new(),
             on_full: OnFull::Drop,
             max_block_millis: 5000,
+            spool_dir: None,
+            max_spool_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -308,6 +320,8 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("span_fields", &self.span_fields)
             .field("on_full", &self.on_full)
             .field("max_block_millis", &self.max_block_millis)
+            .field("spool_dir", &self.spool_dir)
+            .field("max_spool_bytes", &self.max_spool_bytes)
             .finish()
     }
 }
@@ -452,6 +466,8 @@ impl OtelLogStoreConfig {
             span_fields,
             on_full,
             max_block_millis,
+            spool_dir,
+            max_spool_bytes,
         );
         self
     }
@@ -541,6 +557,25 @@ impl OtelLogStoreConfig {
                     "{} is below max_export_batch_bytes ({}): a full request could never queue",
                     self.max_queue_bytes, self.max_export_batch_bytes
                 ),
+            ));
+        }
+        if self.max_spool_bytes < MIN_MAX_SPOOL_BYTES {
+            return Err(Error::config(
+                "max_spool_bytes",
+                format!(
+                    "{} is below {MIN_MAX_SPOOL_BYTES}: the spool needs room for two segments",
+                    self.max_spool_bytes
+                ),
+            ));
+        }
+        if self
+            .spool_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(Error::config(
+                "spool_dir",
+                "is empty; give a directory or None",
             ));
         }
         if self.max_export_batch_size > self.max_queue_size {

@@ -26,7 +26,7 @@ mod quickack;
 use std::sync::Arc;
 
 use crate::batch::retry::{Failure, Retry};
-use crate::batch::{Export, Exporters, QueuedRecord};
+use crate::batch::{Export, Exporters, QueuedRecord, Settle};
 use crate::config::{missing_feature, Protocol, Settings};
 use crate::Error;
 
@@ -61,7 +61,7 @@ fn rejected_in(response: &[u8]) -> u64 {
 fn send_until_final<'r, T: Transport>(
     transport: &mut T,
     records: &mut [QueuedRecord],
-    settle: &mut dyn FnMut(usize, Result<u64, String>),
+    settle: &mut Settle<'_>,
     retry: &dyn Fn() -> Retry<'r>,
 ) {
     let mut attempts = retry();
@@ -84,7 +84,7 @@ fn send_until_final<'r, T: Transport>(
             Sent::Done(result) => break result.map_err(|f| f.message),
         }
     };
-    settle(records.len(), result);
+    settle(records, result);
 }
 
 /// One attempt. A panic in the transport's libraries (ureq panics when the OS refuses it a
@@ -173,7 +173,7 @@ impl Export for Exporter {
     fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        settle: &mut Settle<'_>,
         retry: &dyn Fn() -> Retry<'r>,
     ) -> u64 {
         let truncated = limit::fit_oversized(records, self.max_request_bytes);

@@ -59,6 +59,15 @@ impl EncodedRecord {
         &self.scope
     }
 
+    /// A record read back from a spool: `head` and `tail` around its context's attributes.
+    pub(crate) fn from_parts(head: &[u8], tail: &[u8], scope: String) -> Self {
+        Self {
+            bytes: Bytes::from([head, tail].concat()),
+            split: head.len(),
+            scope: Cow::Owned(scope),
+        }
+    }
+
     /// The record as opentelemetry-proto's message (the slow path: truncation, tests).
     pub(crate) fn to_proto(&self) -> Result<ProtoRecord, prost::DecodeError> {
         let mut record = ProtoRecord::decode(self.head())?;

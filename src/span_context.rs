@@ -213,16 +213,29 @@ pub(crate) struct Resolved {
     pub(crate) run: Arc<Run>,
     /// `fields.attributes` as the `attributes` fields of an OTLP `LogRecord`.
     encoded: Box<[u8]>,
+    /// Unique in the process: the spool names a record's context by it.
+    pub(crate) id: u64,
 }
 
 impl Resolved {
     pub(crate) fn new(fields: SpanFields, run: Arc<Run>) -> Self {
         let encoded =
             wire::record_attributes(fields.attributes.iter().map(|(k, v)| (k.as_str(), v)));
+        Self::encoded(fields, run, encoded)
+    }
+
+    /// A context read back from a dead process's spool: its attributes as they were encoded.
+    pub(crate) fn recovered(run: Arc<Run>, encoded: Box<[u8]>) -> Self {
+        Self::encoded(SpanFields::default(), run, encoded)
+    }
+
+    fn encoded(fields: SpanFields, run: Arc<Run>, encoded: Box<[u8]>) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             fields,
             run,
             encoded,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -265,6 +278,15 @@ impl Run {
             resource,
             encoded: OnceLock::new(),
             gauge,
+        }
+    }
+
+    /// A run read back from a dead process's spool: its resource as it was encoded.
+    pub(crate) fn recovered(encoded: EncodedResource) -> Self {
+        Self {
+            resource: Resource::builder_empty().build(),
+            encoded: OnceLock::from(encoded),
+            gauge: None,
         }
     }
 }

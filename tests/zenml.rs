@@ -199,7 +199,10 @@ fn without_an_otel_store_the_ids_are_still_handed_over() {
     // With `logs="auto"` the same stack relays: the same ids, plus the relay's endpoint on
     // loopback behind a per-call secret, and a file for the program's final counters.
     let auto = &outcome["received_auto"];
-    assert_eq!(auto["ZENML_OTEL_STEP_RUN_ID"], env["ZENML_OTEL_STEP_RUN_ID"]);
+    assert_eq!(
+        auto["ZENML_OTEL_STEP_RUN_ID"],
+        env["ZENML_OTEL_STEP_RUN_ID"]
+    );
     assert_eq!(auto["ZENML_OTEL_LOG_ID"], env["ZENML_OTEL_LOG_ID"]);
     let config: Value = serde_json::from_str(
         auto["ZENML_OTEL_LOG_STORE_CONFIG"]
@@ -209,8 +212,13 @@ fn without_an_otel_store_the_ids_are_still_handed_over() {
     .unwrap();
     let endpoint = config["endpoint"].as_str().unwrap_or_default();
     assert!(endpoint.starts_with("http://127.0.0.1:"), "{config}");
-    let secret = config["headers"]["authorization"].as_str().unwrap_or_default();
-    assert!(secret.starts_with("Bearer ") && secret.len() > 30, "{config}");
+    let secret = config["headers"]["authorization"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        secret.starts_with("Bearer ") && secret.len() > 30,
+        "{config}"
+    );
     assert!(auto["ZENML_OTEL_STATS_FILE"].is_string(), "{outcome}");
 }
 

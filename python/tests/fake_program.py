@@ -8,6 +8,9 @@ Usage: fake_program.py MODE  where MODE is
   kill      post 1 record, then SIGKILL itself (no stats)
   nosecret  post 1 record without the bearer token; write the status to $FAKE_OUT
   garbage   post a malformed body; write the status to $FAKE_OUT, then one good record
+  spoolkill N  as the crate with $ZENML_OTEL_SPOOL_DIR: spool N records (two segments, the
+            context repeated, a torn entry last), post the first 2, write the spool's path
+            to $FAKE_OUT, then SIGKILL itself (no stats)
 """
 
 import json
@@ -18,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import otlp_testing as otlp  # noqa: E402
+import spool_testing as sp  # noqa: E402
 
 
 def records(n, start=0):
@@ -33,8 +37,40 @@ def records(n, start=0):
     ]
 
 
+def spooled_parts(n):
+    """`records(n)` as the crate spools them: head, the context's attributes, tail."""
+    now = time.time_ns()
+    context = otlp.key_values(6, {"code.file.path": "src/fake.rs", "code.namespace": "fake::main"})
+    parts = [
+        (otlp.log_record(body=f"fake: record {i}", severity_number=9, severity_text="INFO",
+                         time_unix_nano=now + i),
+         otlp.key_values(6, {"code.line.number": 10 + i, "i": i}))
+        for i in range(n)
+    ]
+    return context, parts
+
+
+def spool_then_die(config, resource, n):
+    """Spools n records, posts the first 2 (acknowledged, yet still in the spool: the spool
+    is at-least-once), and dies holding the spool's lock."""
+    directory = os.environ["ZENML_OTEL_SPOOL_DIR"]
+    sp.hold_lock(directory)
+    context, parts = spooled_parts(n)
+    resource_field, half = sp.resource_field(resource), n // 2
+    for number, chunk in enumerate((parts[:half], parts[half:])):
+        entries = [sp.context(3, resource_field, b"", context)]
+        entries += [sp.record(3, "fake", head, tail) for head, tail in chunk]
+        torn = sp.record(3, "fake", b"never whole")[:-4] if number else b""
+        sp.write_segment(directory, number, sp.segment(*entries, torn, zeros=256))
+    acknowledged = [head + context + tail for head, tail in parts[:2]]
+    assert send(config, otlp.request(resource, ("fake", ""), acknowledged)) == 200
+    with open(os.environ["FAKE_OUT"], "w") as f:
+        f.write(directory)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def send(config, body, auth=True):
-    headers = dict(config["headers"]) if auth else {}
+    headers = dict(config.get("headers") or {}) if auth else {}
     return otlp.post(config["endpoint"], body, headers)[0]
 
 
@@ -47,9 +83,11 @@ def write_stats(emitted, exported):
     os.replace(path + ".tmp", path)
 
 
-def main(mode):
+def main(mode, *args):
     config = otlp.handed_over()
     resource = {"service.name": "zenml", "telemetry.sdk.language": "rust"}
+    if mode == "spoolkill":
+        spool_then_die(config, resource, int(args[0]))
     if mode == "kill":
         assert send(config, otlp.request(resource, ("fake", ""), records(1))) == 200
         os.kill(os.getpid(), signal.SIGKILL)
@@ -68,4 +106,4 @@ def main(mode):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:]))

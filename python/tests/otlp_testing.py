@@ -1,11 +1,14 @@
-"""A small OTLP logs protobuf *encoder* for the tests (the module under test only decodes)."""
+"""A small OTLP logs protobuf *encoder* for the tests (the module under test only decodes), and
+an OTLP/HTTP receiver standing in for an `otel` log store's collector."""
 
 import gzip
 import json
 import os
 import struct
+import threading
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
 
@@ -144,3 +147,70 @@ def post(
 def handed_over() -> Dict[str, Any]:
     """The configuration the step handed this process."""
     return json.loads(os.environ["ZENML_OTEL_LOG_STORE_CONFIG"])
+
+
+class Collector:
+    """An OTLP/HTTP logs receiver: keeps each request; answers from `statuses`, then 200."""
+
+    def __init__(self, statuses=()):
+        self.requests, self.statuses = [], list(statuses)
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = collector.statuses.pop(0) if collector.statuses else 200
+                collector.requests.append((self.path, self.headers, body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def decoded(self):
+        """Each taken request, decoded."""
+        from zenml_otel import decode_export_request
+
+        return [decode_export_request(body) for body in self.bodies("application/x-protobuf")]
+
+    def bodies(self, content_type):
+        """The taken requests' bodies of one Content-Type (ZenML's own exporter posts JSON),
+        unpacked."""
+        out = []
+        for _, headers, body, status in self.requests:
+            if status == 200 and headers.get("Content-Type", "").startswith(content_type):
+                out.append(gzip.decompress(body) if headers.get("Content-Encoding") == "gzip" else body)
+        return out
+
+    def strings(self):
+        """Every string in the JSON requests (ZenML's exporter: the step's Python records)."""
+        found = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                value = list(value.values())
+            if isinstance(value, list):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, str):
+                found.append(value)
+
+        for body in self.bodies("application/json"):
+            walk(json.loads(body))
+        return found

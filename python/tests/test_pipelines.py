@@ -1,6 +1,7 @@
 """The relay inside real ZenML pipelines (local orchestrator, in this process), read back
 through the step's log store as ZenML's dashboard reads it."""
 
+import gzip
 import os
 import shutil
 import signal
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT, REPO, TESTS
+from zenml_otel import decode_export_request
 
 BINARY = REPO / "target" / "debug" / "examples" / "zenml-step"
 PROG = Path(sys.executable).name  # the receipt names the program by its file name
-COPIED = ("project_pipelines.py", "fake_program.py", "otlp_testing.py", "recording_store.py")
+COPIED = ("project_pipelines.py", "fake_program.py", "otlp_testing.py", "recording_store.py",
+          "spool_testing.py")
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +35,8 @@ def project():
     return project_pipelines
 
 
-def fake(mode):
-    return [sys.executable, str(PROJECT / "fake_program.py"), mode]
+def fake(mode, *args):
+    return [sys.executable, str(PROJECT / "fake_program.py"), mode, *args]
 
 
 def step_logs(run, step_name="program_step"):
@@ -137,6 +140,82 @@ def test_killed_program_returns_promptly(project):
     assert "fake: record 0 i=0" in messages(entries)
     line = receipt(entries).message
     assert line == f"zenml-otel: {PROG} killed by SIGKILL: left no stats (relay received 1)"
+
+
+def test_a_killed_programs_spool_reaches_the_steps_logs(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path / "spool"))
+    run = project.program_pipeline(cmd=fake("spoolkill", "7"))
+    assert output(run) == -signal.SIGKILL
+    entries = step_logs(run)
+    fakes = [m for m in messages(entries) if m.startswith("fake: ")]
+    # Each once: the 2 the relay stored before the kill are not delivered again.
+    assert fakes == [f"fake: record {i} i={i}" for i in range(7)]
+    record = entries[index(entries, "fake: record 5 i=5")]
+    assert (record.filename, record.lineno, record.module) == ("src/fake.rs", 15, "fake::main")
+    assert index(entries, "fake: record 6") < index(entries, "python: after")
+    line = receipt(entries)
+    assert line.message == (
+        f"zenml-otel: {PROG} killed by SIGKILL: left no stats (relay received 2); delivered 5 "
+        "records from its spool (2 already relayed, 1 torn tail skipped)"
+    )
+    assert line.level.name in ("WARN", "WARNING")
+    meta = step_metadata(run)[f"zenml-otel {PROG}"]
+    assert (meta["spool_delivered"], meta["spool_duplicates"], meta["spool_torn"]) == (5, 2, 1)
+    spool = Path((tmp_path / "spool").read_text())
+    assert spool.name.startswith("zenml-otel-spool-") and not spool.exists()
+
+
+def test_a_killed_programs_spool_reaches_the_otel_stores_collector(project, tmp_path, monkeypatch):
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+
+    from otlp_testing import Collector
+
+    monkeypatch.setenv("FAKE_OUT", str(tmp_path / "spool"))
+    client = Client()
+    with Collector() as collector:
+        client.create_stack_component(name="otel_spool", flavor="otel", component_type=T.LOG_STORE,
+                                      configuration={"endpoint": collector.endpoint, "compression": "gzip",
+                                                     "headers": {"x-test": "spool"}})
+        client.create_stack(name="otel_spool_stack", components={
+            T.ORCHESTRATOR: "default", T.ARTIFACT_STORE: "default", T.LOG_STORE: "otel_spool"})
+        client.activate_stack("otel_spool_stack")
+        try:
+            run = project.program_pipeline(cmd=fake("spoolkill", "4"))
+        finally:
+            client.activate_stack("default")
+        receipt_line = wait_for_receipt(collector)
+    assert output(run) == -signal.SIGKILL
+    delivered = [
+        (path, headers, body) for path, headers, body, status in collector.requests
+        if path == "/v1/logs" and status == 200
+    ]
+    [(path, headers, body)] = delivered  # the program posted to the endpoint as given, ZenML too
+    assert headers.get("x-test") == "spool" and headers.get("Content-Encoding") == "gzip"
+    [resource] = decode_export_request(gzip.decompress(body))
+    assert resource["resource"] == {"service.name": "zenml", "telemetry.sdk.language": "rust"}
+    [scope] = resource["scopes"]
+    assert scope["name"] == "fake"
+    assert [r["body"] for r in scope["records"]] == [f"fake: record {i}" for i in range(4)]
+    assert scope["records"][3]["attributes"] == {
+        "code.file.path": "src/fake.rs", "code.namespace": "fake::main", "code.line.number": 13, "i": 3}
+    # Direct: no relay to say which ones the collector already had (at-least-once).
+    assert receipt_line.endswith(
+        "killed by SIGKILL: left no stats; delivered 4 records from its spool (1 torn tail skipped)")
+    meta = step_metadata(run)[f"zenml-otel {PROG}"]
+    assert (meta["logs"], meta["spool_delivered"]) == ("direct", 4)
+    assert not Path((tmp_path / "spool").read_text()).exists()
+
+
+def wait_for_receipt(collector, timeout=30):
+    """The receipt, once ZenML's own exporter has sent the step's Python records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for text in collector.strings():
+            if text.startswith("zenml-otel: "):
+                return text
+        time.sleep(0.2)
+    raise AssertionError("no receipt reached the collector")
 
 
 def test_no_secret_is_401_and_stores_nothing(project, tmp_path, monkeypatch):

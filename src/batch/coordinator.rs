@@ -27,6 +27,8 @@ pub(super) struct Coordinator {
     progress: Arc<Progress>,
     senders: Vec<JoinHandle<()>>,
     next_seq: u64,
+    /// A dead process's records from the spool: sent before anything else.
+    recovered: Vec<QueuedRecord>,
 }
 
 impl Coordinator {
@@ -70,10 +72,32 @@ impl Coordinator {
             progress,
             senders,
             next_seq: 0,
+            recovered: Vec::new(),
         })
     }
 
+    /// Sends `recovered` (a dead process's spooled records) first.
+    pub(super) fn recovering(mut self, recovered: Vec<QueuedRecord>) -> Self {
+        self.recovered = recovered;
+        self
+    }
+
+    /// Hands out the recovered records, a batch at a time, each counted in `recovered` and in
+    /// flight like a queued record.
+    fn dispatch_recovered(&mut self) {
+        let mut recovered = std::mem::take(&mut self.recovered).into_iter();
+        loop {
+            self.batch.extend(recovered.by_ref().take(self.max_batch));
+            if self.batch.is_empty() {
+                return;
+            }
+            self.shared.ledger.recover(self.batch.len() as u64);
+            self.dispatch_batch();
+        }
+    }
+
     pub(super) fn run(mut self) {
+        self.dispatch_recovered();
         let mut tick = Instant::now() + self.delay;
         loop {
             // Only control messages and the timer wake this thread: waiting on the record queue

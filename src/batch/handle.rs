@@ -18,7 +18,8 @@ const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
 /// Counters of the records that went through the pipeline.
 ///
 /// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned,
-/// `emitted == exported + dropped + failed + rejected` for everything emitted before the call.
+/// `emitted + recovered == exported + dropped + failed + rejected` for everything emitted
+/// before the call (`recovered` is zero without a spool).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportStats {
@@ -40,6 +41,12 @@ pub struct ExportStats {
     /// Distinct run/step/source contexts whose state is held now: by an open span or a queued
     /// record. Falls back to zero once their spans closed and their records were exported.
     pub live_runs: u64,
+    /// Records a dead process left in the spool (`spool_dir`), sent by this pipeline before
+    /// its own; their outcomes are counted with the others.
+    pub recovered: u64,
+    /// Segments of a dead process's spool that ended in a torn or corrupt entry (a kill
+    /// mid-write), or could not be read at all: what they held before that was recovered.
+    pub spool_torn: u64,
 }
 
 /// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
@@ -93,6 +100,10 @@ impl LogStoreHandle {
     /// Calling it again returns `Ok(())` at once.
     pub fn shutdown(&self) -> Result<(), Error> {
         let result = self.stop_within_deadline();
+        if let Some(spool) = &self.shared.spool {
+            // Removed once all of it is acknowledged; else left for the next start.
+            spool.close();
+        }
         self.write_receipt();
         result
     }
@@ -159,6 +170,8 @@ impl LogStoreHandle {
             rejected: ledger.rejected.load(Ordering::Relaxed),
             truncated: ledger.truncated.load(Ordering::Relaxed),
             live_runs: self.shared.live_runs.load(Ordering::Relaxed),
+            recovered: ledger.recovered.load(Ordering::Relaxed),
+            spool_torn: self.shared.spool_torn,
         }
     }
 

@@ -18,6 +18,8 @@ pub(super) struct Ledger {
     pub(super) rejected: AtomicU64,
     /// Records cut to fit a request: also counted in their outcome (not a loss class).
     pub(super) truncated: AtomicU64,
+    /// Records a dead process left in the spool, sent by this one: counted besides `emitted`.
+    pub(super) recovered: AtomicU64,
     book: Mutex<Book>,
 }
 
@@ -60,6 +62,17 @@ impl Ledger {
         batch.extend(records.try_iter().take(max.saturating_sub(before)));
         book.in_flight += (batch.len() - before) as u64;
         true
+    }
+
+    /// `n` records recovered from the spool are in flight.
+    pub(super) fn recover(&self, n: u64) {
+        let mut book = crate::sync::lock(&self.book);
+        self.recovered.fetch_add(n, Ordering::Relaxed);
+        if book.abandoned {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        } else {
+            book.in_flight += n;
+        }
     }
 
     /// Counts `n` in-flight records as `outcome`, unless `shutdown()` already counted them.

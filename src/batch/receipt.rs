@@ -16,6 +16,7 @@ pub(super) fn write(path: &Path, stats: &ExportStats) -> std::io::Result<()> {
         "failed": stats.failed,
         "rejected": stats.rejected,
         "truncated": stats.truncated,
+        "recovered": stats.recovered,
     });
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".{}.partial", std::process::id()));
@@ -50,7 +51,7 @@ mod tests {
         assert_eq!(
             read,
             serde_json::json!({"emitted": 5, "exported": 3, "dropped": 1, "failed": 1,
-                               "rejected": 0, "truncated": 0})
+                               "rejected": 0, "truncated": 0, "recovered": 0})
         );
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),

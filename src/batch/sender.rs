@@ -107,14 +107,21 @@ impl SenderThread {
             || Retry::new(&shared.outage, seq, &shared.stop, window).in_order(&shared.order);
         let truncated = self.transport.export(
             &mut job.records,
-            &mut |n, result| match result {
+            &mut |records, result| match result {
                 Ok(rejected) => {
+                    let n = records.len();
                     ledger.settle(n as u64, Outcome::Exported { rejected });
+                    // Answered: the collector has them (or refused them for good).
+                    records
+                        .iter()
+                        .filter_map(|queued| queued.spooled.as_ref())
+                        .for_each(|segment| segment.acknowledge());
                     if rejected > 0 {
                         shared.warn(&format!("the collector rejected {rejected} of {n} records"));
                     }
                 }
                 Err(error) => {
+                    let n = records.len();
                     ledger.settle(n as u64, Outcome::Failed);
                     shared.warn(&format!("export of {n} records failed: {error}"));
                     failure = Some(error);

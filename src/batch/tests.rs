@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_sdk::Resource;
 
 use super::retry::{Failure, Retry};
-use super::{start, Emitter, Export, LogStoreHandle, QueuedRecord};
+use super::{start, Emitter, Export, LogStoreHandle, QueuedRecord, Settle};
 use crate::record::{with_scratch, RecordWriter};
 use crate::span_context::{Resolved, Run};
 use crate::OtelLogStoreConfig;
@@ -29,7 +29,7 @@ impl Export for Mock {
     fn export<'r>(
         &mut self,
         records: &mut [QueuedRecord],
-        settle: &mut dyn FnMut(usize, Result<u64, String>),
+        settle: &mut Settle<'_>,
         retry: &dyn Fn() -> Retry<'r>,
     ) -> u64 {
         let mut attempts = retry();
@@ -53,7 +53,7 @@ impl Export for Mock {
                 Err(failure) => break Err(failure.message),
             }
         };
-        settle(records.len(), result);
+        settle(records, result);
         0
     }
 }

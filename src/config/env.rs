@@ -65,6 +65,8 @@ pub(super) const ATTRIBUTE_COUNT_LIMIT: &[&str] = &[
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
 ];
 pub(super) const MAX_QUEUE_BYTES: &[&str] = &["ZENML_OTEL_MAX_QUEUE_BYTES"];
+pub(super) const SPOOL_DIR: &[&str] = &["ZENML_OTEL_SPOOL_DIR"];
+pub(super) const MAX_SPOOL_BYTES: &[&str] = &["ZENML_OTEL_MAX_SPOOL_BYTES"];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -96,6 +98,8 @@ pub(super) fn overlay(cfg: OtelLogStoreConfig, env: Env<'_>) -> Result<OtelLogSt
         attribute_count_limit: ATTRIBUTE_COUNT_LIMIT => parse_number,
         span_fields: SPAN_FIELDS => parse_names,
         max_queue_bytes: MAX_QUEUE_BYTES => parse_number,
+        max_spool_bytes: MAX_SPOOL_BYTES => parse_number,
+        spool_dir: SPOOL_DIR => |v| Ok(Some(PathBuf::from(v))),
     }
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,
     // rather than failing on a batch size nobody chose.

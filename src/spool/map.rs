@@ -1,0 +1,57 @@
+//! A segment file mapped into memory: the one place this crate uses `unsafe`.
+//!
+//! Why a mapping: a record is in the spool once it is copied into the file's pages — a
+//! `memcpy` on the logging thread instead of a `write(2)` per event — and the kernel's page
+//! cache keeps those pages when the process is killed (SIGKILL, the OOM killer, `abort`).
+//!
+//! Why it is sound: mapping a file is `unsafe` because the memory changes if anyone else
+//! writes or truncates the file while it is mapped (truncation turns a later access into
+//! SIGBUS). The file is created here (`create_new`), in a spool directory whose lock this
+//! process holds, and its blocks are written with zeros before it is mapped (so a full disk
+//! fails here, as an error, not as SIGBUS on a later page fault). Nothing of this crate opens
+//! a segment of a live spool; a reader of a dead process's spool reads files, never maps them.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::Path;
+
+use memmap2::MmapMut;
+
+/// A new file of `len` bytes, its blocks allocated, mapped for writing.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    map: MmapMut,
+}
+
+impl MappedFile {
+    /// Creates `path` (which must not exist) holding `first`, then zeros up to `len` bytes.
+    pub(crate) fn create(path: &Path, first: &[u8], len: usize) -> std::io::Result<Self> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        allocate(&mut file, first, len)?;
+        // SAFETY: see the module's doc: the file is ours alone and fully allocated.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        Ok(Self { map })
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+fn allocate(file: &mut File, first: &[u8], len: usize) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    file.write_all(first)?;
+    let mut left = len.saturating_sub(first.len());
+    while left > 0 {
+        let n = left.min(ZEROS.len());
+        file.write_all(&ZEROS[..n])?;
+        left -= n;
+    }
+    file.flush()
+}

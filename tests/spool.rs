@@ -1,0 +1,294 @@
+//! The crash-safe spool (`spool_dir`): a program really killed with SIGKILL while it logs
+//! loses none of the records whose `info!` returned — the next process started on the same
+//! spool sends them first, under their original resources — and the spool's bounds and
+//! misuse are errors or counted losses.
+//!
+//! The killed program is this test binary run again as a child (`child_logs_until_killed`,
+//! which does nothing unless `ZENML_OTEL_SPOOL_CHILD` is set). It prints each record's sequence
+//! number once its `info!` returned, so the parent knows exactly which records must arrive.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::WAIT;
+use tracing::info;
+use tracing_subscriber::layer::SubscriberExt;
+use zenml_otel::testing::OtlpReceiver;
+use zenml_otel::{ExportStats, OtelLogStoreConfig, ZenmlOtelLayer};
+
+const CHILD: &str = "ZENML_OTEL_SPOOL_CHILD";
+/// Sequence numbers of the `n`th child start at `n * BASE`.
+const BASE: u64 = 1_000_000;
+const RUN: &str = "b2d5ba44-6a6c-4c3b-9a53-3c45bdc77e10";
+
+fn spool_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zenml-otel-spool-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn config(endpoint: String, dir: &Path) -> OtelLogStoreConfig {
+    OtelLogStoreConfig {
+        endpoint: Some(endpoint),
+        spool_dir: Some(dir.to_owned()),
+        schedule_delay_millis: 200,
+        max_queue_size: 100_000,
+        max_export_batch_size: 512,
+        ..OtelLogStoreConfig::default()
+    }
+}
+
+/// In the child: logs about 20,000 records/s inside a run span, printing each sequence number
+/// after its `info!` returned, until killed (or `ZENML_OTEL_SPOOL_CHILD_COUNT` records, then
+/// shuts down and prints its stats).
+#[test]
+fn child_logs_until_killed() {
+    let Ok(setup) = std::env::var(CHILD) else {
+        return; // not a child: nothing to do
+    };
+    let (endpoint, dir, first) = match setup.split('|').collect::<Vec<_>>()[..] {
+        [endpoint, dir, first] => (endpoint, dir, first.parse::<u64>().unwrap()),
+        _ => panic!("{CHILD}={setup}"),
+    };
+    let count: u64 =
+        std::env::var("ZENML_OTEL_SPOOL_CHILD_COUNT").map_or(u64::MAX, |n| n.parse().unwrap());
+    let layer = ZenmlOtelLayer::new(config(endpoint.into(), Path::new(dir))).unwrap();
+    let handle = layer.handle();
+    let stdout = std::io::stdout();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let run = tracing::info_span!("run", zenml.pipeline_run_id = RUN);
+        let _run = run.enter();
+        let started = Instant::now();
+        for (n, seq) in (first..first.saturating_add(count)).enumerate() {
+            info!(seq, "spooled");
+            writeln!(stdout.lock(), "{seq}").unwrap();
+            // 20 records a millisecond, in bursts.
+            let due = started + Duration::from_micros(50 * n as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    });
+    let _ = handle.shutdown();
+    let stats = handle.stats();
+    writeln!(
+        stdout.lock(),
+        "stats {} {}",
+        stats.recovered,
+        stats.spool_torn
+    )
+    .unwrap();
+}
+
+struct Started {
+    child: Child,
+    /// The highest sequence number whose `info!` returned, as the child printed it.
+    returned: Arc<AtomicU64>,
+    stats: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+fn start_child(endpoint: &str, dir: &Path, first: u64, count: Option<u64>) -> Started {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_logs_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, format!("{endpoint}|{}|{first}", dir.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(count) = count {
+        command.env("ZENML_OTEL_SPOOL_CHILD_COUNT", count.to_string());
+    }
+    let mut child = command.spawn().unwrap();
+    let returned = Arc::new(AtomicU64::new(0));
+    let stats: Arc<std::sync::Mutex<Option<(u64, u64)>>> = Arc::default();
+    let lines = BufReader::new(child.stdout.take().unwrap());
+    let reader = {
+        let (returned, stats) = (Arc::clone(&returned), Arc::clone(&stats));
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("stats ") {
+                    let mut numbers = rest.split(' ').map(|n| n.parse().unwrap());
+                    *stats.lock().unwrap() =
+                        Some((numbers.next().unwrap(), numbers.next().unwrap()));
+                } else if let Ok(seq) = line.trim().parse::<u64>() {
+                    returned.fetch_max(seq + 1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    Started {
+        child,
+        returned,
+        stats,
+        reader,
+    }
+}
+
+fn distinct(receiver: &OtlpReceiver) -> BTreeSet<u64> {
+    seqs(receiver).into_iter().collect()
+}
+
+fn seqs(receiver: &OtlpReceiver) -> Vec<u64> {
+    receiver
+        .records()
+        .iter()
+        .filter_map(|r| r.attr_str("seq")?.parse().ok())
+        .collect()
+}
+
+/// Kills a logging child `kills` times at instants spread over its first second, restarting it
+/// on the same spool each time; a last child recovers and exits. Returns the receiver, every
+/// sequence number whose `info!` returned, and the last child's `(recovered, spool_torn)`.
+fn kill_and_restart(kills: u64, name: &str) -> (OtlpReceiver, BTreeSet<u64>, (u64, u64)) {
+    let receiver = OtlpReceiver::start().unwrap();
+    let dir = spool_dir(name);
+    let mut must_arrive = BTreeSet::new();
+    for round in 0..kills {
+        let first = round * BASE;
+        let mut started = start_child(&receiver.endpoint(), &dir, first, None);
+        // Before the first batch (200 ms), around it, and well after.
+        let after = Duration::from_millis([90, 230, 700, 1300][round as usize % 4] + round * 7);
+        std::thread::sleep(after);
+        started.child.kill().unwrap();
+        started.child.wait().unwrap();
+        started.reader.join().unwrap();
+        let returned = started.returned.load(Ordering::SeqCst);
+        assert!(
+            returned > 0,
+            "round {round}: the child logged nothing in {after:?}"
+        );
+        must_arrive.extend(first..returned);
+    }
+    // The last one logs a few of its own and shuts down normally.
+    let last = start_child(&receiver.endpoint(), &dir, kills * BASE, Some(10));
+    let mut child = last.child;
+    assert!(child.wait().unwrap().success());
+    last.reader.join().unwrap();
+    must_arrive.extend(kills * BASE..kills * BASE + 10);
+    let stats = last
+        .stats
+        .lock()
+        .unwrap()
+        .expect("the last child printed its stats");
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline && !distinct(&receiver).is_superset(&must_arrive) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leftover: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(leftover, ["lock"], "every segment acknowledged and removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+    (receiver, must_arrive, stats)
+}
+
+#[test]
+fn records_of_a_killed_process_arrive_after_the_restart() {
+    let (receiver, must_arrive, (recovered, torn)) = kill_and_restart(4, "kill");
+    let arrived = seqs(&receiver);
+    let distinct: BTreeSet<u64> = arrived.iter().copied().collect();
+    let lost: Vec<_> = must_arrive.difference(&distinct).take(10).collect();
+    let duplicates = arrived.len() - distinct.len();
+    eprintln!(
+        "{} records whose info! returned, {} arrived, {duplicates} duplicates, {recovered} \
+         recovered by the last start, {torn} torn segments",
+        must_arrive.len(),
+        distinct.len(),
+    );
+    assert!(lost.is_empty(), "lost (first 10): {lost:?}");
+    // Only records of the children: nothing invented.
+    assert!(distinct.iter().all(|s| s % BASE < BASE / 2));
+    // Each restart replays what its predecessor left: some rounds leave records behind.
+    let resource: BTreeSet<_> = receiver
+        .records()
+        .iter()
+        .map(|r| r.resource_attr("zenml.pipeline_run_id"))
+        .collect();
+    assert_eq!(
+        resource,
+        BTreeSet::from([Some(RUN.to_owned())]),
+        "original resources"
+    );
+}
+
+#[test]
+fn a_spool_has_one_live_owner_and_bad_directories_are_refused() {
+    let dir = spool_dir("owner");
+    let receiver = OtlpReceiver::start().unwrap();
+    let first = ZenmlOtelLayer::new(config(receiver.endpoint(), &dir)).unwrap();
+    let error = ZenmlOtelLayer::new(config(receiver.endpoint(), &dir)).unwrap_err();
+    assert_eq!(error.field(), Some("spool_dir"), "{error}");
+    assert!(
+        error.to_string().contains("another live process"),
+        "{error}"
+    );
+    drop(first);
+    // A file where the directory should be.
+    let file = dir.join("lock");
+    let error = ZenmlOtelLayer::new(config(receiver.endpoint(), &file.join("spool"))).unwrap_err();
+    assert_eq!(error.field(), Some("spool_dir"), "{error}");
+    let small = OtelLogStoreConfig {
+        max_spool_bytes: 1024,
+        ..config(receiver.endpoint(), &dir)
+    };
+    let error = ZenmlOtelLayer::new(small).unwrap_err();
+    assert_eq!(error.field(), Some("max_spool_bytes"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_spool_drops_and_counts_and_keeps_what_it_holds() {
+    let dir = spool_dir("full");
+    let refused = common::refused_endpoint();
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        max_spool_bytes: 8 * 1024 * 1024,
+        max_retry_elapsed_millis: 1,
+        export_timeout_millis: 1000,
+        ..config(refused, &dir)
+    })
+    .unwrap();
+    let handle = layer.handle();
+    let big = "x".repeat(64 * 1024);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for seq in 0..200u64 {
+            info!(seq, big = big.as_str(), "big");
+        }
+    });
+    let _ = handle.shutdown();
+    let stats: ExportStats = handle.stats();
+    assert_eq!(stats.emitted, 200);
+    assert!(stats.dropped > 0, "8 MiB cannot hold 12.8 MB: {stats:?}");
+    assert_eq!(
+        stats.exported + stats.dropped + stats.failed,
+        200,
+        "{stats:?}"
+    );
+    // What it held stays for the next start, which sends it.
+    let receiver = OtlpReceiver::start().unwrap();
+    let layer = ZenmlOtelLayer::new(config(receiver.endpoint(), &dir)).unwrap();
+    let handle = layer.handle();
+    handle.shutdown().unwrap();
+    let stats = handle.stats();
+    assert!(stats.recovered > 0 && stats.recovered < 200, "{stats:?}");
+    assert_eq!(stats.exported, stats.recovered, "{stats:?}");
+    assert_eq!(
+        receiver
+            .wait_for_records(stats.recovered as usize, WAIT)
+            .len() as u64,
+        stats.recovered
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
