@@ -6,6 +6,8 @@
 //!
 //! - `no_layer`: a bare `tracing_subscriber::registry()`, the floor.
 //! - `zenml_otel`: registry + [`ZenmlOtelLayer`].
+//! - `zenml_otel_spool`: the same with the crash-safe spool on (`spool_dir` in a temporary
+//!   directory): each event is also copied into a memory-mapped segment file.
 //! - `official_bridge`: registry + `opentelemetry_appender_tracing`'s `OpenTelemetryTracingBridge`
 //!   (span attributes copied onto records) over an `SdkLoggerProvider` with the SDK
 //!   `BatchLogProcessor` and the `opentelemetry_otlp` HTTP exporter.
@@ -430,6 +432,13 @@ fn bench_event(c: &mut Criterion) {
         },
         Duration::ZERO,
     );
+    let spool = BenchSpool::new("event");
+    bench_zenml_otel(
+        &mut group,
+        "zenml_otel_spool",
+        spool.config(zenml_config(&sink)),
+        Duration::ZERO,
+    );
     bench_bridge(
         &mut group,
         "official_bridge",
@@ -543,30 +552,73 @@ fn threaded(dispatch: &tracing::Dispatch, threads: u64, iters: u64, issued: &mut
     })
 }
 
+/// A temporary spool directory for one case, removed afterwards.
+struct BenchSpool(std::path::PathBuf);
+
+impl BenchSpool {
+    fn new(case: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("zenml-otel-bench-{case}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    fn config(&self, config: OtelLogStoreConfig) -> OtelLogStoreConfig {
+        OtelLogStoreConfig {
+            spool_dir: Some(self.0.clone()),
+            max_spool_bytes: 4 * 1024 * 1024 * 1024,
+            ..config
+        }
+    }
+}
+
+impl Drop for BenchSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench_ours_threaded(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    threads: u64,
+    config: OtelLogStoreConfig,
+) {
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        max_queue_size: THREADED_QUEUE,
+        // The bridge's queue counts records only: ours must hold as many, whatever their
+        // bytes (the default 64 MiB holds about 250,000 of these).
+        max_queue_bytes: THREADED_QUEUE * 1024,
+        ..config
+    })
+    .expect("a valid config");
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let mut issued = 0;
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let elapsed = threaded(&dispatch, threads, iters, &mut issued);
+            handle.force_flush().expect("flush to the sink");
+            elapsed
+        });
+    });
+    assert_ours_exported_all(name, issued, &handle);
+}
+
 fn bench_threads(c: &mut Criterion) {
     let sink = BlackHole::start();
     let mut group = c.benchmark_group("event_in_run_span_threads");
     for threads in [2u64, 8] {
         let name = format!("zenml_otel/{threads}");
-        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
-            max_queue_size: THREADED_QUEUE,
-            // The bridge's queue counts records only: ours must hold as many, whatever their
-            // bytes (the default 64 MiB holds about 250,000 of these).
-            max_queue_bytes: THREADED_QUEUE * 1024,
-            ..zenml_config(&sink)
-        })
-        .expect("a valid config");
-        let handle = layer.handle();
-        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        let mut issued = 0;
-        group.bench_function(&name, |b| {
-            b.iter_custom(|iters| {
-                let elapsed = threaded(&dispatch, threads, iters, &mut issued);
-                handle.force_flush().expect("flush to the sink");
-                elapsed
-            });
-        });
-        assert_ours_exported_all(&name, issued, &handle);
+        bench_ours_threaded(&mut group, &name, threads, zenml_config(&sink));
+        let spool = BenchSpool::new(&format!("threads-{threads}"));
+        let name = format!("zenml_otel_spool/{threads}");
+        bench_ours_threaded(
+            &mut group,
+            &name,
+            threads,
+            spool.config(zenml_config(&sink)),
+        );
 
         let name = format!("official_bridge/{threads}");
         let (provider, bridge, exported) = bridge_pipeline(otlp_exporter(&sink), THREADED_QUEUE);

@@ -148,6 +148,16 @@ fn seqs(receiver: &OtlpReceiver) -> Vec<u64> {
         .collect()
 }
 
+/// When round `round` is killed: before the first batch (200 ms), around it, and well after;
+/// from the fifth on, at pseudo-random instants up to 1.5 s.
+fn kill_after(round: u64) -> Duration {
+    let millis = match round {
+        0..=3 => [90, 230, 700, 1300][round as usize],
+        _ => 50 + round.wrapping_mul(2_654_435_761) % 1450,
+    };
+    Duration::from_millis(millis)
+}
+
 /// Kills a logging child `kills` times at instants spread over its first second, restarting it
 /// on the same spool each time; a last child recovers and exits. Returns the receiver, every
 /// sequence number whose `info!` returned, and the last child's `(recovered, spool_torn)`.
@@ -158,8 +168,7 @@ fn kill_and_restart(kills: u64, name: &str) -> (OtlpReceiver, BTreeSet<u64>, (u6
     for round in 0..kills {
         let first = round * BASE;
         let mut started = start_child(&receiver.endpoint(), &dir, first, None);
-        // Before the first batch (200 ms), around it, and well after.
-        let after = Duration::from_millis([90, 230, 700, 1300][round as usize % 4] + round * 7);
+        let after = kill_after(round);
         std::thread::sleep(after);
         started.child.kill().unwrap();
         started.child.wait().unwrap();
@@ -195,16 +204,18 @@ fn kill_and_restart(kills: u64, name: &str) -> (OtlpReceiver, BTreeSet<u64>, (u6
     (receiver, must_arrive, stats)
 }
 
+/// Four kills; `ZENML_OTEL_SPOOL_KILLS=20` measures more (BENCHMARKS.md).
 #[test]
 fn records_of_a_killed_process_arrive_after_the_restart() {
-    let (receiver, must_arrive, (recovered, torn)) = kill_and_restart(4, "kill");
+    let kills = std::env::var("ZENML_OTEL_SPOOL_KILLS").map_or(4, |n| n.parse().unwrap());
+    let (receiver, must_arrive, (recovered, torn)) = kill_and_restart(kills, "kill");
     let arrived = seqs(&receiver);
     let distinct: BTreeSet<u64> = arrived.iter().copied().collect();
     let lost: Vec<_> = must_arrive.difference(&distinct).take(10).collect();
     let duplicates = arrived.len() - distinct.len();
     eprintln!(
-        "{} records whose info! returned, {} arrived, {duplicates} duplicates, {recovered} \
-         recovered by the last start, {torn} torn segments",
+        "{kills} kills: {} records whose info! returned, {} arrived, {duplicates} duplicates, \
+         {recovered} recovered by the last start, {torn} torn segments",
         must_arrive.len(),
         distinct.len(),
     );

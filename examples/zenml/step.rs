@@ -4,8 +4,9 @@
 //! `ZenmlOtelLayer::new(OtelLogStoreConfig::default())` picks them up, so every record below
 //! belongs to the step that started it and is exported to that step's `otel` log store.
 //! `bash examples/zenml/run.sh` runs it inside a real ZenML pipeline.
+//! With `ZENML_OTEL_EXAMPLE_ABORT` set it then logs an error and aborts (no flush, no shutdown).
 
-use tracing::{info, info_span, warn};
+use tracing::{error, info, info_span, warn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
@@ -29,5 +30,11 @@ fn main() -> Result<(), zenml_otel::Error> {
         warn!(score, threshold = 0.9, "rust: score below threshold");
     }
     info!("rust: done");
+    if std::env::var_os("ZENML_OTEL_EXAMPLE_ABORT").is_some() {
+        // As `panic = "abort"` or an OOM kill would end it: the guard is never dropped, nothing
+        // queued is exported. Only the spool (`ZENML_OTEL_SPOOL_DIR`) still has the records.
+        error!("rust: aborting");
+        std::process::abort();
+    }
     Ok(())
 }

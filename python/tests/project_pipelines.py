@@ -43,3 +43,22 @@ def two_processes_step() -> None:
 @pipeline(enable_cache=False)
 def two_processes_pipeline() -> None:
     two_processes_step()
+
+
+@step(enable_cache=False)
+def abort_step(binary: str) -> int:
+    """The real Rust program, aborted (`ZENML_OTEL_EXAMPLE_ABORT`) before it exported anything."""
+    logger.info("python: before the program")
+    env = {**os.environ, "ZENML_OTEL_EXAMPLE_ABORT": "1"}
+    try:
+        zenml_otel.run_rust_step([binary], env=env)
+        code = 0
+    except subprocess.CalledProcessError as e:
+        code = e.returncode
+    logger.warning("python: after the program")
+    return code
+
+
+@pipeline(enable_cache=False)
+def abort_pipeline(binary: str) -> None:
+    abort_step(binary=binary)

@@ -279,3 +279,36 @@ def test_custom_log_store_flavor_receives_the_records(project):
     record, metadata = mine[text.index("fake: record 1 i=1")]
     assert (record.name, record.levelname, record.pathname, record.lineno) == ("fake", "WARNING", "src/fake.rs", 11)
     assert metadata["i"] == 1 and metadata["code.filepath"] == "src/fake.rs"
+
+
+def test_an_aborted_rust_programs_spool_reaches_the_steps_logs(project, rust_step_binary, monkeypatch):
+    """The real program, ended by abort() right after its records: no guard dropped, no
+    shutdown, its 1 s schedule delay not yet over; its records reach the step from the spool."""
+    import zenml_otel
+
+    spools = []
+    new_spool_dir = zenml_otel._new_spool_dir
+    monkeypatch.setattr(zenml_otel, "_new_spool_dir",
+                        lambda: spools.append(new_spool_dir()) or spools[-1])
+    run = project.abort_pipeline(binary=str(rust_step_binary))
+    assert output(run, "abort_step") == -signal.SIGABRT
+    entries = step_logs(run, "abort_step")
+    text = messages(entries)
+    rust = [m for m in text if m.startswith("rust: ")]
+    # Each exactly once, in the order logged (the relay received none before the abort).
+    assert rust == ["rust: loading the features threads=2", "rust: fitted the model mean=0.5005",
+                    "rust: score below threshold score=0.5005 threshold=0.9", "rust: done",
+                    "rust: aborting"], text
+    before, after = index(entries, "python: before"), index(entries, "python: after")
+    positions = [i for i, m in enumerate(text) if m.startswith("rust: ")]
+    assert before < min(positions) and max(positions) < after, text
+    aborting = entries[index(entries, "rust: aborting")]
+    assert aborting.level.name == "ERROR" and aborting.filename == "examples/zenml/step.rs"
+    line = receipt(entries)
+    assert line.message.startswith("zenml-otel: zenml-step killed by SIGABRT: "), line.message
+    assert "(relay received 0); delivered 5 records from its spool" in line.message, line.message
+    assert line.level.name in ("WARN", "WARNING")
+    meta = step_metadata(run, "abort_step")["zenml-otel zenml-step"]
+    assert meta["exit_code"] == -signal.SIGABRT and meta["spool_delivered"] == 5
+    [spool] = spools
+    assert Path(spool).name.startswith("zenml-otel-spool-") and not Path(spool).exists()
