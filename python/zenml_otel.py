@@ -268,6 +268,8 @@ Field = Tuple[int, int, Union[int, bytes]]
 
 def _varint(data: bytes, pos: int) -> Tuple[int, int]:
     """The varint at `pos` (at most 10 bytes, 64 bits kept) and the next pos."""
+    if pos < len(data) and data[pos] < 0x80:  # keys and short lengths: most varints
+        return data[pos], pos + 1
     value = 0
     for shift in range(0, 70, 7):
         if pos >= len(data):
@@ -385,6 +387,25 @@ def _key_value(data: bytes, depth: int) -> Tuple[str, Json]:
     return key, value
 
 
+# A step's records repeat the same handed-over attributes (the `zenml.*` ids and
+# names, byte for byte): decoded once, then looked up by their bytes.
+_KEY_VALUES: Dict[bytes, Tuple[str, Json]] = {}
+_KEY_VALUES_KEPT = 4096
+
+
+def _record_attribute(data: bytes) -> Tuple[str, Json]:
+    """A record's KeyValue; scalar ones memoized by their encoding."""
+    known = _KEY_VALUES.get(data)
+    if known is not None:
+        return known
+    pair = _key_value(data, 0)
+    if not isinstance(pair[1], (list, dict)):  # shared, so never a mutable value
+        if len(_KEY_VALUES) >= _KEY_VALUES_KEPT:
+            _KEY_VALUES.clear()
+        _KEY_VALUES[data] = pair
+    return pair
+
+
 def _key_values(data: bytes, field: int, depth: int) -> Dict[str, Json]:
     """The repeated KeyValue `field` of a message, as a dict (last key wins)."""
     pairs = [
@@ -425,7 +446,7 @@ def _log_record(data: bytes) -> Dict[str, Json]:
     attributes = []
     for number, wire, raw in _fields(data):
         if number == 6:
-            attributes.append(_key_value(_bytes(wire, raw, number), 0))
+            attributes.append(_record_attribute(_bytes(wire, raw, number)))
         elif number in _RECORD_FIELDS:
             key, expected, decode = _RECORD_FIELDS[number]
             _expect(wire, expected, number)
