@@ -292,25 +292,31 @@ def _fields(data: bytes) -> Iterator[Field]:
     """(field number, wire type, value) of each field of one message."""
     pos = 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ValueError("field number 0")
-        value: Union[int, bytes]
-        if wire == VARINT:
-            value, pos = _varint(data, pos)
-        elif wire == FIXED64:
-            raw, pos = _take(data, pos, 8)
-            value = struct.unpack("<Q", raw)[0]
-        elif wire == FIXED32:
-            raw, pos = _take(data, pos, 4)
-            value = struct.unpack("<I", raw)[0]
-        elif wire == LENGTH:
-            size, pos = _varint(data, pos)
-            value, pos = _take(data, pos, size)
-        else:  # groups (3, 4: long deprecated, never in OTLP) and 6, 7
-            raise ValueError(f"unsupported wire type {wire} (field {number})")
+        number, wire, value, pos = _field_at(data, pos)
         yield number, wire, value
+
+
+def _field_at(data: bytes, pos: int) -> Tuple[int, int, Union[int, bytes], int]:
+    """The field starting at `pos`: number, wire type, value, and where the next starts."""
+    key, pos = _varint(data, pos)
+    number, wire = key >> 3, key & 7
+    if number == 0:
+        raise ValueError("field number 0")
+    value: Union[int, bytes]
+    if wire == VARINT:
+        value, pos = _varint(data, pos)
+    elif wire == FIXED64:
+        raw, pos = _take(data, pos, 8)
+        value = struct.unpack("<Q", raw)[0]
+    elif wire == FIXED32:
+        raw, pos = _take(data, pos, 4)
+        value = struct.unpack("<I", raw)[0]
+    elif wire == LENGTH:
+        size, pos = _varint(data, pos)
+        value, pos = _take(data, pos, size)
+    else:  # groups (3, 4: long deprecated, never in OTLP) and 6, 7
+        raise ValueError(f"unsupported wire type {wire} (field {number})")
+    return number, wire, value, pos
 
 
 def _expect(wire: int, expected: int, number: int) -> None:
@@ -441,10 +447,21 @@ _RECORD_FIELDS: Dict[int, Tuple[str, int, Callable[[Any], Json]]] = {
 }
 
 
+# Field 6 (attributes), length-delimited: most of a record's fields.
+_ATTRIBUTE_KEY = 6 << 3 | 2
+
+
 def _log_record(data: bytes) -> Dict[str, Json]:
     record = _new_record()
     attributes = []
-    for number, wire, raw in _fields(data):
+    pos = 0
+    while pos < len(data):
+        if data[pos] == _ATTRIBUTE_KEY:  # the hot path, without the general field reader
+            size, start = _varint(data, pos + 1)
+            value, pos = _take(data, start, size)
+            attributes.append(_record_attribute(value))
+            continue
+        number, wire, raw, pos = _field_at(data, pos)
         if number == 6:
             attributes.append(_record_attribute(_bytes(wire, raw, number)))
         elif number in _RECORD_FIELDS:

@@ -168,6 +168,11 @@ fn kill_and_restart(kills: u64, name: &str) -> (OtlpReceiver, BTreeSet<u64>, (u6
     for round in 0..kills {
         let first = round * BASE;
         let mut started = start_child(&receiver.endpoint(), &dir, first, None);
+        // Timed from its first record: starting the process takes longer on a loaded machine.
+        let logging = Instant::now();
+        while started.returned.load(Ordering::SeqCst) == 0 && logging.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let after = kill_after(round);
         std::thread::sleep(after);
         started.child.kill().unwrap();
