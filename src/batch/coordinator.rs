@@ -82,8 +82,8 @@ impl Coordinator {
         self
     }
 
-    /// Hands out the recovered records, a batch at a time, each counted in `recovered` and in
-    /// flight like a queued record.
+    /// Hands out the recovered records, a batch at a time, each counted in `recovered`, in
+    /// flight and in the queue's bytes like a queued record (its sender releases them).
     fn dispatch_recovered(&mut self) {
         let mut recovered = std::mem::take(&mut self.recovered).into_iter();
         loop {
@@ -92,6 +92,8 @@ impl Coordinator {
                 return;
             }
             self.shared.ledger.recover(self.batch.len() as u64);
+            let bytes = self.batch.iter().map(|queued| queued.size).sum();
+            self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
             self.dispatch_batch();
         }
     }
