@@ -7,7 +7,7 @@
 //!
 //! Files (`format.rs`): `lock`, and segments `{number:016x}.spool` in the order they were
 //! written. A segment holds the contexts (resource and extra attributes) of its records, so
-//! each reads on its own; mapping (`map.rs`) is the only `unsafe` in the crate.
+//! each reads on its own; mapping (`map.rs`) is the one module `deny(unsafe_code)` lets through.
 
 mod format;
 mod map;
