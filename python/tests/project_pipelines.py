@@ -4,7 +4,7 @@ import logging
 import os
 import subprocess
 import sys
-from typing import List
+from typing import Any, List
 
 from zenml import pipeline, step
 
@@ -14,16 +14,21 @@ logger = logging.getLogger("pytest_step")
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_program.py")
 
 
-@step(enable_cache=False)
-def program_step(cmd: List[str], logs: str = "auto") -> int:
+def _between_python_lines(cmd: List[str], **kwargs: Any) -> int:
+    """`run_rust_step(cmd, **kwargs)` between two Python log lines; its exit code."""
     logger.info("python: before the program")
     try:
-        zenml_otel.run_rust_step(cmd, logs=logs)
+        zenml_otel.run_rust_step(cmd, **kwargs)
         code = 0
     except subprocess.CalledProcessError as e:
         code = e.returncode
     logger.warning("python: after the program")
     return code
+
+
+@step(enable_cache=False)
+def program_step(cmd: List[str], logs: str = "auto") -> int:
+    return _between_python_lines(cmd, logs=logs)
 
 
 @pipeline(enable_cache=False)
@@ -48,15 +53,8 @@ def two_processes_pipeline() -> None:
 @step(enable_cache=False)
 def abort_step(binary: str) -> int:
     """The real Rust program, aborted (`ZENML_OTEL_EXAMPLE_ABORT`) before it exported anything."""
-    logger.info("python: before the program")
     env = {**os.environ, "ZENML_OTEL_EXAMPLE_ABORT": "1"}
-    try:
-        zenml_otel.run_rust_step([binary], env=env)
-        code = 0
-    except subprocess.CalledProcessError as e:
-        code = e.returncode
-    logger.warning("python: after the program")
-    return code
+    return _between_python_lines([binary], env=env)
 
 
 @pipeline(enable_cache=False)
