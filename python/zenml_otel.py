@@ -1037,25 +1037,28 @@ def _segment_header_ok(data: bytes) -> bool:
 def _segment_records(
     data: bytes, contexts: Dict[int, Tuple[bytes, bytes, bytes]]
 ) -> Tuple[List[SpooledRecord], bool]:
-    """The records of one segment's whole entries, and whether it is torn."""
+    """The records of one segment's whole entries, and whether it is torn.
+
+    A zero length ends the data (what follows is zeros, or a reused segment's old
+    entries); an entry cut short or failing its CRC is a torn tail."""
     records: List[SpooledRecord] = []
     pos = SPOOL_HEADER_LEN
     while len(data) - pos >= SPOOL_ENTRY_HEADER_LEN:
         length, crc = struct.unpack_from("<II", data, pos)
         if length == 0:
-            break  # the preallocated zeros: nothing was written past here
+            return records, False
         start = pos + SPOOL_ENTRY_HEADER_LEN
         payload = data[start : start + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
-            break
+            return records, True
         try:
             record = _spool_entry(payload, contexts)
         except ValueError:
-            break
+            return records, True
         if record is not None:
             records.append(record)
         pos = start + length
-    # Whatever follows the last whole entry is torn unless it is the zeros.
+    # The file's end, or a length cut short.
     return records, bool(data[pos:].strip(b"\0"))
 
 

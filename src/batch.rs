@@ -26,7 +26,7 @@ use self::ledger::Ledger;
 use crate::config::Settings;
 use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
-use crate::spool::{Recovered, Refused, Segment, Spool};
+use crate::spool::{Recovered, Refused, Spool};
 use crate::{Error, OtelLogStoreConfig};
 
 /// Least time between two warnings on stderr about lost records.
@@ -88,8 +88,8 @@ pub(crate) struct QueuedRecord {
     pub(crate) record: EncodedRecord,
     /// About how many bytes the record holds, for the queue's byte bound.
     pub(crate) size: usize,
-    /// The spool segment holding it, told when the collector acknowledged it.
-    pub(crate) spooled: Option<Arc<Segment>>,
+    /// The number of the spool segment holding it, told when the collector acknowledged it.
+    pub(crate) spooled: Option<u64>,
 }
 
 impl QueuedRecord {

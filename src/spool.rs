@@ -11,102 +11,42 @@
 
 mod format;
 mod map;
+mod recover;
+mod segment;
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
-use self::format::{Entry, ENTRY_HEADER_LEN, HEADER_LEN};
-use self::map::MappedFile;
+use self::format::Entry;
+use self::segment::{Active, Disk};
 use crate::record::EncodedRecord;
-use crate::span_context::{EncodedResource, Resolved, Run};
+use crate::span_context::Resolved;
 use crate::Error;
 
-/// Bytes of a segment (more for a record that needs more).
-const SEGMENT_BYTES: usize = 4 * 1024 * 1024;
-const EXTENSION: &str = "spool";
+/// Lanes per core: a spool has this many segments being written at once, so that a thread
+/// rarely waits for another (one preempted while writing, with more threads than cores).
+const LANES_PER_CORE: usize = 2;
+
+thread_local! {
+    /// The lane a thread tries first: threads spread over the lanes, and each keeps writing
+    /// into the same one while it is free.
+    static HOME_LANE: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
 
 /// A live spool: this process holds its directory's lock for as long as it exists.
 #[derive(Debug)]
 pub(crate) struct Spool {
-    dir: PathBuf,
+    disk: Arc<Disk>,
     /// Held (flock) until the spool closes: no other process (or layer) writes or replays
     /// this directory meanwhile.
     lock: Mutex<Option<File>>,
-    max_bytes: u64,
-    /// Bytes of the segment files that exist.
-    on_disk: Arc<AtomicU64>,
-    writer: Mutex<Writer>,
-}
-
-#[derive(Debug)]
-struct Writer {
-    active: Option<Active>,
-    /// Set by `close`: the directory is no longer ours.
-    closed: bool,
-    next_number: u64,
-    scratch: Vec<u8>,
-}
-
-/// The segment records are written to now.
-#[derive(Debug)]
-struct Active {
-    file: MappedFile,
-    at: usize,
-    segment: Arc<Segment>,
-    /// The contexts written into this segment.
-    contexts: HashSet<u64>,
-}
-
-/// One segment file: removed once sealed and every record in it was acknowledged.
-#[derive(Debug)]
-pub(crate) struct Segment {
-    path: PathBuf,
-    bytes: u64,
-    on_disk: Arc<AtomicU64>,
-    written: AtomicU64,
-    acknowledged: AtomicU64,
-    sealed: AtomicBool,
-    removed: AtomicBool,
-}
-
-impl Segment {
-    fn new(path: PathBuf, bytes: u64, on_disk: &Arc<AtomicU64>) -> Self {
-        on_disk.fetch_add(bytes, Ordering::SeqCst);
-        Self {
-            path,
-            bytes,
-            on_disk: Arc::clone(on_disk),
-            written: AtomicU64::new(0),
-            acknowledged: AtomicU64::new(0),
-            sealed: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-        }
-    }
-
-    /// A collector acknowledged one of this segment's records.
-    pub(crate) fn acknowledge(&self) {
-        self.acknowledged.fetch_add(1, Ordering::SeqCst);
-        self.remove_when_done();
-    }
-
-    /// No more records go in.
-    fn seal(&self) {
-        self.sealed.store(true, Ordering::SeqCst);
-        self.remove_when_done();
-    }
-
-    fn remove_when_done(&self) {
-        let done = self.sealed.load(Ordering::SeqCst)
-            && self.acknowledged.load(Ordering::SeqCst) >= self.written.load(Ordering::SeqCst);
-        if done && !self.removed.swap(true, Ordering::SeqCst) {
-            // A file that cannot be removed is replayed by the next start: at least once.
-            let _ = std::fs::remove_file(&self.path);
-            self.on_disk.fetch_sub(self.bytes, Ordering::SeqCst);
-        }
-    }
+    /// The segments being written: a record goes into the first lane free.
+    lanes: Box<[Mutex<Option<Active>>]>,
 }
 
 /// Why a record could not be spooled: it is then counted as dropped, as on a full queue.
@@ -120,8 +60,8 @@ pub(crate) enum Refused {
     Closed,
 }
 
-/// A record read back, with its context and the segment to acknowledge it in.
-pub(crate) type RecoveredRecord = (Arc<Resolved>, EncodedRecord, Arc<Segment>);
+/// A record read back, with its context and the number of the segment to acknowledge it in.
+pub(crate) type RecoveredRecord = (Arc<Resolved>, EncodedRecord, u64);
 
 /// What a dead process left: its records, to be sent before any new one.
 #[derive(Debug, Default)]
@@ -152,221 +92,174 @@ impl Spool {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(refused("cannot lock it", e)),
         }
-        let on_disk = Arc::new(AtomicU64::new(0));
-        let (recovered, next_number) =
-            recover(dir, &on_disk).map_err(|e| refused("cannot read it", e))?;
+        let next_number = recover::next_number(dir).map_err(|e| refused("cannot read it", e))?;
+        let disk = Arc::new(Disk::new(dir, max_bytes, next_number));
+        let recovered = recover::recover(&disk).map_err(|e| refused("cannot read it", e))?;
         let spool = Self {
-            dir: dir.to_owned(),
+            disk,
             lock: Mutex::new(Some(lock)),
-            max_bytes,
-            on_disk,
-            writer: Mutex::new(Writer {
-                active: None,
-                closed: false,
-                next_number,
-                scratch: Vec::new(),
-            }),
+            lanes: (0..lanes()).map(|_| Mutex::new(None)).collect(),
         };
         Ok((spool, recovered))
     }
 
-    /// Writes `record` (and its context, once per segment) to the spool; returns the segment
-    /// to acknowledge it in.
+    /// Writes `record` (and its context, once per segment) to a segment; returns the number of
+    /// the segment to acknowledge it in (a number, not a shared pointer: the logging thread and
+    /// the senders do not pass a reference count back and forth for every record).
     pub(crate) fn append(
         &self,
         context: &Resolved,
         record: &EncodedRecord,
-    ) -> Result<Arc<Segment>, Refused> {
-        let mut writer = crate::sync::lock(&self.writer);
-        let writer = &mut *writer;
-        if writer.closed {
+    ) -> Result<u64, Refused> {
+        let home = HOME_LANE.try_with(|&lane| lane).unwrap_or(0);
+        let n = self.lanes.len();
+        let free = (0..n).find_map(|i| match self.lanes[(home + i) % n].try_lock() {
+            Ok(lane) => Some(lane),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let mut lane = free.unwrap_or_else(|| crate::sync::lock(&self.lanes[home % n]));
+        if self.disk.closed.load(Ordering::SeqCst) {
             return Err(Refused::Closed);
         }
-        let mut written_context = encode(writer, context, record);
-        if !writer
-            .active
-            .as_ref()
-            .is_some_and(|a| a.fits(writer.scratch.len()))
-        {
-            self.roll(writer)?;
-            written_context = encode(writer, context, record);
-        }
-        let Some(active) = writer.active.as_mut() else {
-            return Err(Refused::Full); // roll() always leaves one
-        };
-        let end = active.at + writer.scratch.len();
-        active.file.bytes_mut()[active.at..end].copy_from_slice(&writer.scratch);
-        active.at = end;
-        if written_context {
-            active.contexts.insert(context.id);
-        }
-        active.segment.written.fetch_add(1, Ordering::SeqCst);
-        Ok(Arc::clone(&active.segment))
+        self.write(&mut lane, context, record)
     }
 
-    /// At shutdown: seals the segment being written (it goes once everything in it is
-    /// acknowledged, or stays for the next start) and hands the directory on.
-    pub(crate) fn close(&self) {
-        let mut writer = crate::sync::lock(&self.writer);
-        writer.closed = true;
-        if let Some(active) = writer.active.take() {
-            active.segment.seal();
-        }
-        crate::sync::lock(&self.lock).take();
-    }
-
-    /// Seals the active segment and starts the next one, large enough for `scratch`.
-    fn roll(&self, writer: &mut Writer) -> Result<(), Refused> {
-        if let Some(active) = writer.active.take() {
-            active.segment.seal();
-        }
-        // The new segment needs the context too: at most this much.
-        let bytes = SEGMENT_BYTES.max(HEADER_LEN + 2 * writer.scratch.len() + ENTRY_HEADER_LEN);
-        if self.on_disk.load(Ordering::SeqCst) + bytes as u64 > self.max_bytes {
-            return Err(Refused::Full);
-        }
-        let path = segment_path(&self.dir, writer.next_number);
-        writer.next_number += 1;
-        let file = MappedFile::create(&path, &format::header(), bytes).map_err(|e| {
-            let _ = std::fs::remove_file(&path);
-            Refused::Io(e)
-        })?;
-        writer.active = Some(Active {
-            file,
-            at: HEADER_LEN,
-            segment: Arc::new(Segment::new(path, bytes as u64, &self.on_disk)),
-            contexts: HashSet::new(),
-        });
-        Ok(())
-    }
-}
-
-impl Active {
-    fn fits(&self, len: usize) -> bool {
-        // The rest of the file stays zero-filled after the entry: its end is visible.
-        self.at + len <= self.segment.bytes as usize
-    }
-}
-
-/// Encodes into `writer.scratch` the record's context (unless the active segment has it) and
-/// the record; returns whether the context was written.
-fn encode(writer: &mut Writer, context: &Resolved, record: &EncodedRecord) -> bool {
-    writer.scratch.clear();
-    let has_context = writer
-        .active
-        .as_ref()
-        .is_some_and(|active| active.contexts.contains(&context.id));
-    if !has_context {
+    fn write(
+        &self,
+        lane: &mut Option<Active>,
+        context: &Resolved,
+        record: &EncodedRecord,
+    ) -> Result<u64, Refused> {
         let resource = context.run.encoded();
-        Entry::Context {
+        let context_entry = Entry::Context {
             id: context.id,
             resource: &resource.resource,
             schema_url: &resource.schema_url,
             attributes: context.encoded_attributes(),
+        };
+        let record_entry = Entry::Record {
+            context: context.id,
+            scope: record.scope(),
+            head: record.head(),
+            tail: record.tail(),
+        };
+        let both = [context_entry, record_entry];
+        let mut entries = &both[..];
+        if lane.as_ref().is_some_and(|a| a.has_context(context.id)) {
+            entries = &both[1..];
         }
-        .encode(&mut writer.scratch);
-    }
-    Entry::Record {
-        context: context.id,
-        scope: record.scope(),
-        head: record.head(),
-        tail: record.tail(),
-    }
-    .encode(&mut writer.scratch);
-    !has_context
-}
-
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:016x}.{EXTENSION}"))
-}
-
-/// The segments in `dir`, by number.
-fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let number = (path.extension().and_then(|e| e.to_str()) == Some(EXTENSION))
-            .then(|| path.file_stem()?.to_str())
-            .flatten()
-            .and_then(|stem| u64::from_str_radix(stem, 16).ok());
-        if let Some(number) = number {
-            found.push((number, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// Reads every segment a dead process left; returns its records and the next segment number.
-fn recover(dir: &Path, on_disk: &Arc<AtomicU64>) -> std::io::Result<(Recovered, u64)> {
-    let mut recovered = Recovered::default();
-    let mut next_number = 0;
-    for (number, path) in segments(dir)? {
-        next_number = number + 1;
-        let bytes = std::fs::read(&path)?;
-        let segment = Arc::new(Segment::new(path, bytes.len() as u64, on_disk));
-        match format::read(&bytes) {
-            Ok(reading) => {
-                recovered.torn += u64::from(reading.torn);
-                let records = rebuild(&reading.entries, &segment);
-                recovered.torn += u64::from(records.len() < count_records(&reading.entries));
-                segment
-                    .written
-                    .store(records.len() as u64, Ordering::SeqCst);
-                recovered.records.extend(records);
+        let len = entries.iter().map(Entry::framed_len).sum();
+        if !lane.as_ref().is_some_and(|a| a.fits(len)) {
+            if let Some(full) = lane.take() {
+                full.seal(&self.disk);
             }
-            // Not ours, or a newer version: leave it for whoever wrote it, but say so.
-            Err(_) => {
-                recovered.torn += 1;
-                segment.removed.store(true, Ordering::SeqCst);
-                on_disk.fetch_sub(segment.bytes, Ordering::SeqCst);
-                continue;
+            entries = &both[..];
+            let len = entries.iter().map(Entry::framed_len).sum();
+            *lane = Some(self.disk.take(len)?);
+        }
+        let Some(active) = lane.as_mut() else {
+            return Err(Refused::Closed); // set just above
+        };
+        active.write(entries);
+        Ok(active.segment.number)
+    }
+
+    /// Tells each segment how many of `segments` (one per acknowledged record, in order) are
+    /// its.
+    pub(crate) fn acknowledge(&self, segments: impl IntoIterator<Item = u64>) {
+        let mut run: Option<(u64, u64)> = None;
+        for segment in segments {
+            match &mut run {
+                Some((current, n)) if *current == segment => *n += 1,
+                _ => {
+                    if let Some((done, n)) = run.replace((segment, 1)) {
+                        self.disk.acknowledge(done, n);
+                    }
+                }
             }
         }
-        segment.seal();
-    }
-    Ok((recovered, next_number))
-}
-
-fn count_records(entries: &[Entry<'_>]) -> usize {
-    entries
-        .iter()
-        .filter(|entry| matches!(entry, Entry::Record { .. }))
-        .count()
-}
-
-/// The queued records of one segment's entries, under their original contexts.
-fn rebuild(entries: &[Entry<'_>], segment: &Arc<Segment>) -> Vec<RecoveredRecord> {
-    let mut contexts: HashMap<u64, Arc<Resolved>> = HashMap::new();
-    let mut records = Vec::new();
-    for entry in entries {
-        match *entry {
-            Entry::Context {
-                id,
-                resource,
-                schema_url,
-                attributes,
-            } => {
-                let run = Arc::new(Run::recovered(EncodedResource {
-                    resource: resource.into(),
-                    schema_url: schema_url.into(),
-                }));
-                contexts.insert(id, Arc::new(Resolved::recovered(run, attributes.into())));
-            }
-            Entry::Record {
-                context,
-                scope,
-                head,
-                tail,
-            } => {
-                // A record always follows its context; one that does not is skipped, counted.
-                let Some(context) = contexts.get(&context) else {
-                    continue;
-                };
-                let record = EncodedRecord::from_parts(head, tail, scope.to_owned());
-                records.push((Arc::clone(context), record, Arc::clone(segment)));
-            }
+        if let Some((done, n)) = run {
+            self.disk.acknowledge(done, n);
         }
     }
-    records
+
+    /// At shutdown: seals every segment being written (each goes once everything in it is
+    /// acknowledged, or stays for the next start) and hands the directory on.
+    pub(crate) fn close(&self) {
+        self.disk.close();
+        for lane in &self.lanes {
+            if let Some(active) = crate::sync::lock(lane).take() {
+                active.seal(&self.disk);
+            }
+        }
+        crate::sync::lock(&self.lock).take();
+    }
+}
+
+fn lanes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores * LANES_PER_CORE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span_context::{EncodedResource, Run};
+
+    fn context() -> Resolved {
+        let run = Run::recovered(EncodedResource {
+            resource: vec![1; 300].into(),
+            schema_url: Vec::new().into(),
+        });
+        Resolved::recovered(Arc::new(run), vec![2; 100].into())
+    }
+
+    fn record(seq: u64) -> EncodedRecord {
+        EncodedRecord::from_parts(&seq.to_le_bytes(), &[4; 180], "target".into())
+    }
+
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    /// Segments are reused once acknowledged (the disk holds a few, not one per segment ever
+    /// written), and a reused segment's old entries are never read back: after a crash the
+    /// next start finds exactly the records of the segments not yet acknowledged.
+    #[test]
+    fn reused_segments_hold_only_what_is_unacknowledged() {
+        let dir = std::env::temp_dir().join(format!("zenml-otel-reuse-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // 8 MiB: 256 KiB segments, about 1,230 records each.
+        let (spool, recovered) = Spool::open(&dir, 8 * 1024 * 1024).unwrap();
+        assert!(recovered.records.is_empty());
+        let (context, n, unacknowledged) = (context(), 20_000, 100);
+        let mut most_files = 0;
+        let mut pending = Vec::new();
+        for seq in 0..n {
+            pending.push(spool.append(&context, &record(seq)).unwrap());
+            if pending.len() == 500 && seq < n - unacknowledged {
+                spool.acknowledge(pending.drain(..));
+                most_files = most_files.max(files(&dir));
+            }
+        }
+        let last_segment = *pending.last().unwrap();
+        assert!(last_segment > 20, "{last_segment} segments were taken");
+        // The lock, the lanes' segments and a few free ones.
+        assert!(most_files <= 1 + lanes() + 4 + 1, "{most_files} files");
+        drop(spool); // killed: nothing sealed, nothing acknowledged after this
+        let (spool, recovered) = Spool::open(&dir, 8 * 1024 * 1024).unwrap();
+        let seqs: Vec<u64> = recovered
+            .records
+            .iter()
+            .map(|(_, record, _)| u64::from_le_bytes(record.head().try_into().unwrap()))
+            .collect();
+        let first = n - seqs.len() as u64;
+        assert_eq!(seqs, (first..n).collect::<Vec<_>>());
+        // At most the segment holding the unacknowledged (and up to 599 pending) records.
+        assert!(seqs.len() < 1_230 + 600, "{}", seqs.len());
+        assert_eq!(recovered.torn, 0);
+        spool.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

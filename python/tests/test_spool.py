@@ -92,6 +92,17 @@ def damaged(tmp_path, data):
     return read_spool(str(tmp_path))
 
 
+def test_a_reused_segment_ends_at_its_zero_length(tmp_path):
+    # The crate reuses acknowledged segments: a zero length ends what was written anew, and the
+    # whole old entries after it are neither read nor a torn tail.
+    old = b"".join([sp.context(7, RESOURCE, SCHEMA, CTX_ATTRS), *[record_entry(i) for i in range(10, 14)]])
+    data = sp.segment(sp.context(7, RESOURCE, SCHEMA, CTX_ATTRS), record_entry(0)) + bytes(4) + old
+    sp.write_segment(tmp_path, 0, data)
+    result = read_spool(str(tmp_path))
+    assert (result.torn, result.corrupt) == (0, 0)
+    assert result.records == [spooled(0)]
+
+
 def test_a_torn_last_entry_at_every_offset_keeps_the_entries_before(tmp_path):
     entries, records = three_records()
     whole = sp.segment(*entries)

@@ -112,10 +112,9 @@ impl SenderThread {
                     let n = records.len();
                     ledger.settle(n as u64, Outcome::Exported { rejected });
                     // Answered: the collector has them (or refused them for good).
-                    records
-                        .iter()
-                        .filter_map(|queued| queued.spooled.as_ref())
-                        .for_each(|segment| segment.acknowledge());
+                    if let Some(spool) = &shared.spool {
+                        spool.acknowledge(records.iter().filter_map(|queued| queued.spooled));
+                    }
                     if rejected > 0 {
                         shared.warn(&format!("the collector rejected {rejected} of {n} records"));
                     }

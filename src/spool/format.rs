@@ -3,16 +3,15 @@
 //!
 //! A segment file is a 16-byte header (`ZOTSPOOL`, the version, 4 reserved bytes) and entries
 //! back to back, each its payload's length (u32), the payload's CRC-32 (u32) and the payload.
-//! Files are preallocated with zeros, so a zero length ends the data. A process killed while
-//! writing an entry leaves it torn (its length runs past the file, or its CRC does not match):
-//! the reader stops there and says so; everything before it is whole.
+//! A zero length ends the data: files are preallocated with zeros, and a writer reusing a
+//! segment writes a zero length after each entry (old entries may follow it). A process killed
+//! while writing an entry leaves it torn (its length runs past the file, or its CRC does not
+//! match): the reader stops there and says so; everything before it is whole.
 //!
 //! Payloads: `1` a context (its id, its run's encoded `resource` and `schema_url` fields, its
 //! records' extra `attributes` fields), `2` a record (its context's id, its scope, and the
 //! record's encoded fields before and after the context's attributes). A segment holds the
 //! context of each of its records before the record, so every segment reads on its own.
-
-use crate::wire::encode_varint;
 
 pub(crate) const MAGIC: &[u8; 8] = b"ZOTSPOOL";
 pub(crate) const VERSION: u32 = 1;
@@ -50,9 +49,36 @@ pub(crate) enum Entry<'a> {
 
 impl Entry<'_> {
     /// Appends the entry, framed (length, CRC, payload), to `out`.
+    #[cfg(test)]
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&[0; ENTRY_HEADER_LEN]);
+        out.resize(start + self.framed_len(), 0);
+        self.write(&mut out[start..]);
+    }
+
+    /// The entry's length, framed.
+    pub(crate) fn framed_len(&self) -> usize {
+        ENTRY_HEADER_LEN
+            + 1
+            + 8
+            + match *self {
+                Entry::Context {
+                    resource,
+                    schema_url,
+                    attributes,
+                    ..
+                } => prefixed_len(resource) + prefixed_len(schema_url) + prefixed_len(attributes),
+                Entry::Record {
+                    scope, head, tail, ..
+                } => prefixed_len(scope.as_bytes()) + prefixed_len(head) + tail.len(),
+            }
+    }
+
+    /// Writes the entry, framed, into `out`, which is `framed_len()` bytes: straight into a
+    /// segment's mapping, with no copy on the way.
+    pub(crate) fn write(&self, out: &mut [u8]) {
+        let (header, payload) = out.split_at_mut(ENTRY_HEADER_LEN);
+        let mut rest = &mut payload[..];
         match *self {
             Entry::Context {
                 id,
@@ -60,10 +86,10 @@ impl Entry<'_> {
                 schema_url,
                 attributes,
             } => {
-                out.push(CONTEXT);
-                out.extend_from_slice(&id.to_le_bytes());
+                put(&mut rest, &[CONTEXT]);
+                put(&mut rest, &id.to_le_bytes());
                 for part in [resource, schema_url, attributes] {
-                    length_prefixed(part, out);
+                    put_prefixed(&mut rest, part);
                 }
             }
             Entry::Record {
@@ -72,24 +98,38 @@ impl Entry<'_> {
                 head,
                 tail,
             } => {
-                out.push(RECORD);
-                out.extend_from_slice(&context.to_le_bytes());
-                length_prefixed(scope.as_bytes(), out);
-                length_prefixed(head, out);
-                out.extend_from_slice(tail);
+                put(&mut rest, &[RECORD]);
+                put(&mut rest, &context.to_le_bytes());
+                put_prefixed(&mut rest, scope.as_bytes());
+                put_prefixed(&mut rest, head);
+                put(&mut rest, tail);
             }
         }
-        let payload = start + ENTRY_HEADER_LEN;
-        let len = (out.len() - payload) as u32;
-        let crc = crc32fast::hash(&out[payload..]);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..payload].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(payload);
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
-fn length_prefixed(bytes: &[u8], out: &mut Vec<u8>) {
-    encode_varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
+fn prefixed_len(bytes: &[u8]) -> usize {
+    prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len()
+}
+
+/// Copies `bytes` to the front of `rest` and moves past them.
+fn put(rest: &mut &mut [u8], bytes: &[u8]) {
+    let (front, back) = std::mem::take(rest).split_at_mut(bytes.len());
+    front.copy_from_slice(bytes);
+    *rest = back;
+}
+
+fn put_prefixed(rest: &mut &mut [u8], bytes: &[u8]) {
+    let mut len = bytes.len() as u64;
+    while len >= 0x80 {
+        put(rest, &[(len as u8) | 0x80]);
+        len >>= 7;
+    }
+    put(rest, &[len as u8]);
+    put(rest, bytes);
 }
 
 /// Why a segment cannot be read at all.
@@ -117,23 +157,28 @@ pub(crate) fn read(segment: &[u8]) -> Result<Reading<'_>, Unreadable> {
     }
     let mut reading = Reading::default();
     let mut rest = &segment[HEADER_LEN..];
-    while rest.len() >= ENTRY_HEADER_LEN {
+    loop {
+        if rest.len() < ENTRY_HEADER_LEN {
+            // The file's end, or a length cut short.
+            reading.torn = rest.iter().any(|&b| b != 0);
+            break;
+        }
         let len = u32_at(rest, 0) as usize;
         if len == 0 {
-            break; // the preallocated zeros: nothing written past here
+            // The data's end: what follows is zeros, or a recycled segment's old entries.
+            break;
         }
-        let Some(payload) = rest.get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len) else {
+        let entry = rest
+            .get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len)
+            .filter(|payload| crc32fast::hash(payload) == u32_at(rest, 4))
+            .and_then(entry);
+        let Some(entry) = entry else {
+            reading.torn = true;
             break;
         };
-        let entry = (crc32fast::hash(payload) == u32_at(rest, 4))
-            .then(|| entry(payload))
-            .flatten();
-        let Some(entry) = entry else { break };
         reading.entries.push(entry);
         rest = &rest[ENTRY_HEADER_LEN + len..];
     }
-    // Whatever follows the last whole entry is torn unless it is the preallocated zeros.
-    reading.torn = rest.iter().any(|&b| b != 0);
     Ok(reading)
 }
 
@@ -263,6 +308,19 @@ mod tests {
             prop_assert!(written.starts_with(&reading.entries));
             prop_assert!(reading.entries.len() < written.len() && reading.torn);
         }
+    }
+
+    /// A reused segment: a zero length after the newest entry ends the data; the old whole
+    /// entries after it are not read, and are no torn tail.
+    #[test]
+    fn a_zero_length_ends_the_data_before_old_entries() {
+        let old = [(1, vec![1], "old".to_owned(), vec![2], vec![3])];
+        let new = [(2, vec![4], "new".to_owned(), vec![5], vec![6])];
+        let (mut segment, written, _) = encoded(&new);
+        segment.extend_from_slice(&[0; 4]);
+        segment.extend_from_slice(&encoded(&old).0[HEADER_LEN..]);
+        let reading = read(&segment).unwrap();
+        assert_eq!((reading.entries, reading.torn), (written, false));
     }
 
     #[test]

@@ -17,14 +17,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use memmap2::{MmapMut, MmapOptions};
 
-/// A new file of `len` bytes, its blocks allocated, mapped for writing.
+/// A file of ours, its blocks allocated, mapped for writing.
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     map: MmapMut,
+    path: PathBuf,
 }
 
 impl MappedFile {
@@ -37,14 +38,62 @@ impl MappedFile {
             .open(path)?;
         allocate(&mut file, first, len)?;
         // SAFETY: see the module's doc: the file is ours alone and fully allocated.
-        // Populated: its pages are faulted in here, in one go, rather than one fault per 4 KiB
-        // on the logging thread's later writes.
-        let map = unsafe { MmapOptions::new().populate().map_mut(&file)? };
-        Ok(Self { map })
+        let map = unsafe { MmapOptions::new().map_mut(&file)? };
+        let mapped = Self {
+            map,
+            path: path.to_owned(),
+        };
+        mapped.make_writable();
+        Ok(mapped)
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.map
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The same file under another name (in the same directory).
+    pub(crate) fn rename(mut self, to: &Path) -> std::io::Result<Self> {
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_owned();
+        Ok(self)
+    }
+
+    /// Empties the file (a zero length where its first entry was: the data ends there) and
+    /// renames it `to`, ready to be written again with no page fault on the way.
+    pub(crate) fn recycle(mut self, to: &Path, first_entry: usize) -> std::io::Result<Self> {
+        if let Some(length) = self.map.get_mut(first_entry..first_entry + 4) {
+            length.fill(0);
+        }
+        self.make_writable();
+        self.rename(to)
+    }
+
+    /// Faults every page in for writing now, in one call, rather than one fault per 4 KiB page
+    /// on the logging thread (a file's shared page is write-protected until written, and again
+    /// after the kernel wrote it back). Where that call is missing (Linux before 5.14, other
+    /// systems) pages fault in as they are written: slower, the same bytes.
+    fn make_writable(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            const MADV_POPULATE_WRITE: libc::c_int = 23;
+            // SAFETY: advice on this mapping's own range, which stays mapped throughout; the
+            // call only faults pages in (it changes no byte) and reports failure by its result.
+            let _ = unsafe {
+                libc::madvise(
+                    self.map.as_ptr() as *mut libc::c_void,
+                    self.map.len(),
+                    MADV_POPULATE_WRITE,
+                )
+            };
+        }
     }
 }
 

@@ -1,0 +1,112 @@
+//! Reading back what a dead process left in a spool directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{self, Entry};
+use super::segment::{Disk, Segment, EXTENSION, FREE_EXTENSION};
+use super::{Recovered, RecoveredRecord};
+use crate::record::EncodedRecord;
+use crate::span_context::{EncodedResource, Resolved, Run};
+
+/// The spool's files with `extension`, by number.
+pub(super) fn files(dir: &Path, extension: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let number = (path.extension().and_then(|e| e.to_str()) == Some(extension))
+            .then(|| path.file_stem()?.to_str())
+            .flatten()
+            .and_then(|stem| u64::from_str_radix(stem, 16).ok());
+        if let Some(number) = number {
+            found.push((number, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The number after every file's in `dir`.
+pub(super) fn next_number(dir: &Path) -> std::io::Result<u64> {
+    let mut next = 0;
+    for extension in [EXTENSION, FREE_EXTENSION] {
+        if let Some((number, _)) = files(dir, extension)?.last() {
+            next = next.max(number + 1);
+        }
+    }
+    Ok(next)
+}
+
+/// Reads every segment a dead process left (deleting the free ones, which hold only
+/// acknowledged records).
+pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
+    for (_, path) in files(&disk.dir, FREE_EXTENSION)? {
+        std::fs::remove_file(path)?;
+    }
+    let mut recovered = Recovered::default();
+    for (number, path) in files(&disk.dir, EXTENSION)? {
+        let bytes = std::fs::read(&path)?;
+        disk.count(bytes.len() as u64);
+        let segment = disk.register(number, path, bytes.len() as u64);
+        match format::read(&bytes) {
+            Ok(reading) => {
+                recovered.torn += u64::from(reading.torn);
+                let records = rebuild(&reading.entries, &segment);
+                recovered.torn += u64::from(records.len() < count_records(&reading.entries));
+                segment.set_written(records.len() as u64);
+                recovered.records.extend(records);
+                disk.seal(&segment, None);
+            }
+            // Not ours, or a newer version: leave it for whoever wrote it, but say so.
+            Err(_) => {
+                recovered.torn += 1;
+                disk.disown(&segment);
+            }
+        }
+    }
+    Ok(recovered)
+}
+
+fn count_records(entries: &[Entry<'_>]) -> usize {
+    entries
+        .iter()
+        .filter(|entry| matches!(entry, Entry::Record { .. }))
+        .count()
+}
+
+/// The queued records of one segment's entries, under their original contexts.
+fn rebuild(entries: &[Entry<'_>], segment: &Segment) -> Vec<RecoveredRecord> {
+    let mut contexts: HashMap<u64, Arc<Resolved>> = HashMap::new();
+    let mut records = Vec::new();
+    for entry in entries {
+        match *entry {
+            Entry::Context {
+                id,
+                resource,
+                schema_url,
+                attributes,
+            } => {
+                let run = Arc::new(Run::recovered(EncodedResource {
+                    resource: resource.into(),
+                    schema_url: schema_url.into(),
+                }));
+                contexts.insert(id, Arc::new(Resolved::recovered(run, attributes.into())));
+            }
+            Entry::Record {
+                context,
+                scope,
+                head,
+                tail,
+            } => {
+                // A record always follows its context; one that does not is skipped, counted.
+                let Some(context) = contexts.get(&context) else {
+                    continue;
+                };
+                let record = EncodedRecord::from_parts(head, tail, scope.to_owned());
+                records.push((Arc::clone(context), record, segment.number));
+            }
+        }
+    }
+    records
+}

@@ -1,0 +1,275 @@
+//! A segment's life: made (or taken from the free pool) for one of the spool's lanes, written
+//! under that lane's lock, sealed when full (or at shutdown), and once
+//! the collector acknowledged each of its records either recycled into the free pool or
+//! deleted. Recycling keeps a segment's pages mapped, allocated and writable: making a fresh
+//! segment costs the kernel about 4 ms per 4 MiB (page-cache pages zeroed, then one
+//! write-protect fault per page on ext4), which on the logging thread was most of the spool's
+//! cost per record.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::format::{self, Entry, ENTRY_HEADER_LEN, HEADER_LEN};
+use super::map::MappedFile;
+use super::Refused;
+
+/// A live segment's file name, and a free one's (acknowledged, waiting to be reused).
+pub(super) const EXTENSION: &str = "spool";
+pub(super) const FREE_EXTENSION: &str = "free";
+/// Free segments kept for reuse; more are deleted.
+const MAX_FREE: usize = 4;
+/// A segment is `max_spool_bytes` / this, within the bounds below: each writing thread holds
+/// one, so a small spool still has room for several threads.
+const SEGMENTS_PER_SPOOL: u64 = 32;
+const MIN_SEGMENT_BYTES: u64 = 256 * 1024;
+const MAX_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+const SEALED: u64 = 1 << 63;
+
+/// The spool's directory and what is on disk in it, shared by its segments.
+#[derive(Debug)]
+pub(super) struct Disk {
+    pub(super) dir: PathBuf,
+    max_bytes: u64,
+    /// The size of a segment (one holding a larger record is larger).
+    segment_bytes: usize,
+    /// Bytes of the segment files that exist, free ones included.
+    on_disk: AtomicU64,
+    next_number: AtomicU64,
+    /// Set at shutdown: nothing more is written, recycled or kept free.
+    pub(super) closed: AtomicBool,
+    free: Mutex<Vec<MappedFile>>,
+    /// The segments not yet retired, by number.
+    live: Mutex<HashMap<u64, Arc<Segment>>>,
+}
+
+impl Disk {
+    pub(super) fn new(dir: &Path, max_bytes: u64, next_number: u64) -> Self {
+        let segment_bytes = (max_bytes / SEGMENTS_PER_SPOOL)
+            .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+            .next_multiple_of(4096);
+        Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: segment_bytes as usize,
+            on_disk: AtomicU64::new(0),
+            next_number: AtomicU64::new(next_number),
+            closed: AtomicBool::new(false),
+            free: Mutex::new(Vec::new()),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn path(&self, number: u64, extension: &str) -> PathBuf {
+        self.dir.join(format!("{number:016x}.{extension}"))
+    }
+
+    /// A segment with room for `len` bytes of entries: a free one if one fits, else a new file.
+    pub(super) fn take(self: &Arc<Self>, len: usize) -> Result<Active, Refused> {
+        let number = self.next_number.fetch_add(1, Ordering::SeqCst);
+        let path = self.path(number, EXTENSION);
+        let needed = HEADER_LEN + len + ENTRY_HEADER_LEN;
+        let reused = (needed <= self.segment_bytes)
+            .then(|| crate::sync::lock(&self.free).pop())
+            .flatten();
+        let map = match reused {
+            Some(map) => {
+                let (free, bytes) = (map.path().to_owned(), map.len() as u64);
+                map.rename(&path).map_err(|e| {
+                    self.delete(&free, bytes);
+                    Refused::Io(e)
+                })?
+            }
+            None => self.create(&path, needed.max(self.segment_bytes))?,
+        };
+        let segment = self.register(number, path, map.len() as u64);
+        Ok(Active {
+            map,
+            at: HEADER_LEN,
+            segment,
+            contexts: Vec::new(),
+        })
+    }
+
+    fn create(&self, path: &Path, bytes: usize) -> Result<MappedFile, Refused> {
+        if self.on_disk.load(Ordering::SeqCst) + bytes as u64 > self.max_bytes {
+            return Err(Refused::Full);
+        }
+        let map = MappedFile::create(path, &format::header(), bytes).map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            Refused::Io(e)
+        })?;
+        self.on_disk.fetch_add(bytes as u64, Ordering::SeqCst);
+        Ok(map)
+    }
+
+    /// Counts a file a dead process left (its records are being sent again).
+    pub(super) fn count(&self, bytes: u64) {
+        self.on_disk.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// A segment of this spool, found by number until it is retired.
+    pub(super) fn register(&self, number: u64, path: PathBuf, bytes: u64) -> Arc<Segment> {
+        let segment = Arc::new(Segment::new(number, path, bytes));
+        crate::sync::lock(&self.live).insert(number, Arc::clone(&segment));
+        segment
+    }
+
+    /// A collector acknowledged `n` of segment `number`'s records.
+    pub(super) fn acknowledge(&self, number: u64, n: u64) {
+        let segment = crate::sync::lock(&self.live).get(&number).cloned();
+        if let Some(segment) = segment {
+            segment.acknowledged.fetch_add(n, Ordering::SeqCst);
+            self.retire_when_done(&segment);
+        }
+    }
+
+    /// At shutdown: nothing is written or kept free any more; the free segments go.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for map in std::mem::take(&mut *crate::sync::lock(&self.free)) {
+            self.delete(map.path(), map.len() as u64);
+        }
+    }
+
+    /// A done segment: reused while the spool is open and the pool has room, else deleted.
+    fn retire(&self, path: &Path, bytes: u64, map: Option<MappedFile>) {
+        if let Some(map) = map.filter(|map| map.len() == self.segment_bytes) {
+            if !self.closed.load(Ordering::SeqCst) {
+                let mut free = crate::sync::lock(&self.free);
+                if free.len() < MAX_FREE {
+                    let number = self.next_number.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(map) = map.recycle(&self.path(number, FREE_EXTENSION), HEADER_LEN) {
+                        free.push(map);
+                        return;
+                    }
+                }
+            }
+        }
+        self.delete(path, bytes);
+    }
+
+    /// No more records go into `segment`; `map` is its writer's mapping, for reuse.
+    pub(super) fn seal(&self, segment: &Segment, map: Option<MappedFile>) {
+        if map.is_some() {
+            *crate::sync::lock(&segment.map) = map;
+        }
+        segment.written.0.fetch_or(SEALED, Ordering::SeqCst);
+        self.retire_when_done(segment);
+    }
+
+    /// Forgets a segment that is not this spool's to remove (unreadable).
+    pub(super) fn disown(&self, segment: &Segment) {
+        segment.retired.store(true, Ordering::SeqCst);
+        self.forget(segment.number);
+        self.on_disk.fetch_sub(segment.bytes, Ordering::SeqCst);
+    }
+
+    fn retire_when_done(&self, segment: &Segment) {
+        let written = segment.written.0.load(Ordering::SeqCst);
+        let done = written & SEALED != 0
+            && segment.acknowledged.load(Ordering::SeqCst) >= written & !SEALED;
+        if done && !segment.retired.swap(true, Ordering::SeqCst) {
+            let map = crate::sync::lock(&segment.map).take();
+            self.forget(segment.number);
+            self.retire(&segment.path, segment.bytes, map);
+        }
+    }
+
+    fn forget(&self, number: u64) {
+        crate::sync::lock(&self.live).remove(&number);
+    }
+
+    fn delete(&self, path: &Path, bytes: u64) {
+        // A file that cannot be removed is replayed by the next start: at least once.
+        let _ = std::fs::remove_file(path);
+        self.on_disk.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
+/// One segment file: retired once sealed and every record in it was acknowledged.
+#[derive(Debug)]
+pub(super) struct Segment {
+    pub(super) number: u64,
+    path: PathBuf,
+    bytes: u64,
+    /// Records written, and `SEALED` once no more go in: changed only by whoever holds the
+    /// lane writing the segment (or by recovery, before any lane exists).
+    written: Padded<AtomicU64>,
+    acknowledged: AtomicU64,
+    retired: AtomicBool,
+    /// The mapping, handed over by its writer when it seals the segment, for reuse.
+    map: Mutex<Option<MappedFile>>,
+}
+
+/// Its own cache line: the writing thread's counter is not slowed by the senders' updates.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Padded<T>(T);
+
+impl Segment {
+    fn new(number: u64, path: PathBuf, bytes: u64) -> Self {
+        Self {
+            number,
+            path,
+            bytes,
+            written: Padded(AtomicU64::new(0)),
+            acknowledged: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            map: Mutex::new(None),
+        }
+    }
+
+    /// Records read back from a dead process's segment.
+    pub(super) fn set_written(&self, n: u64) {
+        self.written.0.store(n, Ordering::SeqCst);
+    }
+}
+
+/// The segment a thread writes into now.
+#[derive(Debug)]
+pub(super) struct Active {
+    map: MappedFile,
+    /// Where the next entry goes.
+    at: usize,
+    pub(super) segment: Arc<Segment>,
+    /// The contexts written into this segment (a thread's records mostly share one or two).
+    contexts: Vec<u64>,
+}
+
+impl Active {
+    pub(super) fn has_context(&self, id: u64) -> bool {
+        self.contexts.iter().rev().any(|&known| known == id)
+    }
+
+    pub(super) fn fits(&self, len: usize) -> bool {
+        self.at + len <= self.map.len()
+    }
+
+    /// Writes `entries` (which fit) as one record. A kill before its bytes are whole leaves a
+    /// torn entry that no reader takes.
+    pub(super) fn write(&mut self, entries: &[Entry<'_>]) {
+        // Only the lane's holder changes the count (sealing too), so no read-modify-write.
+        let written = &self.segment.written.0;
+        written.store(written.load(Ordering::Acquire) + 1, Ordering::Release);
+        let bytes = self.map.bytes_mut();
+        for entry in entries {
+            let end = self.at + entry.framed_len();
+            entry.write(&mut bytes[self.at..end]);
+            if let Entry::Context { id, .. } = entry {
+                self.contexts.push(*id);
+            }
+            self.at = end;
+        }
+        // A recycled segment holds old entries past this point: a zero length ends the data.
+        if let Some(end) = bytes.get_mut(self.at..self.at + 4) {
+            end.fill(0);
+        }
+    }
+
+    /// Seals the segment and hands it the mapping, for reuse once it is acknowledged.
+    pub(super) fn seal(self, disk: &Disk) {
+        disk.seal(&self.segment, Some(self.map));
+    }
+}
