@@ -1438,7 +1438,9 @@ def _is_relay_config(text: Optional[str]) -> bool:
 
 # --- the receipt -------------------------------------------------------------
 
-STATS_KEYS = ("emitted", "exported", "dropped", "failed", "rejected", "truncated")
+STATS_KEYS = (
+    "emitted", "exported", "dropped", "failed", "rejected", "truncated", "recovered", "spooled",
+)
 
 
 @contextlib.contextmanager
@@ -1489,6 +1491,9 @@ def _stats_text(stats: Optional[Dict[str, int]], missing: str) -> str:
         f"{stats.get('dropped', 0)} dropped, {stats.get('failed', 0)} failed"
     )
     extra = [f"{stats[k]} {k}" for k in ("rejected", "truncated") if stats.get(k)]
+    if stats.get("spooled"):
+        # Not delivered by the program; what its spool holds is delivered below.
+        extra.append(f"{stats['spooled']} left in its spool")
     return ", ".join([text] + extra)
 
 

@@ -22,11 +22,11 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
 use self::coordinator::Coordinator;
 pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
-use self::ledger::Ledger;
+use self::ledger::{Ledger, Outcome};
 use crate::config::Settings;
 use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
-use crate::spool::{Recovered, Refused, Spool};
+use crate::spool::{Recovered, RecoveredRecord, Refused, Spool, SpoolRef};
 use crate::{Error, OtelLogStoreConfig};
 
 /// Least time between two warnings on stderr about lost records.
@@ -52,7 +52,7 @@ const LANES: usize = 3;
 
 /// Told each request's records and fate: `Ok` with how many the collector rejected, or the
 /// error.
-pub(crate) type Settle<'s> = dyn FnMut(&[QueuedRecord], Result<u64, String>) + 's;
+pub(crate) type Settle<'s> = dyn FnMut(&[QueuedRecord], Result<u64, retry::Failure>) + 's;
 
 /// What a sender exports with: the seam between the batching (queue, ledger, retries, order,
 /// shutdown) and the wire, so that logic is tested with mock exporters (`batch/tests.rs`),
@@ -88,8 +88,8 @@ pub(crate) struct QueuedRecord {
     pub(crate) record: EncodedRecord,
     /// About how many bytes the record holds, for the queue's byte bound.
     pub(crate) size: usize,
-    /// The number of the spool segment holding it, told when the collector acknowledged it.
-    pub(crate) spooled: Option<u64>,
+    /// Where the spool holds it: acknowledged there once the collector has it.
+    pub(crate) spooled: Option<SpoolRef>,
 }
 
 impl QueuedRecord {
@@ -104,6 +104,14 @@ impl QueuedRecord {
             record,
             size,
             spooled: None,
+        }
+    }
+
+    /// A record read back from the spool.
+    pub(crate) fn spooled((context, record, at): RecoveredRecord) -> Self {
+        Self {
+            spooled: Some(at),
+            ..Self::new(context, record)
         }
     }
 
@@ -203,6 +211,47 @@ impl Shared {
         }
     }
 
+    /// A request's records whose export failed. With a spool, a retryable failure (the
+    /// retries ran out in a long outage) keeps them there, to be sent again; a final one is
+    /// counted and acknowledged, so no start sends them again. Returns whether the spool kept
+    /// them.
+    fn count_failed(&self, records: &[QueuedRecord], error: &retry::Failure) -> bool {
+        let n = records.len();
+        let spooled = || records.iter().filter_map(|queued| queued.spooled);
+        match &self.spool {
+            Some(spool) if error.retryable && spooled().count() == n => {
+                spool.park(spooled());
+                self.ledger.park(n as u64);
+                self.warn(&format!(
+                    "export of {n} records failed, kept in the spool to be sent again: {}",
+                    error.message
+                ));
+                true
+            }
+            _ => {
+                self.ledger.settle(n as u64, Outcome::Failed);
+                if let Some(spool) = &self.spool {
+                    spool.acknowledge(spooled());
+                }
+                self.warn(&format!("export of {n} records failed: {}", error.message));
+                false
+            }
+        }
+    }
+
+    /// A record the queue had no room for: with a spool it is kept there (and sent again once
+    /// there is room and the collector answers), else dropped.
+    fn count_unqueued(&self, spooled: Option<SpoolRef>) {
+        match (&self.spool, spooled) {
+            (Some(spool), Some(at)) => {
+                spool.park([at]);
+                self.ledger.park_new(1);
+                self.warn("records kept in the spool to be sent later: the export queue is full");
+            }
+            _ => self.count_dropped(1),
+        }
+    }
+
     fn count_dropped(&self, n: u64) {
         self.ledger.dropped.fetch_add(n, Ordering::Relaxed);
         self.warn("records dropped: the export queue is full or the log store is shut down");
@@ -250,7 +299,9 @@ impl Emitter {
     /// Under overload this spares the logging thread the whole record.
     pub(crate) fn drop_early(&self) -> bool {
         let closed = self.shared.closed.load(Ordering::SeqCst);
-        if closed || (self.block.is_none() && self.records.is_full()) {
+        // With a spool a record the queue cannot take is kept there: it must be built.
+        let full = self.block.is_none() && self.shared.spool.is_none() && self.records.is_full();
+        if closed || full {
             self.shared.ledger.emitted.fetch_add(1, Ordering::SeqCst);
             self.shared.count_dropped(1);
             return true;
@@ -268,11 +319,11 @@ impl Emitter {
         }
         if let Some(spool) = &self.shared.spool {
             match spool.append(&record.context, &record.record) {
-                Ok(segment) => record.spooled = Some(segment),
+                Ok(at) => record.spooled = Some(at),
                 Err(refused) => return self.shared.count_unspooled(&refused),
             }
         }
-        let size = record.size;
+        let (size, spooled) = (record.size, record.spooled);
         let sent = self.room_for(size).is_some_and(|waited| {
             let sent = match (self.records.try_send(record), self.block) {
                 (Ok(()), _) => true,
@@ -290,8 +341,7 @@ impl Emitter {
             sent
         });
         if !sent {
-            self.shared.count_dropped(1);
-            return;
+            return self.shared.count_unqueued(spooled);
         }
         // The flag first: while a batch is signalled, no emitter needs the queue's length, and
         // under a backlog no emitter writes the flag's cache line for nothing.
@@ -357,11 +407,7 @@ pub(crate) fn start(
     let recovered: Vec<QueuedRecord> = recovered
         .records
         .into_iter()
-        .map(|(context, record, segment)| {
-            let mut queued = QueuedRecord::new(context, record);
-            queued.spooled = Some(segment);
-            queued
-        })
+        .map(QueuedRecord::spooled)
         .collect();
     let (records_tx, records_rx) = bounded(config.max_queue_size);
     let (control_tx, control_rx) = unbounded();

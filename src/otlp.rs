@@ -74,14 +74,18 @@ fn send_until_final<'r, T: Transport>(
                 return send_until_final(transport, second, settle, retry);
             }
             Sent::TooLarge => {
-                break Err(format!(
-                    "one record's request is larger than max_export_batch_bytes ({}) or than \
-                     the collector takes",
-                    transport.max_request_bytes()
-                ))
+                break Err(Failure {
+                    message: format!(
+                        "one record's request is larger than max_export_batch_bytes ({}) or \
+                         than the collector takes",
+                        transport.max_request_bytes()
+                    ),
+                    retryable: false,
+                    retry_after: None,
+                })
             }
             Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
-            Sent::Done(result) => break result.map_err(|f| f.message),
+            Sent::Done(result) => break result,
         }
     };
     settle(records, result);
@@ -229,7 +233,7 @@ mod tests {
         send_until_final(
             &mut transport,
             &mut [],
-            &mut |_, result| settled.push(result),
+            &mut |_, result| settled.push(result.map_err(|f| f.message)),
             &|| Retry::new(&outage, 0, &stop, window),
         );
         (transport.attempts, settled)

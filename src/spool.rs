@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use self::format::Entry;
+pub(crate) use self::segment::SpoolRef;
 use self::segment::{Active, Disk};
 use crate::record::EncodedRecord;
 use crate::span_context::Resolved;
@@ -60,8 +61,8 @@ pub(crate) enum Refused {
     Closed,
 }
 
-/// A record read back, with its context and the number of the segment to acknowledge it in.
-pub(crate) type RecoveredRecord = (Arc<Resolved>, EncodedRecord, u64);
+/// A record read back, with its context and where it is in the spool.
+pub(crate) type RecoveredRecord = (Arc<Resolved>, EncodedRecord, SpoolRef);
 
 /// What a dead process left: its records, to be sent before any new one.
 #[derive(Debug, Default)]
@@ -103,14 +104,13 @@ impl Spool {
         Ok((spool, recovered))
     }
 
-    /// Writes `record` (and its context, once per segment) to a segment; returns the number of
-    /// the segment to acknowledge it in (a number, not a shared pointer: the logging thread and
-    /// the senders do not pass a reference count back and forth for every record).
+    /// Writes `record` (and its context, once per segment) to a segment; returns where it is,
+    /// to acknowledge it by.
     pub(crate) fn append(
         &self,
         context: &Resolved,
         record: &EncodedRecord,
-    ) -> Result<u64, Refused> {
+    ) -> Result<SpoolRef, Refused> {
         let home = HOME_LANE.try_with(|&lane| lane).unwrap_or(0);
         let n = self.lanes.len();
         let free = (0..n).find_map(|i| match self.lanes[(home + i) % n].try_lock() {
@@ -130,7 +130,7 @@ impl Spool {
         lane: &mut Option<Active>,
         context: &Resolved,
         record: &EncodedRecord,
-    ) -> Result<u64, Refused> {
+    ) -> Result<SpoolRef, Refused> {
         let resource = context.run.encoded();
         let context_entry = Entry::Context {
             id: context.id,
@@ -161,15 +161,13 @@ impl Spool {
         let Some(active) = lane.as_mut() else {
             return Err(Refused::Closed); // set just above
         };
-        active.write(entries);
-        Ok(active.segment.number)
+        Ok(active.write(entries))
     }
 
-    /// Tells each segment how many of `segments` (one per acknowledged record, in order) are
-    /// its.
-    pub(crate) fn acknowledge(&self, segments: impl IntoIterator<Item = u64>) {
+    /// The collector acknowledged `records` (or refused them for good): they may go.
+    pub(crate) fn acknowledge(&self, records: impl IntoIterator<Item = SpoolRef>) {
         let mut run: Option<(u64, u64)> = None;
-        for segment in segments {
+        for SpoolRef { segment, .. } in records {
             match &mut run {
                 Some((current, n)) if *current == segment => *n += 1,
                 _ => {
@@ -182,6 +180,49 @@ impl Spool {
         if let Some((done, n)) = run {
             self.disk.acknowledge(done, n);
         }
+    }
+
+    /// `records` were given up in memory (a full queue, retries spent): they are only on disk
+    /// now, until `resend` reads them back.
+    pub(crate) fn park(&self, records: impl IntoIterator<Item = SpoolRef>) {
+        self.disk.park(records);
+    }
+
+    /// Reads parked records back from disk, oldest segment first, until they hold about
+    /// `budget` bytes (the first record is read, however small the budget).
+    pub(crate) fn resend(&self, budget: usize) -> Vec<RecoveredRecord> {
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        while bytes < budget {
+            let Some((segment, mut ordinals)) = self.disk.unpark() else {
+                break;
+            };
+            // A segment whose file cannot be read is left for the next start.
+            let Ok(file) = std::fs::read(&segment.path) else {
+                continue;
+            };
+            ordinals.sort_unstable();
+            let mut wanted = ordinals.into_iter().peekable();
+            let mut left = Vec::new();
+            for (ordinal, context, record) in recover::records_of(&file) {
+                if wanted.peek() != Some(&ordinal) {
+                    continue;
+                }
+                wanted.next();
+                if bytes >= budget {
+                    left.push(ordinal);
+                    continue;
+                }
+                bytes += record.len();
+                let at = SpoolRef {
+                    segment: segment.number,
+                    ordinal,
+                };
+                records.push((context, record, at));
+            }
+            self.disk.repark(segment.number, left);
+        }
+        records
     }
 
     /// At shutdown: seals every segment being written (each goes once everything in it is
@@ -243,7 +284,7 @@ mod tests {
                 most_files = most_files.max(files(&dir));
             }
         }
-        let last_segment = *pending.last().unwrap();
+        let last_segment = pending.last().unwrap().segment;
         assert!(last_segment > 20, "{last_segment} segments were taken");
         // The lock, the lanes' segments and a few free ones.
         assert!(most_files <= 1 + lanes() + 4 + 1, "{most_files} files");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::ledger::Outcome;
+use super::ledger::{Ledger, Outcome};
 use super::sender::{Job, Progress, SenderThread};
 use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
@@ -82,16 +82,43 @@ impl Coordinator {
         self
     }
 
-    /// Hands out the recovered records, a batch at a time, each counted in `recovered`, in
-    /// flight and in the queue's bytes like a queued record (its sender releases them).
+    /// Hands out the recovered records, each counted in `recovered`.
     fn dispatch_recovered(&mut self) {
-        let mut recovered = std::mem::take(&mut self.recovered).into_iter();
+        let recovered = std::mem::take(&mut self.recovered);
+        self.dispatch_read_back(recovered, Ledger::recover);
+    }
+
+    /// Sends again, from the spool, records given up in memory (a full queue, retries spent in
+    /// a long outage), once no request waits for a retry: oldest first, with at most half the
+    /// queue's free bytes in memory at once. Returns how many it handed out.
+    fn resend_parked(&mut self) -> u64 {
+        let shared = &self.shared;
+        let Some(spool) = &shared.spool else { return 0 };
+        if shared.ledger.parked() == 0 || shared.outage.ongoing() {
+            return 0;
+        }
+        let queued = shared.queued_bytes.load(Ordering::Acquire);
+        let room = shared.max_queued_bytes.saturating_sub(queued);
+        let records: Vec<_> = spool
+            .resend(room / 2)
+            .into_iter()
+            .map(QueuedRecord::spooled)
+            .collect();
+        let n = records.len() as u64;
+        self.dispatch_read_back(records, Ledger::unpark);
+        n
+    }
+
+    /// Hands out records read from the spool, a batch at a time, each counted by `count`, in
+    /// flight and in the queue's bytes like a queued record (its sender releases them).
+    fn dispatch_read_back(&mut self, records: Vec<QueuedRecord>, count: fn(&Ledger, u64)) {
+        let mut records = records.into_iter();
         loop {
-            self.batch.extend(recovered.by_ref().take(self.max_batch));
+            self.batch.extend(records.by_ref().take(self.max_batch));
             if self.batch.is_empty() {
                 return;
             }
-            self.shared.ledger.recover(self.batch.len() as u64);
+            count(&self.shared.ledger, self.batch.len() as u64);
             let bytes = self.batch.iter().map(|queued| queued.size).sum();
             self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
             self.dispatch_batch();
@@ -111,6 +138,7 @@ impl Coordinator {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
                     self.dispatch_queued();
+                    self.resend_parked();
                 }
                 Ok(Control::Flush(ack)) => {
                     let _ = ack.send(self.drain());
@@ -119,6 +147,7 @@ impl Coordinator {
                 Ok(Control::Shutdown(ack)) => return self.stop(Some(ack)),
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
+                    self.resend_parked();
                     self.dispatch_queued();
                 }
                 // Every handle and the layer are gone: nothing more can arrive or be asked.
@@ -127,17 +156,29 @@ impl Coordinator {
         }
     }
 
-    /// Hands out what is queued now and waits until all of it is settled, through outages:
-    /// what waited behind a retried request goes once that is done.
+    /// Hands out what is queued now, and what the spool holds parked, and waits until all of
+    /// it is settled, through outages: what waited behind a retried request goes once that is
+    /// done. Each parked record is sent again once at most (if it fails again it stays parked).
     fn drain(&mut self) -> Result<(), String> {
         let mut remaining = self.records.len();
+        let mut parked = self.shared.ledger.parked();
         let mut result = Ok(());
         loop {
             remaining = self.dispatch(remaining);
             if let Err(failure) = self.progress.settle() {
                 result = Err(failure);
             }
-            if remaining == 0 || self.records.is_empty() {
+            let resent = if parked > 0 { self.resend_parked() } else { 0 };
+            parked = parked.saturating_sub(resent);
+            // Resent records are settled in the next round.
+            if resent == 0 && (remaining == 0 || self.records.is_empty()) {
+                let parked = self.shared.ledger.parked();
+                if parked > 0 && result.is_ok() {
+                    result = Err(format!(
+                        "{parked} records are kept in the spool, not delivered yet: the \
+                         collector is unreachable, or the queue had no room"
+                    ));
+                }
                 return result;
             }
         }

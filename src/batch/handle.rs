@@ -18,8 +18,8 @@ const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
 /// Counters of the records that went through the pipeline.
 ///
 /// Once [`LogStoreHandle::force_flush`] or [`LogStoreHandle::shutdown`] has returned,
-/// `emitted + recovered == exported + dropped + failed + rejected` for everything emitted
-/// before the call (`recovered` is zero without a spool).
+/// `emitted + recovered == exported + dropped + failed + rejected + spooled` for everything
+/// emitted before the call (`recovered` and `spooled` are zero without a spool).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExportStats {
@@ -30,7 +30,8 @@ pub struct ExportStats {
     /// Records never sent: the queue was full, the pipeline was shut down, or shutdown's
     /// deadline passed before they could be.
     pub dropped: u64,
-    /// Records sent in requests that failed after the exporter's retries.
+    /// Records sent in requests that failed after the exporter's retries (with a spool: that
+    /// failed for good, as a collector refusing them; other failures leave them `spooled`).
     pub failed: u64,
     /// Records the collector answered as rejected in a partial success (over every protocol).
     pub rejected: u64,
@@ -47,6 +48,11 @@ pub struct ExportStats {
     /// Segments of a dead process's spool that ended in a torn or corrupt entry (a kill
     /// mid-write), or could not be read at all: what they held before that was recovered.
     pub spool_torn: u64,
+    /// Records only the spool holds now: this pipeline gave up on them in memory (the queue
+    /// was full, or the retries ran out in a long outage) and sends them again from the spool
+    /// once the queue has room and no request waits for a retry (and at a flush). Still
+    /// `spooled` at shutdown: left in the spool, sent by the next start on it.
+    pub spooled: u64,
 }
 
 /// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
@@ -172,6 +178,7 @@ impl LogStoreHandle {
             live_runs: self.shared.live_runs.load(Ordering::Relaxed),
             recovered: ledger.recovered.load(Ordering::Relaxed),
             spool_torn: self.shared.spool_torn,
+            spooled: ledger.parked(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Where every record's fate is written, exactly once: exported, dropped, failed or rejected.
+//! Where every record's fate is written, exactly once: exported, dropped, failed or rejected
+//! (or, with a spool, parked there until it is sent again or the process ends).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -30,6 +31,9 @@ struct Book {
     /// `shutdown()` gave up waiting and counted everything unsettled as dropped; the export
     /// thread counts nothing more.
     abandoned: bool,
+    /// Records given up in memory (a full queue, retries spent) that only the spool holds:
+    /// sent again from there, or left there for the next start (`ExportStats::spooled`).
+    parked: u64,
 }
 
 /// How an export of `n` records ended.
@@ -73,6 +77,32 @@ impl Ledger {
         } else {
             book.in_flight += n;
         }
+    }
+
+    /// `n` in-flight records failed for now; the spool keeps them.
+    pub(super) fn park(&self, n: u64) {
+        let mut book = crate::sync::lock(&self.book);
+        if !book.abandoned {
+            book.in_flight = book.in_flight.saturating_sub(n);
+            book.parked += n;
+        }
+    }
+
+    /// `n` records just emitted had no room in the queue; the spool keeps them.
+    pub(super) fn park_new(&self, n: u64) {
+        crate::sync::lock(&self.book).parked += n;
+    }
+
+    /// `n` parked records were read back from the spool and are in flight again.
+    pub(super) fn unpark(&self, n: u64) {
+        let mut book = crate::sync::lock(&self.book);
+        book.parked = book.parked.saturating_sub(n);
+        book.in_flight += n;
+    }
+
+    /// Records only the spool holds now.
+    pub(super) fn parked(&self) -> u64 {
+        crate::sync::lock(&self.book).parked
     }
 
     /// Counts `n` in-flight records as `outcome`, unless `shutdown()` already counted them.

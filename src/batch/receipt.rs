@@ -17,6 +17,7 @@ pub(super) fn write(path: &Path, stats: &ExportStats) -> std::io::Result<()> {
         "rejected": stats.rejected,
         "truncated": stats.truncated,
         "recovered": stats.recovered,
+        "spooled": stats.spooled,
     });
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".{}.partial", std::process::id()));
@@ -51,7 +52,7 @@ mod tests {
         assert_eq!(
             read,
             serde_json::json!({"emitted": 5, "exported": 3, "dropped": 1, "failed": 1,
-                               "rejected": 0, "truncated": 0, "recovered": 0})
+                               "rejected": 0, "truncated": 0, "recovered": 0, "spooled": 0})
         );
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),

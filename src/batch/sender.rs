@@ -119,11 +119,11 @@ impl SenderThread {
                         shared.warn(&format!("the collector rejected {rejected} of {n} records"));
                     }
                 }
+                // Kept in the spool, to be sent again: not a failure to report (yet).
                 Err(error) => {
-                    let n = records.len();
-                    ledger.settle(n as u64, Outcome::Failed);
-                    shared.warn(&format!("export of {n} records failed: {error}"));
-                    failure = Some(error);
+                    if !shared.count_failed(records, &error) {
+                        failure = Some(error.message);
+                    }
                 }
             },
             &retry,

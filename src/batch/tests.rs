@@ -41,7 +41,7 @@ impl Export for Mock {
             }
             drop(held);
             if let Err(failure) = attempts.wait_turn() {
-                break Err(failure.message);
+                break Err(failure);
             }
             match (self.answer)(self.requests.fetch_add(1, Ordering::SeqCst)) {
                 Ok(()) => {
@@ -50,7 +50,7 @@ impl Export for Mock {
                     break Ok(0);
                 }
                 Err(failure) if attempts.again(&failure) => continue,
-                Err(failure) => break Err(failure.message),
+                Err(failure) => break Err(failure),
             }
         };
         settle(records, result);

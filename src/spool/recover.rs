@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, Entry};
-use super::segment::{Disk, Segment, EXTENSION, FREE_EXTENSION};
-use super::{Recovered, RecoveredRecord};
+use super::segment::{Disk, SpoolRef, EXTENSION, FREE_EXTENSION};
+use super::Recovered;
 use crate::record::EncodedRecord;
 use crate::span_context::{EncodedResource, Resolved, Run};
 
@@ -51,11 +51,22 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
         let segment = disk.register(number, path, bytes.len() as u64);
         match format::read(&bytes) {
             Ok(reading) => {
-                recovered.torn += u64::from(reading.torn);
-                let records = rebuild(&reading.entries, &segment);
-                recovered.torn += u64::from(records.len() < count_records(&reading.entries));
+                let records = rebuild(&reading.entries);
+                let whole = records.len() == count_records(&reading.entries);
+                recovered.torn += u64::from(reading.torn || !whole);
                 segment.set_written(records.len() as u64);
-                recovered.records.extend(records);
+                recovered
+                    .records
+                    .extend(records.into_iter().map(|(ordinal, context, record)| {
+                        (
+                            context,
+                            record,
+                            SpoolRef {
+                                segment: number,
+                                ordinal,
+                            },
+                        )
+                    }));
                 disk.seal(&segment, None);
             }
             // Not ours, or a newer version: leave it for whoever wrote it, but say so.
@@ -68,6 +79,12 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
     Ok(recovered)
 }
 
+/// The records of a segment file this process writes, with their ordinals (for records a
+/// full queue or a long outage made this process give up on: sent again from here).
+pub(super) fn records_of(file: &[u8]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
+    format::read(file).map_or_else(|_| Vec::new(), |reading| rebuild(&reading.entries))
+}
+
 fn count_records(entries: &[Entry<'_>]) -> usize {
     entries
         .iter()
@@ -75,10 +92,11 @@ fn count_records(entries: &[Entry<'_>]) -> usize {
         .count()
 }
 
-/// The queued records of one segment's entries, under their original contexts.
-fn rebuild(entries: &[Entry<'_>], segment: &Segment) -> Vec<RecoveredRecord> {
+/// The records of one segment's entries, with their ordinals, under their original contexts.
+fn rebuild(entries: &[Entry<'_>]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
     let mut contexts: HashMap<u64, Arc<Resolved>> = HashMap::new();
     let mut records = Vec::new();
+    let mut ordinal = 0;
     for entry in entries {
         match *entry {
             Entry::Context {
@@ -100,11 +118,11 @@ fn rebuild(entries: &[Entry<'_>], segment: &Segment) -> Vec<RecoveredRecord> {
                 tail,
             } => {
                 // A record always follows its context; one that does not is skipped, counted.
-                let Some(context) = contexts.get(&context) else {
-                    continue;
-                };
-                let record = EncodedRecord::from_parts(head, tail, scope.to_owned());
-                records.push((Arc::clone(context), record, segment.number));
+                if let Some(context) = contexts.get(&context) {
+                    let record = EncodedRecord::from_parts(head, tail, scope.to_owned());
+                    records.push((ordinal, Arc::clone(context), record));
+                }
+                ordinal += 1;
             }
         }
     }

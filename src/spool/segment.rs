@@ -6,7 +6,7 @@
 //! write-protect fault per page on ext4), which on the logging thread was most of the spool's
 //! cost per record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,9 @@ pub(super) struct Disk {
     free: Mutex<Vec<MappedFile>>,
     /// The segments not yet retired, by number.
     live: Mutex<HashMap<u64, Arc<Segment>>>,
+    /// Records given up in memory (a full queue, retries spent) and only on disk now, by
+    /// segment number: read back and sent again once the collector answers.
+    parked: Mutex<BTreeMap<u64, Vec<u32>>>,
 }
 
 impl Disk {
@@ -58,6 +61,7 @@ impl Disk {
             closed: AtomicBool::new(false),
             free: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
+            parked: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -177,6 +181,35 @@ impl Disk {
         }
     }
 
+    /// Records (by segment and ordinal) that are now only on disk.
+    pub(super) fn park(&self, records: impl IntoIterator<Item = SpoolRef>) {
+        let mut parked = crate::sync::lock(&self.parked);
+        for record in records {
+            parked
+                .entry(record.segment)
+                .or_default()
+                .push(record.ordinal);
+        }
+    }
+
+    /// The oldest segment with parked records, and those records' ordinals (no longer parked:
+    /// the caller sends them again).
+    pub(super) fn unpark(&self) -> Option<(Arc<Segment>, Vec<u32>)> {
+        let (number, ordinals) = crate::sync::lock(&self.parked).pop_first()?;
+        let segment = crate::sync::lock(&self.live).get(&number).cloned()?;
+        Some((segment, ordinals))
+    }
+
+    /// Puts back records taken by `unpark` but not sent (the memory budget ran out).
+    pub(super) fn repark(&self, segment: u64, ordinals: Vec<u32>) {
+        if !ordinals.is_empty() {
+            crate::sync::lock(&self.parked)
+                .entry(segment)
+                .or_default()
+                .extend(ordinals);
+        }
+    }
+
     fn forget(&self, number: u64) {
         crate::sync::lock(&self.live).remove(&number);
     }
@@ -192,7 +225,7 @@ impl Disk {
 #[derive(Debug)]
 pub(super) struct Segment {
     pub(super) number: u64,
-    path: PathBuf,
+    pub(super) path: PathBuf,
     bytes: u64,
     /// Records written, and `SEALED` once no more go in: changed only by whoever holds the
     /// lane writing the segment (or by recovery, before any lane exists).
@@ -227,6 +260,15 @@ impl Segment {
     }
 }
 
+/// Where a spooled record is: its segment's number and its place among the segment's records
+/// (a number, not a shared pointer: the logging thread and the senders do not pass a reference
+/// count back and forth for every record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpoolRef {
+    pub(crate) segment: u64,
+    pub(crate) ordinal: u32,
+}
+
 /// The segment a thread writes into now.
 #[derive(Debug)]
 pub(super) struct Active {
@@ -247,12 +289,13 @@ impl Active {
         self.at + len <= self.map.len()
     }
 
-    /// Writes `entries` (which fit) as one record. A kill before its bytes are whole leaves a
-    /// torn entry that no reader takes.
-    pub(super) fn write(&mut self, entries: &[Entry<'_>]) {
+    /// Writes `entries` (which fit) as one record; returns where the record is. A kill before
+    /// its bytes are whole leaves a torn entry that no reader takes.
+    pub(super) fn write(&mut self, entries: &[Entry<'_>]) -> SpoolRef {
         // Only the lane's holder changes the count (sealing too), so no read-modify-write.
         let written = &self.segment.written.0;
-        written.store(written.load(Ordering::Acquire) + 1, Ordering::Release);
+        let ordinal = written.load(Ordering::Acquire);
+        written.store(ordinal + 1, Ordering::Release);
         let bytes = self.map.bytes_mut();
         for entry in entries {
             let end = self.at + entry.framed_len();
@@ -265,6 +308,10 @@ impl Active {
         // A recycled segment holds old entries past this point: a zero length ends the data.
         if let Some(end) = bytes.get_mut(self.at..self.at + 4) {
             end.fill(0);
+        }
+        SpoolRef {
+            segment: self.segment.number,
+            ordinal: ordinal as u32,
         }
     }
 
