@@ -255,6 +255,11 @@ pub struct OtelLogStoreConfig {
     /// Most bytes the spool's files take (`ZENML_OTEL_MAX_SPOOL_BYTES`); beyond it records are
     /// dropped and counted, as on a full queue. Default 268435456 (256 MiB); at least 8 MiB.
     pub max_spool_bytes: u64,
+    /// How often the spool's new records are written through to the disk (`fdatasync`), so
+    /// that a machine crash or power loss loses at most this long's records
+    /// (`ZENML_OTEL_SPOOL_SYNC_MILLIS`). Default 0: never; the kernel's page cache then keeps
+    /// what a killed process wrote, not what a crashed machine did.
+    pub spool_sync_millis: u64,
 }
 
 impl Default for OtelLogStoreConfig {
@@ -286,6 +291,7 @@ impl Default for OtelLogStoreConfig {
             max_block_millis: 5000,
             spool_dir: None,
             max_spool_bytes: 256 * 1024 * 1024,
+            spool_sync_millis: 0,
         }
     }
 }
@@ -322,6 +328,7 @@ impl fmt::Debug for OtelLogStoreConfig {
             .field("max_block_millis", &self.max_block_millis)
             .field("spool_dir", &self.spool_dir)
             .field("max_spool_bytes", &self.max_spool_bytes)
+            .field("spool_sync_millis", &self.spool_sync_millis)
             .finish()
     }
 }
@@ -468,6 +475,7 @@ impl OtelLogStoreConfig {
             max_block_millis,
             spool_dir,
             max_spool_bytes,
+            spool_sync_millis,
         );
         self
     }
@@ -502,6 +510,8 @@ impl OtelLogStoreConfig {
                 OnFull::Drop => None,
                 OnFull::Block => Some(Duration::from_millis(self.max_block_millis)),
             },
+            spool_sync: (self.spool_sync_millis > 0)
+                .then(|| Duration::from_millis(self.spool_sync_millis)),
         })
     }
 
@@ -566,6 +576,12 @@ impl OtelLogStoreConfig {
                     "{} is below {MIN_MAX_SPOOL_BYTES}: the spool needs room for two segments",
                     self.max_spool_bytes
                 ),
+            ));
+        }
+        if self.spool_sync_millis > 0 && self.spool_dir.is_none() {
+            return Err(Error::config(
+                "spool_sync_millis",
+                "syncs the spool, but no spool_dir is set",
             ));
         }
         if self
@@ -711,6 +727,8 @@ pub(crate) struct Settings {
     pub(crate) retry_window: Duration,
     /// `Some(max wait)` when emitters block on a full queue.
     pub(crate) block: Option<Duration>,
+    /// How often the spool is synced to the disk, if at all.
+    pub(crate) spool_sync: Option<Duration>,
 }
 
 impl fmt::Debug for Settings {
@@ -733,6 +751,7 @@ impl fmt::Debug for Settings {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("retry_window", &self.retry_window)
             .field("block", &self.block)
+            .field("spool_sync", &self.spool_sync)
             .finish()
     }
 }

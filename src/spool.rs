@@ -225,6 +225,12 @@ impl Spool {
         records
     }
 
+    /// Writes what was spooled since the last call through to the disk (`spool_sync_millis`);
+    /// returns how many segments it synced.
+    pub(crate) fn sync(&self) -> std::io::Result<u64> {
+        self.disk.sync()
+    }
+
     /// At shutdown: seals every segment being written (each goes once everything in it is
     /// acknowledged, or stays for the next start) and hands the directory on.
     pub(crate) fn close(&self) {
@@ -262,6 +268,25 @@ mod tests {
 
     fn files(dir: &Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
+    }
+
+    /// `sync` writes through what was added since it last ran, and only that.
+    #[test]
+    fn sync_writes_through_what_is_new() {
+        let dir = std::env::temp_dir().join(format!("zenml-otel-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = Spool::open(&dir, 8 * 1024 * 1024).unwrap();
+        assert_eq!(spool.sync().unwrap(), 0, "nothing written yet");
+        let context = context();
+        for seq in 0..10 {
+            spool.append(&context, &record(seq)).unwrap();
+        }
+        assert_eq!(spool.sync().unwrap(), 1);
+        assert_eq!(spool.sync().unwrap(), 0, "nothing new");
+        spool.append(&context, &record(10)).unwrap();
+        assert_eq!(spool.sync().unwrap(), 1);
+        spool.close();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Segments are reused once acknowledged (the disk holds a few, not one per segment ever

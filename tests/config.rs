@@ -168,6 +168,15 @@ fn endpoint_gets_the_logs_path() {
 }
 
 #[test]
+fn a_spool_sync_without_a_spool_is_refused() {
+    let error = rejected(OtelLogStoreConfig {
+        spool_sync_millis: 1000,
+        ..OtelLogStoreConfig::default()
+    });
+    assert_eq!(error.field(), Some("spool_sync_millis"), "{error}");
+}
+
+#[test]
 fn a_zero_or_absurd_retry_window_and_a_tiny_request_limit_are_refused() {
     for millis in [0, 86_400_001, u64::MAX] {
         let error = rejected(OtelLogStoreConfig {

@@ -49,6 +49,7 @@ const VARS: &[&str] = &[
     "OTEL_ATTRIBUTE_COUNT_LIMIT",
     "ZENML_OTEL_MAX_QUEUE_BYTES",
     "ZENML_OTEL_SPAN_FIELDS",
+    "ZENML_OTEL_SPOOL_SYNC_MILLIS",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -299,6 +300,7 @@ fn every_malformed_variable_is_named() {
         ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1e3"),
         ("OTEL_ATTRIBUTE_COUNT_LIMIT", "x"),
         ("ZENML_OTEL_MAX_QUEUE_BYTES", "64MiB"),
+        ("ZENML_OTEL_SPOOL_SYNC_MILLIS", "1s"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
     ];

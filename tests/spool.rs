@@ -40,6 +40,8 @@ fn config(endpoint: String, dir: &Path) -> OtelLogStoreConfig {
         spool_dir: Some(dir.to_owned()),
         // The smallest spool: 256 KiB segments, so a child fills and reuses dozens of them.
         max_spool_bytes: 8 * 1024 * 1024,
+        // Synced to the disk as it goes, so that path is killed mid-way too.
+        spool_sync_millis: 100,
         schedule_delay_millis: 200,
         max_queue_size: 100_000,
         max_export_batch_size: 512,

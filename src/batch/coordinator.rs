@@ -29,6 +29,8 @@ pub(super) struct Coordinator {
     next_seq: u64,
     /// A dead process's records from the spool: sent before anything else.
     recovered: Vec<QueuedRecord>,
+    /// `spool_sync_millis`, and when the spool is synced next.
+    spool_sync: Option<(Duration, Instant)>,
 }
 
 impl Coordinator {
@@ -73,6 +75,9 @@ impl Coordinator {
             senders,
             next_seq: 0,
             recovered: Vec::new(),
+            spool_sync: settings
+                .spool_sync
+                .map(|every| (every, Instant::now() + every)),
         })
     }
 
@@ -80,6 +85,22 @@ impl Coordinator {
     pub(super) fn recovering(mut self, recovered: Vec<QueuedRecord>) -> Self {
         self.recovered = recovered;
         self
+    }
+
+    /// Writes the spool through to the disk every `spool_sync_millis`. A failure is said (the
+    /// records are still in the page cache, and sent as usual), and tried again next time.
+    fn sync_spool_when_due(&mut self) {
+        let (Some((every, at)), Some(spool)) = (&mut self.spool_sync, &self.shared.spool) else {
+            return;
+        };
+        if Instant::now() < *at {
+            return;
+        }
+        *at = Instant::now() + *every;
+        if let Err(e) = spool.sync() {
+            self.shared
+                .warn(&format!("the spool could not be synced to the disk: {e}"));
+        }
     }
 
     /// Hands out the recovered records, each counted in `recovered`.
@@ -131,9 +152,11 @@ impl Coordinator {
         loop {
             // Only control messages and the timer wake this thread: waiting on the record queue
             // too would cost the logging thread a wake-up per record.
+            let wake = self.spool_sync.map_or(tick, |(_, at)| at.min(tick));
             let control = self
                 .control
-                .recv_timeout(tick.saturating_duration_since(Instant::now()));
+                .recv_timeout(wake.saturating_duration_since(Instant::now()));
+            self.sync_spool_when_due();
             match control {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
@@ -145,6 +168,7 @@ impl Coordinator {
                 }
                 Ok(Control::StepEnded) => self.dispatch_queued(),
                 Ok(Control::Shutdown(ack)) => return self.stop(Some(ack)),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < tick => {}
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
                     self.resend_parked();
@@ -242,6 +266,11 @@ impl Coordinator {
         // (`shutdown()` set its own deadline before asking).
         self.shared.stop.request(Instant::now() + self.timeout);
         let result = self.drain();
+        // What stays in the spool for the next start is on the disk too.
+        if let Some((_, at)) = &mut self.spool_sync {
+            *at = Instant::now();
+        }
+        self.sync_spool_when_due();
         self.shared.close();
         // Records that got in between the last export and `close`: counted, never lost quietly.
         self.shared.count_stragglers();

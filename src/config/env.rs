@@ -67,6 +67,7 @@ pub(super) const ATTRIBUTE_COUNT_LIMIT: &[&str] = &[
 pub(super) const MAX_QUEUE_BYTES: &[&str] = &["ZENML_OTEL_MAX_QUEUE_BYTES"];
 pub(super) const SPOOL_DIR: &[&str] = &["ZENML_OTEL_SPOOL_DIR"];
 pub(super) const MAX_SPOOL_BYTES: &[&str] = &["ZENML_OTEL_MAX_SPOOL_BYTES"];
+pub(super) const SPOOL_SYNC: &[&str] = &["ZENML_OTEL_SPOOL_SYNC_MILLIS"];
 pub(super) const EXPORT_TIMEOUT: &[&str] = &[
     "ZENML_LOGS_OTEL_EXPORT_TIMEOUT_MILLIS",
     "OTEL_BLRP_EXPORT_TIMEOUT",
@@ -99,6 +100,7 @@ pub(super) fn overlay(cfg: OtelLogStoreConfig, env: Env<'_>) -> Result<OtelLogSt
         span_fields: SPAN_FIELDS => parse_names,
         max_queue_bytes: MAX_QUEUE_BYTES => parse_number,
         max_spool_bytes: MAX_SPOOL_BYTES => parse_number,
+        spool_sync_millis: SPOOL_SYNC => parse_number,
         spool_dir: SPOOL_DIR => |v| Ok(Some(PathBuf::from(v))),
     }
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,

@@ -181,6 +181,29 @@ impl Disk {
         }
     }
 
+    /// Writes the records added since the last call through to the disk (`fdatasync`), and the
+    /// directory when a segment was; returns how many segments it synced.
+    pub(super) fn sync(&self) -> std::io::Result<u64> {
+        let segments: Vec<Arc<Segment>> = crate::sync::lock(&self.live).values().cloned().collect();
+        let mut synced = 0;
+        for segment in segments {
+            let written = segment.written.0.load(Ordering::Acquire) & !SEALED;
+            if segment.synced.load(Ordering::Acquire) == written {
+                continue;
+            }
+            if let Some(file) = &segment.file {
+                file.sync_data()?;
+                synced += 1;
+            }
+            segment.synced.store(written, Ordering::Release);
+        }
+        if synced > 0 {
+            // A new segment's name must survive too.
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(synced)
+    }
+
     /// Records (by segment and ordinal) that are now only on disk.
     pub(super) fn park(&self, records: impl IntoIterator<Item = SpoolRef>) {
         let mut parked = crate::sync::lock(&self.parked);
@@ -226,6 +249,10 @@ impl Disk {
 pub(super) struct Segment {
     pub(super) number: u64,
     pub(super) path: PathBuf,
+    /// For `fdatasync` (`spool_sync_millis`); `None` if it could not be opened.
+    file: Option<std::fs::File>,
+    /// Records written when it was last synced.
+    synced: AtomicU64,
     bytes: u64,
     /// Records written, and `SEALED` once no more go in: changed only by whoever holds the
     /// lane writing the segment (or by recovery, before any lane exists).
@@ -245,6 +272,8 @@ impl Segment {
     fn new(number: u64, path: PathBuf, bytes: u64) -> Self {
         Self {
             number,
+            file: std::fs::File::open(&path).ok(),
+            synced: AtomicU64::new(0),
             path,
             bytes,
             written: Padded(AtomicU64::new(0)),
