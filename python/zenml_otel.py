@@ -993,9 +993,21 @@ def read_spool(directory: str) -> Spooled:
             spooled.corrupt += 1
             continue
         records, torn = _segment_records(data, contexts)
-        spooled.records += records
+        acknowledged = _acknowledged(path)
+        spooled.records += [r for i, r in enumerate(records) if not acknowledged(i)]
         spooled.torn += torn
     return spooled
+
+
+def _acknowledged(segment: str) -> Callable[[int], bool]:
+    """Whether a segment's record (by ordinal) is in its acknowledgement log,
+    `{number:016x}.acks`: entries of a u32 first ordinal and a u32 count (a
+    torn last entry is ignored). A collector has those records already."""
+    data = _segment_bytes(segment[: -len("spool")] + "acks") or b""
+    ranges = [
+        struct.unpack_from("<II", data, at) for at in range(0, len(data) - len(data) % 8, 8)
+    ]
+    return lambda ordinal: any(first <= ordinal < first + count for first, count in ranges)
 
 
 def _segment_paths(directory: str) -> List[str]:

@@ -6,6 +6,7 @@ test_pipelines.py."""
 import json
 import os
 import random
+import struct
 
 import pytest
 
@@ -101,6 +102,18 @@ def test_a_reused_segment_ends_at_its_zero_length(tmp_path):
     result = read_spool(str(tmp_path))
     assert (result.torn, result.corrupt) == (0, 0)
     assert result.records == [spooled(0)]
+
+
+def test_records_in_the_acknowledgement_log_are_not_read(tmp_path):
+    # The crate logs which records a collector acknowledged (`{number}.acks`: u32 first
+    # ordinal, u32 count); they are not delivered again. A torn last entry is ignored.
+    path = sp.write_segment(tmp_path, 0, sp.segment(
+        sp.context(7, RESOURCE, SCHEMA, CTX_ATTRS), *[record_entry(i) for i in range(5)]))
+    with open(path[: -len("spool")] + "acks", "wb") as acks:
+        acks.write(struct.pack("<II", 1, 2) + struct.pack("<II", 4, 1) + b"\x03\x00")
+    result = read_spool(str(tmp_path))
+    assert (result.torn, result.corrupt) == (0, 0)
+    assert result.records == [spooled(0), spooled(3)]
 
 
 def test_a_torn_last_entry_at_every_offset_keeps_the_entries_before(tmp_path):

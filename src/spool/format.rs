@@ -12,6 +12,9 @@
 //! records' extra `attributes` fields), `2` a record (its context's id, its scope, and the
 //! record's encoded fields before and after the context's attributes). A segment holds the
 //! context of each of its records before the record, so every segment reads on its own.
+//!
+//! Beside a segment, `{number:016x}.acks` logs which of its records a collector acknowledged:
+//! 8-byte entries, the first record's ordinal and a count (`u32` each).
 
 pub(crate) const MAGIC: &[u8; 8] = b"ZOTSPOOL";
 pub(crate) const VERSION: u32 = 1;

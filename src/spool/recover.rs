@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, Entry};
-use super::segment::{Disk, SpoolRef, EXTENSION, FREE_EXTENSION};
+use super::segment::{Disk, SpoolRef, ACKS_EXTENSION, EXTENSION, FREE_EXTENSION};
 use super::Recovered;
 use crate::record::EncodedRecord;
 use crate::span_context::{EncodedResource, Resolved, Run};
@@ -44,6 +44,12 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
     for (_, path) in files(&disk.dir, FREE_EXTENSION)? {
         std::fs::remove_file(path)?;
     }
+    // The log of a segment that is gone.
+    for (_, path) in files(&disk.dir, ACKS_EXTENSION)? {
+        if !path.with_extension(EXTENSION).exists() {
+            std::fs::remove_file(path)?;
+        }
+    }
     let mut recovered = Recovered::default();
     for (number, path) in files(&disk.dir, EXTENSION)? {
         let bytes = std::fs::read(&path)?;
@@ -51,8 +57,15 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
         let segment = disk.register(number, path, bytes.len() as u64);
         match format::read(&bytes) {
             Ok(reading) => {
-                let records = rebuild(&reading.entries);
+                let mut records = rebuild(&reading.entries);
                 let whole = records.len() == count_records(&reading.entries);
+                // What a collector acknowledged before the kill is not sent again.
+                let acknowledged = read_acknowledged(&segment.path.with_extension(ACKS_EXTENSION));
+                records.retain(|(ordinal, ..)| {
+                    !acknowledged.iter().any(|&(first, count)| {
+                        (first..first.saturating_add(count)).contains(ordinal)
+                    })
+                });
                 recovered.torn += u64::from(reading.torn || !whole);
                 segment.set_written(records.len() as u64);
                 recovered
@@ -83,6 +96,20 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
 /// full queue or a long outage made this process give up on: sent again from here).
 pub(super) fn records_of(file: &[u8]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
     format::read(file).map_or_else(|_| Vec::new(), |reading| rebuild(&reading.entries))
+}
+
+/// The `(first, count)` ranges of an acknowledgement log; none if it is missing (a torn last
+/// entry is ignored).
+fn read_acknowledged(path: &Path) -> Vec<(u32, u32)> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .chunks_exact(8)
+        .map(|entry| {
+            let word =
+                |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().unwrap_or_default());
+            (word(0), word(4))
+        })
+        .collect()
 }
 
 fn count_records(entries: &[Entry<'_>]) -> usize {

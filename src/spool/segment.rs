@@ -18,6 +18,9 @@ use super::Refused;
 /// A live segment's file name, and a free one's (acknowledged, waiting to be reused).
 pub(super) const EXTENSION: &str = "spool";
 pub(super) const FREE_EXTENSION: &str = "free";
+/// A segment's acknowledgement log: which of its records a collector has, so that a start
+/// after a kill does not send them again.
+pub(super) const ACKS_EXTENSION: &str = "acks";
 /// Free segments kept for reuse; more are deleted.
 const MAX_FREE: usize = 4;
 /// A segment is `max_spool_bytes` / this, within the bounds below: each writing thread holds
@@ -121,12 +124,22 @@ impl Disk {
     }
 
     /// A collector acknowledged `n` of segment `number`'s records.
-    pub(super) fn acknowledge(&self, number: u64, n: u64) {
-        let segment = crate::sync::lock(&self.live).get(&number).cloned();
-        if let Some(segment) = segment {
-            segment.acknowledged.fetch_add(n, Ordering::SeqCst);
-            self.retire_when_done(&segment);
+    /// A collector acknowledged `count` records of segment `number` from ordinal `first` on:
+    /// logged in the segment's acknowledgement log (8 bytes: `first`, `count`, as `u32` LE),
+    /// unless that makes the segment done.
+    pub(super) fn acknowledge(&self, number: u64, first: u32, count: u32) {
+        let Some(segment) = crate::sync::lock(&self.live).get(&number).cloned() else {
+            return;
+        };
+        let acknowledged = segment
+            .acknowledged
+            .fetch_add(u64::from(count), Ordering::SeqCst);
+        let written = segment.written.0.load(Ordering::SeqCst);
+        let done = written & SEALED != 0 && acknowledged + u64::from(count) >= written & !SEALED;
+        if !done {
+            segment.log_acknowledged(first, count);
         }
+        self.retire_when_done(&segment);
     }
 
     /// At shutdown: nothing is written or kept free any more; the free segments go.
@@ -145,6 +158,7 @@ impl Disk {
                 if free.len() < MAX_FREE {
                     let number = self.next_number.fetch_add(1, Ordering::SeqCst);
                     if let Ok(map) = map.recycle(&self.path(number, FREE_EXTENSION), HEADER_LEN) {
+                        let _ = std::fs::remove_file(path.with_extension(ACKS_EXTENSION));
                         free.push(map);
                         return;
                     }
@@ -240,6 +254,7 @@ impl Disk {
     fn delete(&self, path: &Path, bytes: u64) {
         // A file that cannot be removed is replayed by the next start: at least once.
         let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(path.with_extension(ACKS_EXTENSION));
         self.on_disk.fetch_sub(bytes, Ordering::SeqCst);
     }
 }
@@ -253,6 +268,8 @@ pub(super) struct Segment {
     file: Option<std::fs::File>,
     /// Records written when it was last synced.
     synced: AtomicU64,
+    /// The acknowledgement log, opened at the first acknowledgement.
+    acks: Mutex<Option<std::fs::File>>,
     bytes: u64,
     /// Records written, and `SEALED` once no more go in: changed only by whoever holds the
     /// lane writing the segment (or by recovery, before any lane exists).
@@ -261,6 +278,27 @@ pub(super) struct Segment {
     retired: AtomicBool,
     /// The mapping, handed over by its writer when it seals the segment, for reuse.
     map: Mutex<Option<MappedFile>>,
+}
+
+impl Segment {
+    /// Appends to the acknowledgement log. A failure only costs duplicates after a kill.
+    fn log_acknowledged(&self, first: u32, count: u32) {
+        use std::io::Write as _;
+        let mut acks = crate::sync::lock(&self.acks);
+        if acks.is_none() {
+            *acks = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path.with_extension(ACKS_EXTENSION))
+                .ok();
+        }
+        if let Some(file) = acks.as_mut() {
+            let mut entry = [0; 8];
+            entry[..4].copy_from_slice(&first.to_le_bytes());
+            entry[4..].copy_from_slice(&count.to_le_bytes());
+            let _ = file.write_all(&entry);
+        }
+    }
 }
 
 /// Its own cache line: the writing thread's counter is not slowed by the senders' updates.
@@ -274,6 +312,7 @@ impl Segment {
             number,
             file: std::fs::File::open(&path).ok(),
             synced: AtomicU64::new(0),
+            acks: Mutex::new(None),
             path,
             bytes,
             written: Padded(AtomicU64::new(0)),
