@@ -1,13 +1,16 @@
 //! The crash-safe spool (opt-in: `spool_dir`): every record is written to a memory-mapped
-//! segment file before the `tracing` call that logged it returns, so a process killed at any
-//! later instant leaves it on disk; a segment is deleted once it is full (sealed) and the
-//! collector acknowledged each of its records. The next layer started on the same directory
-//! finds what a dead process left (the directory's `lock` tells a live owner from a dead one)
-//! and sends it first, under its original resources and timestamps.
+//! segment file (one per lane, `segment.rs`) before the `tracing` call that logged it returns,
+//! so a process killed at any later instant leaves it on disk; a segment is retired (reused or
+//! deleted) once it is full (sealed) and the collector acknowledged each of its records, which
+//! its acknowledgement log records meanwhile. Records the pipeline gave up on in memory are
+//! parked here and read back to be sent again (`resend`). The next layer started on the same
+//! directory finds what a dead process left (the directory's `lock` tells a live owner from a
+//! dead one) and sends it first, under its original resources and timestamps (`recover.rs`).
 //!
-//! Files (`format.rs`): `lock`, and segments `{number:016x}.spool` in the order they were
-//! written. A segment holds the contexts (resource and extra attributes) of its records, so
-//! each reads on its own; mapping (`map.rs`) is the one module `deny(unsafe_code)` lets through.
+//! Files (`format.rs`): `lock`, segments `{number:016x}.spool` in the order they were taken,
+//! their `.acks` logs, and `.free` segments waiting for reuse. A segment holds the contexts
+//! (resource and extra attributes) of its records, so each reads on its own; mapping (`map.rs`)
+//! is the one module `deny(unsafe_code)` lets through.
 
 mod format;
 mod map;

@@ -1,5 +1,5 @@
 //! A segment file mapped into memory: the one place this crate uses `unsafe` (the mapping and
-//! one system call).
+//! two system calls).
 //!
 //! Why a mapping: a record is in the spool once it is copied into the file's pages — a
 //! `memcpy` on the logging thread instead of a `write(2)` per event — and the kernel's page
@@ -10,8 +10,9 @@
 //! SIGBUS). The file is created here (`create_new`), in a spool directory whose lock this
 //! process holds, and its blocks are allocated before it is mapped (`posix_fallocate`, or
 //! zeros written out), so a full disk fails here, as an error, not as SIGBUS on a later page
-//! fault. Nothing of this crate opens
-//! a segment of a live spool; a reader of a dead process's spool reads files, never maps them.
+//! fault. Nothing else writes or truncates a live segment's file: the spool only reads it back
+//! (records sent again) and syncs it, and a reader of a dead process's spool reads files,
+//! never maps them.
 
 #![allow(unsafe_code)]
 
