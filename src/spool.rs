@@ -115,13 +115,14 @@ impl Spool {
         record: &EncodedRecord,
     ) -> Result<SpoolRef, Refused> {
         let home = HOME_LANE.try_with(|&lane| lane).unwrap_or(0);
-        let n = self.lanes.len();
-        let free = (0..n).find_map(|i| match self.lanes[(home + i) % n].try_lock() {
+        // A power of two: the lane's index is a mask, not a division, on every record.
+        let mask = self.lanes.len() - 1;
+        let free = (0..=mask).find_map(|i| match self.lanes[(home + i) & mask].try_lock() {
             Ok(lane) => Some(lane),
             Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         });
-        let mut lane = free.unwrap_or_else(|| crate::sync::lock(&self.lanes[home % n]));
+        let mut lane = free.unwrap_or_else(|| crate::sync::lock(&self.lanes[home & mask]));
         if self.disk.closed.load(Ordering::SeqCst) {
             return Err(Refused::Closed);
         }
@@ -253,9 +254,10 @@ impl Spool {
     }
 }
 
+/// Lanes: two per core, rounded up to a power of two.
 fn lanes() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores * LANES_PER_CORE
+    (cores * LANES_PER_CORE).next_power_of_two()
 }
 
 #[cfg(test)]
