@@ -28,8 +28,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::testing::OtlpReceiver;
 use zenml_otel::{ExportStats, LogStoreHandle, OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
 
-/// Records per burst of the logging thread, and the pause between bursts: about 2 records/ms.
-const BURST: u64 = 10;
+/// The pause between the logging thread's bursts of ten records: about 2 records/ms.
 const PAUSE: Duration = Duration::from_millis(5);
 
 struct Setup {
@@ -66,35 +65,13 @@ fn setup_with(protocol: Protocol, export_timeout_millis: u64, max_queue_size: us
     }
 }
 
-/// Logs numbered records from another thread until `stop`; returns how many.
-fn stream(
-    dispatch: tracing::Dispatch,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        tracing::dispatcher::with_default(&dispatch, || {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                for _ in 0..BURST {
-                    info!(seq, "streamed");
-                    seq += 1;
-                }
-                sent.store(seq, Ordering::Release);
-                std::thread::sleep(PAUSE);
-            }
-            seq
-        })
-    })
-}
-
 /// Runs `outage` (which stops and restarts rotel) in the middle of a stream of records, then
 /// flushes, logs one last record (sequence number `emitted - 1`), flushes again and returns
 /// the number of records emitted and the final stats.
 fn stream_through(setup: &mut Setup, outage: impl FnOnce(&mut Rotel)) -> (u64, ExportStats) {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let logger = stream(setup.dispatch.clone(), stop.clone(), sent.clone());
+    let logger = common::stream(setup.dispatch.clone(), stop.clone(), sent.clone(), PAUSE);
     // Some records go through before the outage...
     let before = Instant::now();
     while sent.load(Ordering::Acquire) < 300 && before.elapsed() < WAIT {

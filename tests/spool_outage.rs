@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::rotel::Rotel;
-use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::testing::OtlpReceiver;
 use zenml_otel::{OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
@@ -25,8 +24,7 @@ use zenml_otel::{OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
 /// The queue's byte bound: what may be in memory while the collector is away.
 const MAX_QUEUE_BYTES: usize = 1024 * 1024;
 const MAX_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
-/// Records per burst, and the pause between bursts: about 1,000 records/s.
-const BURST: u64 = 10;
+/// The pause between bursts of ten records: about 1,000 records/s.
 const PAUSE: Duration = Duration::from_millis(10);
 
 fn outage() -> Duration {
@@ -77,23 +75,7 @@ fn long_outage_with_a_spool(protocol: Protocol) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let logger = {
-        let (dispatch, stop, sent) = (dispatch.clone(), stop.clone(), sent.clone());
-        std::thread::spawn(move || {
-            tracing::dispatcher::with_default(&dispatch, || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    for _ in 0..BURST {
-                        info!(seq, "streamed through a long outage");
-                        seq += 1;
-                    }
-                    sent.store(seq, Ordering::Release);
-                    std::thread::sleep(PAUSE);
-                }
-                seq
-            })
-        })
-    };
+    let logger = common::stream(dispatch, stop.clone(), sent.clone(), PAUSE);
     std::thread::sleep(Duration::from_secs(1));
     let anon_before = status_kib("RssAnon:");
     rotel.terminate();

@@ -111,3 +111,28 @@ pub fn refused_endpoint() -> String {
         .port();
     format!("http://127.0.0.1:{port}")
 }
+
+/// Logs numbered records (`seq`) from another thread in bursts of ten, `pause` apart, until
+/// `stop`; publishes how many in `sent` after each burst and returns the total.
+pub fn stream(
+    dispatch: Dispatch,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pause: Duration,
+) -> std::thread::JoinHandle<u64> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                for _ in 0..10 {
+                    tracing::info!(seq, "streamed");
+                    seq += 1;
+                }
+                sent.store(seq, Ordering::Release);
+                std::thread::sleep(pause);
+            }
+            seq
+        })
+    })
+}
