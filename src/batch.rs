@@ -169,6 +169,11 @@ struct Shared {
     spool: Option<Spool>,
     /// Segments of a dead process's spool that ended torn or could not be read.
     spool_torn: u64,
+    /// `max_retry_elapsed_millis`: the longest a server's delay is waited for.
+    retry_window: Duration,
+    /// Parked records are not sent again before this: the server asked for a delay longer
+    /// than the retry window (`Retry-After`, `RetryInfo`), clamped to that window.
+    resend_after: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -222,6 +227,11 @@ impl Shared {
             Some(spool) if error.retryable && spooled().count() == n => {
                 spool.park(spooled());
                 self.ledger.park(n as u64);
+                if error.retry_after.is_some() {
+                    let not_before = Instant::now() + error.delay(self.retry_window);
+                    let mut after = crate::sync::lock(&self.resend_after);
+                    *after = Some(after.map_or(not_before, |at| at.max(not_before)));
+                }
                 self.warn(&format!(
                     "export of {n} records failed, kept in the spool to be sent again: {}",
                     error.message
@@ -249,6 +259,19 @@ impl Shared {
                 self.warn("records kept in the spool to be sent later: the export queue is full");
             }
             _ => self.count_dropped(1),
+        }
+    }
+
+    /// Whether a server's delay still holds back the parked records.
+    fn resend_held_back(&self) -> bool {
+        let mut after = crate::sync::lock(&self.resend_after);
+        match *after {
+            Some(at) if Instant::now() < at => true,
+            Some(_) => {
+                *after = None;
+                false
+            }
+            None => false,
         }
     }
 
@@ -430,6 +453,8 @@ pub(crate) fn start(
         stats_file: std::sync::OnceLock::new(),
         spool,
         spool_torn,
+        retry_window: settings.retry_window,
+        resend_after: Mutex::new(None),
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();

@@ -22,8 +22,12 @@ const DEFAULT_MAX_EXPORT_BATCH_BYTES: usize = 4_000_000;
 const MIN_MAX_SPOOL_BYTES: u64 = 8 * 1024 * 1024;
 /// Least `max_export_batch_bytes`: room for a resource, a scope and a record of some size.
 const MIN_MAX_EXPORT_BATCH_BYTES: usize = 16 * 1024;
-/// Longest `max_retry_elapsed_millis`: a day.
-const MAX_RETRY_ELAPSED_MILLIS: u64 = 86_400_000;
+/// Longest of every `*_millis` setting: a day. Longer ones are refused rather than let a
+/// clock overflow (`Instant + Duration` panics).
+pub(super) const MAX_MILLIS: u64 = 86_400_000;
+/// Largest `max_queue_size`: the queue's slots are allocated up front (tens of bytes each), so
+/// a larger one would take hundreds of MiB or abort on allocation.
+pub(super) const MAX_QUEUE_SIZE: usize = 1 << 22;
 
 /// The OTLP transport and encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -422,7 +426,7 @@ impl OtelLogStoreConfig {
     /// Fields still at their default take their value from a configuration handed over by a
     /// ZenML step (see [`handover`](crate::handover)), then from the environment.
     pub(crate) fn with_env(self) -> Result<Self, Error> {
-        let env = |name: &str| std::env::var(name).ok();
+        let env = crate::environ::process;
         let config = match handover::config_source(&env)? {
             None => self,
             Some((variable, ConfigText::Json(json))) => {
@@ -541,12 +545,25 @@ impl OtelLogStoreConfig {
                 return Err(Error::config(field, "must be at least 1, got 0"));
             }
         }
-        if !(1..=MAX_RETRY_ELAPSED_MILLIS).contains(&self.max_retry_elapsed_millis) {
+        for (field, value) in [
+            ("max_retry_elapsed_millis", self.max_retry_elapsed_millis),
+            ("schedule_delay_millis", self.schedule_delay_millis),
+            ("export_timeout_millis", self.export_timeout_millis),
+            ("spool_sync_millis", self.spool_sync_millis),
+        ] {
+            if value > MAX_MILLIS || (value == 0 && field == "max_retry_elapsed_millis") {
+                return Err(Error::config(
+                    field,
+                    format!("{value} is not between 1 and {MAX_MILLIS} (a day)"),
+                ));
+            }
+        }
+        if self.max_queue_size > MAX_QUEUE_SIZE {
             return Err(Error::config(
-                "max_retry_elapsed_millis",
+                "max_queue_size",
                 format!(
-                    "{} is not between 1 and {MAX_RETRY_ELAPSED_MILLIS} (a day)",
-                    self.max_retry_elapsed_millis
+                    "{} is above {MAX_QUEUE_SIZE}: the queue's slots are allocated up front",
+                    self.max_queue_size
                 ),
             ));
         }
@@ -617,7 +634,7 @@ impl OtelLogStoreConfig {
                 )
             })?;
             // The value is not echoed: it is usually a credential.
-            let header_value = HeaderValue::from_str(value).map_err(|_| {
+            let mut header_value = HeaderValue::from_str(value).map_err(|_| {
                 Error::config(
                     "headers",
                     format!(
@@ -626,6 +643,8 @@ impl OtelLogStoreConfig {
                     ),
                 )
             })?;
+            // h2's and the clients' own debug output then print `Sensitive`.
+            header_value.set_sensitive(true);
             headers.push((header_name, header_value));
         }
         Ok(headers)
@@ -663,8 +682,9 @@ impl OtelLogStoreConfig {
             self.protocol,
             self.endpoint.as_deref(),
             self.insecure,
-            &|name| std::env::var(name).ok(),
+            &crate::environ::process,
         )?;
+        let shown = crate::redact::url(&endpoint);
         if tls.is_custom() && !endpoint.starts_with("https://") {
             let field = if tls.ca.is_some() {
                 "certificate_file"
@@ -674,7 +694,7 @@ impl OtelLogStoreConfig {
             return Err(Error::config(
                 field,
                 format!(
-                    "is set, but the endpoint `{endpoint}` is not https://, so it would be ignored"
+                    "is set, but the endpoint `{shown}` is not https://, so it would be ignored"
                 ),
             ));
         }
@@ -685,7 +705,7 @@ impl OtelLogStoreConfig {
         {
             return Err(Error::config(
                 "endpoint",
-                format!("`{endpoint}` is https://, which {}", missing_feature("tls")),
+                format!("`{shown}` is https://, which {}", missing_feature("tls")),
             ));
         }
         Ok(endpoint)

@@ -31,6 +31,7 @@ use opentelemetry::{Key, StringValue};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::environ::Env;
 use crate::Error;
 
 /// The pipeline run's id (UUID).
@@ -121,8 +122,6 @@ pub const ALL: &[&str] = &[
     STATS_FILE,
 ];
 
-pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 /// The step context a program was handed: the process's base run context.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Handover {
@@ -186,7 +185,7 @@ fn stats_file(env: Env<'_>) -> Result<Option<PathBuf>, Error> {
 
 /// The variable's value if it is set, checked against its shape.
 fn checked(env: Env<'_>, name: &'static str, shape: Shape) -> Result<Option<String>, Error> {
-    let Some(value) = env(name) else {
+    let Some(value) = env(name)? else {
         return Ok(None);
     };
     if value.trim().is_empty() {
@@ -217,7 +216,7 @@ fn checked(env: Env<'_>, name: &'static str, shape: Shape) -> Result<Option<Stri
 
 /// The log store configuration handed over, as JSON text and the variable it came from.
 pub(crate) fn config_source(env: Env<'_>) -> Result<Option<(&'static str, ConfigText)>, Error> {
-    match (env(LOG_STORE_CONFIG), env(LOG_STORE_CONFIG_FILE)) {
+    match (env(LOG_STORE_CONFIG)?, env(LOG_STORE_CONFIG_FILE)?) {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(Error::config(
             LOG_STORE_CONFIG,
@@ -246,15 +245,7 @@ pub(crate) enum ConfigText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.get(name).cloned()
-    }
+    use crate::environ::fixed as env;
 
     const RUN: &str = "e44082a8-5006-4788-86e3-0c99ecfb36fe";
     const STEP: &str = "3fa122bd-b946-4ce8-af22-67421f1fc97a";

@@ -79,9 +79,7 @@ impl ZenmlOtelLayer {
     pub fn new(config: OtelLogStoreConfig) -> Result<Self, Error> {
         let config = config.with_env()?;
         let settings = config.validate()?;
-        let handover = Handover::read(&|name| {
-            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
-        })?;
+        let handover = Handover::read(&crate::environ::process)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         let base = Resource::builder_empty()
             .with_attributes(

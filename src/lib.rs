@@ -10,6 +10,7 @@
 
 mod batch;
 mod config;
+mod environ;
 mod error;
 pub mod fields;
 pub mod handover;
@@ -18,7 +19,7 @@ mod layer;
 mod otlp;
 mod panic_hook;
 mod record;
-#[cfg(any(feature = "grpc", feature = "testing"))]
+mod redact;
 mod rpc_status;
 mod span_context;
 mod span_fields;

@@ -20,6 +20,8 @@ mod http;
 pub(crate) mod json;
 mod limit;
 pub(crate) mod protobuf;
+#[cfg(feature = "http-proto")]
+mod proxy;
 #[cfg(all(feature = "grpc", target_os = "linux"))]
 mod quickack;
 
@@ -57,24 +59,45 @@ fn rejected_in(response: &[u8]) -> u64 {
 
 /// One request, sent until it is delivered or its failure is final; halved when it came out
 /// larger than the limit or the collector refused it as too large (HTTP 413, gRPC OUT_OF_RANGE
-/// or RESOURCE_EXHAUSTED without `RetryInfo`), down to single records.
+/// or RESOURCE_EXHAUSTED without `RetryInfo`), down to single records. A panic anywhere on the
+/// way (the transport's libraries, the retries' bookkeeping) ends the request as a retryable
+/// failure, counted (or kept in the spool): never a sender thread lost with its records.
 fn send_until_final<'r, T: Transport>(
     transport: &mut T,
     records: &mut [QueuedRecord],
     settle: &mut Settle<'_>,
     retry: &dyn Fn() -> Retry<'r>,
 ) {
+    let attempts = std::panic::AssertUnwindSafe(|| attempt_until_final(transport, records, retry));
+    match std::panic::catch_unwind(attempts).unwrap_or_else(|panic| Err(panicked(&*panic))) {
+        Ok(Final::Split) => {
+            let (first, second) = records.split_at_mut(records.len() / 2);
+            send_until_final(transport, first, settle, retry);
+            send_until_final(transport, second, settle, retry);
+        }
+        Ok(Final::Settled(result)) => settle(records, result),
+        Err(failure) => settle(records, Err(failure)),
+    }
+}
+
+/// How a request's attempts ended.
+enum Final {
+    Settled(Result<u64, Failure>),
+    /// Too large: to be sent as two halves.
+    Split,
+}
+
+fn attempt_until_final<'r, T: Transport>(
+    transport: &mut T,
+    records: &mut [QueuedRecord],
+    retry: &dyn Fn() -> Retry<'r>,
+) -> Result<Final, Failure> {
     let mut attempts = retry();
-    let result = loop {
+    loop {
         match send_once(transport, records, &attempts) {
-            Sent::TooLarge if records.len() > 1 => {
-                drop(attempts);
-                let (first, second) = records.split_at_mut(records.len() / 2);
-                send_until_final(transport, first, settle, retry);
-                return send_until_final(transport, second, settle, retry);
-            }
+            Sent::TooLarge if records.len() > 1 => return Ok(Final::Split),
             Sent::TooLarge => {
-                break Err(Failure {
+                return Err(Failure {
                     message: format!(
                         "one record's request is larger than max_export_batch_bytes ({}) or \
                          than the collector takes",
@@ -85,29 +108,31 @@ fn send_until_final<'r, T: Transport>(
                 })
             }
             Sent::Done(Err(failure)) if attempts.again(&failure) => continue,
-            Sent::Done(result) => break result,
+            Sent::Done(result) => return Ok(Final::Settled(result)),
         }
-    };
-    settle(records, result);
+    }
 }
 
 /// One attempt. A panic in the transport's libraries (ureq panics when the OS refuses it a
-/// thread for a host lookup) is a failed attempt like any other: retried, then counted, never a
-/// sender thread gone with its records.
+/// thread for a host lookup) is a failed attempt like any other: retried, then counted.
 fn send_once<T: Transport>(
     transport: &mut T,
     records: &mut [QueuedRecord],
     attempts: &Retry<'_>,
 ) -> Sent {
     let attempt = std::panic::AssertUnwindSafe(|| transport.send(records, attempts));
-    std::panic::catch_unwind(attempt).unwrap_or_else(|panic| {
-        let what = crate::sync::panic_message(panic.as_ref(), "no message");
-        Sent::Done(Err(Failure {
-            message: format!("the exporter panicked: {what}"),
-            retryable: true,
-            retry_after: None,
-        }))
-    })
+    std::panic::catch_unwind(attempt).unwrap_or_else(|panic| Sent::Done(Err(panicked(&*panic))))
+}
+
+/// A panic on a sender's path, as a retryable failure: the crate's fault, not the collector's
+/// refusal.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Failure {
+    let what = crate::sync::panic_message(panic, "no message");
+    Failure {
+        message: format!("the exporter panicked: {what}"),
+        retryable: true,
+        retry_after: None,
+    }
 }
 
 /// One exporter: each sender thread of the pipeline owns one; they share one HTTP client (one
@@ -237,6 +262,25 @@ mod tests {
             &|| Retry::new(&outage, 0, &stop, window),
         );
         (transport.attempts, settled)
+    }
+
+    #[test]
+    fn a_panic_in_the_retries_bookkeeping_settles_the_request_as_retryable() {
+        let mut transport = Panicky {
+            panics: 0,
+            attempts: 0,
+        };
+        let mut settled = Vec::new();
+        send_until_final(
+            &mut transport,
+            &mut [],
+            &mut |_, result| settled.push(result.map_err(|f| (f.retryable, f.message))),
+            &|| panic!("a clock overflowed"),
+        );
+        match &settled[..] {
+            [Err((true, message))] => assert!(message.contains("a clock overflowed"), "{message}"),
+            other => panic!("one retryable failure expected: {other:?}"),
+        }
     }
 
     #[test]

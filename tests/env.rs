@@ -50,6 +50,8 @@ const VARS: &[&str] = &[
     "ZENML_OTEL_MAX_QUEUE_BYTES",
     "ZENML_OTEL_SPAN_FIELDS",
     "ZENML_OTEL_SPOOL_SYNC_MILLIS",
+    "ZENML_OTEL_SPOOL_DIR",
+    "ZENML_OTEL_PIPELINE_RUN_ID",
 ];
 
 /// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
@@ -311,6 +313,51 @@ fn every_malformed_variable_is_named() {
         assert_eq!(error.field(), Some(name), "{error}");
         assert!(error.to_string().contains(name), "{error}");
     }
+}
+
+#[test]
+fn a_value_that_is_not_utf8_is_an_error_naming_the_variable_not_an_unset_one() {
+    use std::os::unix::ffi::OsStrExt;
+    for name in [
+        "ZENML_OTEL_SPOOL_DIR",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "ZENML_OTEL_PIPELINE_RUN_ID",
+    ] {
+        let _env = Env::with(&[]);
+        std::env::set_var(name, std::ffi::OsStr::from_bytes(b"/tmp/spool-\xff"));
+        let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .expect_err(&format!("a non-UTF-8 {name} should be refused"));
+        assert_eq!(error.field(), Some(name), "{error}");
+        assert!(error.to_string().contains("UTF-8"), "{error}");
+    }
+}
+
+#[test]
+fn numbers_beyond_reason_are_refused_by_name_before_anything_is_allocated() {
+    let cases = [
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100000000000"),
+        ("ZENML_LOGS_OTEL_MAX_QUEUE_SIZE", "4194305"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "100000000000"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "18446744073709551615"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "18446744073709551615"),
+        ("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "86400001"),
+        ("ZENML_OTEL_SPOOL_SYNC_MILLIS", "18446744073709551615"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "99999999999999999999999"),
+    ];
+    for (name, value) in cases {
+        let _env = Env::with(&[(name, value)]);
+        let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
+            .expect_err(&format!("{name}={value} should be rejected"));
+        assert_eq!(error.field(), Some(name), "{error}");
+    }
+    let _env = Env::with(&[]);
+    let error = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        max_queue_size: 100_000_000_000,
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(error.field(), Some("max_queue_size"), "{error}");
 }
 
 #[test]

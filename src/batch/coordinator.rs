@@ -110,12 +110,13 @@ impl Coordinator {
     }
 
     /// Sends again, from the spool, records given up in memory (a full queue, retries spent in
-    /// a long outage), once no request waits for a retry: oldest first, with at most half the
-    /// queue's free bytes in memory at once. Returns how many it handed out.
+    /// a long outage), once no request waits for a retry and no server's delay holds them
+    /// back: oldest first, with at most half the queue's free bytes in memory at once. Returns
+    /// how many it handed out.
     fn resend_parked(&mut self) -> u64 {
         let shared = &self.shared;
         let Some(spool) = &shared.spool else { return 0 };
-        if shared.ledger.parked() == 0 || shared.outage.ongoing() {
+        if shared.ledger.parked() == 0 || shared.outage.ongoing() || shared.resend_held_back() {
             return 0;
         }
         let queued = shared.queued_bytes.load(Ordering::Acquire);

@@ -54,8 +54,18 @@ impl Stop {
 pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) retryable: bool,
-    /// The server's `Retry-After`: the next attempt waits at least this long.
+    /// The server's `Retry-After` (gRPC: `RetryInfo`): the next attempt waits at least this
+    /// long. Any value a server sends, read through [`delay`](Self::delay).
     pub(crate) retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// The server's delay, clamped to `window`: a longer one cannot be waited for (the request
+    /// fails, or with a spool waits parked, [`resend_after`](super::Shared)), and no answer
+    /// may overflow a clock.
+    pub(crate) fn delay(&self, window: Duration) -> Duration {
+        self.retry_after.unwrap_or_default().min(window)
+    }
 }
 
 /// What the senders share about retries: the batches (by dispatch order) with a request
@@ -163,7 +173,7 @@ impl<'a> Retry<'a> {
             self.outage.lock().insert(self.batch);
             Instant::now()
         });
-        let wait = self.backoff.max(failure.retry_after.unwrap_or_default());
+        let wait = self.backoff.max(failure.delay(self.window));
         let Some(until) = self.next_attempt(started, wait) else {
             return false;
         };
@@ -182,7 +192,7 @@ impl<'a> Retry<'a> {
     /// fit before shutdown's deadline. `None` when it fits neither.
     fn next_attempt(&self, started: Instant, wait: Duration) -> Option<Instant> {
         let now = Instant::now();
-        let mut until = now + wait;
+        let mut until = now.checked_add(wait)?;
         if let Some(deadline) = self.stop.deadline() {
             let last = deadline.checked_sub(LAST_ATTEMPT_ROOM)?;
             if now >= last {
@@ -274,6 +284,23 @@ mod tests {
         stop.request(Instant::now() + Duration::from_millis(600));
         let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(60));
         assert!(retry.again(&throttled));
+    }
+
+    #[test]
+    fn a_delay_no_clock_can_hold_is_a_failed_attempt_not_a_panic() {
+        let (outage, stop) = (Outage::default(), Stop::default());
+        let forever = Failure {
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+            ..refused()
+        };
+        assert_eq!(
+            forever.delay(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(3));
+        assert!(!retry.again(&forever), "longer than the window: final");
+        let mut retry = Retry::new(&outage, 0, &stop, Duration::MAX);
+        assert!(!retry.again(&forever), "past any clock: final");
     }
 
     #[test]

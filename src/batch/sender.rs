@@ -101,34 +101,65 @@ impl SenderThread {
             return None;
         }
         let mut failure = None;
+        let mut settled = 0;
         let window = self.retry_window;
         let seq = job.seq;
         let retry =
             || Retry::new(&shared.outage, seq, &shared.stop, window).in_order(&shared.order);
-        let truncated = self.transport.export(
-            &mut job.records,
-            &mut |records, result| match result {
-                Ok(rejected) => {
-                    let n = records.len();
-                    ledger.settle(n as u64, Outcome::Exported { rejected });
-                    // Answered: the collector has them (or refused them for good).
-                    if let Some(spool) = &shared.spool {
-                        spool.acknowledge(records.iter().filter_map(|queued| queued.spooled));
-                    }
-                    if rejected > 0 {
-                        shared.warn(&format!("the collector rejected {rejected} of {n} records"));
-                    }
-                }
-                // Kept in the spool, to be sent again: not a failure to report (yet).
-                Err(error) => {
-                    if !shared.count_failed(records, &error) {
-                        failure = Some(error.message);
-                    }
-                }
-            },
-            &retry,
-        );
+        let transport = &mut self.transport;
+        let export = std::panic::AssertUnwindSafe(|| {
+            transport.export(
+                &mut job.records,
+                &mut |records, result| {
+                    settled += records.len();
+                    settle(shared, records, result, &mut failure);
+                },
+                &retry,
+            )
+        });
+        let truncated = std::panic::catch_unwind(export).unwrap_or_else(|panic| {
+            // Which records were settled is known only by number: the rest are counted failed
+            // (a spool keeps them for the next start), and the sender goes on.
+            let unsettled = job.records.len().saturating_sub(settled);
+            let what = crate::sync::panic_message(panic.as_ref(), "no message");
+            let message =
+                format!("export of {unsettled} records failed: the exporter panicked: {what}");
+            ledger.settle(unsettled as u64, Outcome::Failed);
+            shared.warn(&message);
+            failure = Some(message);
+            0
+        });
         ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
         failure
+    }
+}
+
+/// Counts one request's records by its fate; a failure the spool did not keep is remembered
+/// in `failure`, for the next flush or shutdown to report.
+fn settle(
+    shared: &Shared,
+    records: &[QueuedRecord],
+    result: Result<u64, super::retry::Failure>,
+    failure: &mut Option<String>,
+) {
+    let ledger = &shared.ledger;
+    match result {
+        Ok(rejected) => {
+            let n = records.len();
+            ledger.settle(n as u64, Outcome::Exported { rejected });
+            // Answered: the collector has them (or refused them for good).
+            if let Some(spool) = &shared.spool {
+                spool.acknowledge(records.iter().filter_map(|queued| queued.spooled));
+            }
+            if rejected > 0 {
+                shared.warn(&format!("the collector rejected {rejected} of {n} records"));
+            }
+        }
+        // Kept in the spool, to be sent again: not a failure to report (yet).
+        Err(error) => {
+            if !shared.count_failed(records, &error) {
+                *failure = Some(error.message);
+            }
+        }
     }
 }

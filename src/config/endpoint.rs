@@ -10,6 +10,7 @@
 use http::Uri;
 
 use super::Protocol;
+use crate::environ::Env;
 use crate::Error;
 
 const LOGS_PATH: &str = "/v1/logs";
@@ -21,15 +22,15 @@ pub(super) fn resolve(
     protocol: Protocol,
     configured: Option<&str>,
     insecure: bool,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
 ) -> Result<String, Error> {
-    let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let env = |name: &str| Ok::<_, Error>(env(name)?.filter(|value| !value.trim().is_empty()));
     if protocol == Protocol::Grpc {
         let (field, endpoint) = match configured {
             Some(endpoint) => ("endpoint", endpoint.to_owned()),
-            None => match env(ENV_LOGS_ENDPOINT) {
+            None => match env(ENV_LOGS_ENDPOINT)? {
                 Some(endpoint) => (ENV_LOGS_ENDPOINT, endpoint),
-                None => match env(ENV_ENDPOINT) {
+                None => match env(ENV_ENDPOINT)? {
                     Some(endpoint) => (ENV_ENDPOINT, endpoint),
                     None => return Ok("http://localhost:4317".to_owned()),
                 },
@@ -40,11 +41,11 @@ pub(super) fn resolve(
     if let Some(endpoint) = configured {
         return logs_url("endpoint", endpoint);
     }
-    if let Some(endpoint) = env(ENV_LOGS_ENDPOINT) {
+    if let Some(endpoint) = env(ENV_LOGS_ENDPOINT)? {
         check_url(ENV_LOGS_ENDPOINT, endpoint.trim())?;
         return Ok(endpoint.trim().to_owned());
     }
-    if let Some(endpoint) = env(ENV_ENDPOINT) {
+    if let Some(endpoint) = env(ENV_ENDPOINT)? {
         return logs_url(ENV_ENDPOINT, &endpoint);
     }
     logs_url("endpoint", "http://localhost:4318")
@@ -80,43 +81,46 @@ fn grpc_url(field: &str, endpoint: &str, insecure: bool) -> Result<String, Error
     };
     let uri = check_url(field, &url)?;
     if !matches!(uri.path(), "" | "/") {
+        let shown = crate::redact::url(endpoint);
         return Err(Error::config(
             field,
-            format!("`{endpoint}` has a path; an OTLP/gRPC endpoint is scheme://host:port only"),
+            format!("`{shown}` has a path; an OTLP/gRPC endpoint is scheme://host:port only"),
         ));
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// Errors show the endpoint without userinfo or query string (`redact::url`): they carry keys.
 fn check_url(field: &str, endpoint: &str) -> Result<Uri, Error> {
+    let shown = crate::redact::url(endpoint);
     let uri: Uri = endpoint
         .parse()
-        .map_err(|e| Error::config(field, format!("`{endpoint}` is not a URL")).caused_by(e))?;
+        .map_err(|e| Error::config(field, format!("`{shown}` is not a URL")).caused_by(e))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => {
             return Err(Error::config(
                 field,
-                format!("`{endpoint}` has scheme `{other}`; OTLP needs http:// or https://"),
+                format!("`{shown}` has scheme `{other}`; OTLP needs http:// or https://"),
             ))
         }
         None => {
             return Err(Error::config(
                 field,
-                format!("`{endpoint}` is not a URL: it has no scheme (http:// or https://)"),
+                format!("`{shown}` is not a URL: it has no scheme (http:// or https://)"),
             ))
         }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(Error::config(
             field,
-            format!("`{endpoint}` is not a URL: it has no host"),
+            format!("`{shown}` is not a URL: it has no host"),
         ));
     }
     if uri.query().is_some() {
         return Err(Error::config(
             field,
-            format!("`{endpoint}` has a query string, which OTLP endpoints do not take"),
+            format!("`{shown}` has a query string, which OTLP endpoints do not take"),
         ));
     }
     Ok(uri)
@@ -134,7 +138,9 @@ mod tests {
         configured: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, Error> {
-        resolve(Protocol::HttpProtobuf, configured, false, env)
+        resolve(Protocol::HttpProtobuf, configured, false, &|name| {
+            Ok(env(name))
+        })
     }
 
     #[test]
@@ -184,7 +190,8 @@ mod tests {
 
     #[test]
     fn grpc_rules() {
-        let grpc = |configured, insecure| resolve(Protocol::Grpc, configured, insecure, &no_env);
+        let grpc =
+            |configured, insecure| resolve(Protocol::Grpc, configured, insecure, &|_| Ok(None));
         assert_eq!(grpc(None, false).unwrap(), "http://localhost:4317");
         assert_eq!(
             grpc(Some("collector:4317"), true).unwrap(),
@@ -211,7 +218,7 @@ mod tests {
         assert!(error.to_string().contains("has a path"), "{error}");
         let env = |name: &str| (name == ENV_ENDPOINT).then(|| "http://base:4317".to_owned());
         assert_eq!(
-            resolve(Protocol::Grpc, None, false, &env).unwrap(),
+            resolve(Protocol::Grpc, None, false, &|name| Ok(env(name))).unwrap(),
             "http://base:4317",
             "gRPC takes the base variable as is"
         );

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use super::OtelLogStoreConfig;
 use crate::Error;
 
-use crate::handover::Env;
+use crate::environ::Env;
 
 /// Variables for each field, first match wins. The endpoint variables are read by the endpoint
 /// rules, which depend on the protocol.
@@ -89,18 +89,18 @@ pub(super) fn overlay(cfg: OtelLogStoreConfig, env: Env<'_>) -> Result<OtelLogSt
         protocol: PROTOCOL => |v| v.parse(),
         compression: COMPRESSION => |v| v.parse(),
         insecure: INSECURE => parse_bool,
-        export_timeout_millis: EXPORT_TIMEOUT => parse_number,
-        max_queue_size: MAX_QUEUE_SIZE => parse_number,
-        schedule_delay_millis: SCHEDULE_DELAY => parse_number,
-        max_export_batch_size: MAX_EXPORT_BATCH_SIZE => parse_number,
+        export_timeout_millis: EXPORT_TIMEOUT => at_most(super::MAX_MILLIS),
+        max_queue_size: MAX_QUEUE_SIZE => at_most(super::MAX_QUEUE_SIZE),
+        schedule_delay_millis: SCHEDULE_DELAY => at_most(super::MAX_MILLIS),
+        max_export_batch_size: MAX_EXPORT_BATCH_SIZE => at_most(super::MAX_QUEUE_SIZE),
         max_export_batch_bytes: MAX_EXPORT_BATCH_BYTES => parse_number,
-        max_retry_elapsed_millis: MAX_RETRY_ELAPSED => parse_number,
+        max_retry_elapsed_millis: MAX_RETRY_ELAPSED => at_most(super::MAX_MILLIS),
         attribute_value_length_limit: ATTRIBUTE_VALUE_LENGTH_LIMIT => |v| parse_number(v).map(Some),
         attribute_count_limit: ATTRIBUTE_COUNT_LIMIT => parse_number,
         span_fields: SPAN_FIELDS => parse_names,
         max_queue_bytes: MAX_QUEUE_BYTES => parse_number,
         max_spool_bytes: MAX_SPOOL_BYTES => parse_number,
-        spool_sync_millis: SPOOL_SYNC => parse_number,
+        spool_sync_millis: SPOOL_SYNC => at_most(super::MAX_MILLIS),
         spool_dir: SPOOL_DIR => |v| Ok(Some(PathBuf::from(v))),
     }
     // A smaller queue from the environment shrinks the default batch with it, as the SDKs do,
@@ -114,7 +114,7 @@ pub(super) fn overlay(cfg: OtelLogStoreConfig, env: Env<'_>) -> Result<OtelLogSt
         (&mut cfg.client_certificate_file, CLIENT_CERTIFICATE),
     ] {
         if field.is_none() {
-            *field = first(env, names).map(|(_, value)| PathBuf::from(value));
+            *field = first(env, names)?.map(|(_, value)| PathBuf::from(value));
         }
     }
     Ok(cfg)
@@ -127,19 +127,19 @@ fn service_and_headers(
     env: Env<'_>,
 ) -> Result<OtelLogStoreConfig, Error> {
     if cfg.resource_attributes.is_empty() {
-        if let Some((name, value)) = first(env, RESOURCE_ATTRIBUTES) {
+        if let Some((name, value)) = first(env, RESOURCE_ATTRIBUTES)? {
             cfg.resource_attributes = parse_pairs(name, &value, "key=value,key=value")?;
         }
     }
     if cfg.service_name == OtelLogStoreConfig::default().service_name {
-        if let Some((_, value)) = first(env, SERVICE_NAME) {
+        if let Some((_, value)) = first(env, SERVICE_NAME)? {
             cfg.service_name = value;
         } else if let Some(name) = cfg.resource_attributes.get("service.name") {
             cfg.service_name = name.clone();
         }
     }
     if cfg.headers.is_empty() {
-        if let Some((name, value)) = first(env, HEADERS) {
+        if let Some((name, value)) = first(env, HEADERS)? {
             cfg.headers = parse_pairs(name, &value, "name=value,name=value")?;
         }
     }
@@ -147,12 +147,13 @@ fn service_and_headers(
 }
 
 /// The first variable of `names` that is set and not blank.
-fn first(env: Env<'_>, names: &[&'static str]) -> Option<(&'static str, String)> {
-    names.iter().find_map(|&name| {
-        env(name)
-            .filter(|value| !value.trim().is_empty())
-            .map(|value| (name, value))
-    })
+fn first(env: Env<'_>, names: &[&'static str]) -> Result<Option<(&'static str, String)>, Error> {
+    for &name in names {
+        if let Some(value) = env(name)?.filter(|value| !value.trim().is_empty()) {
+            return Ok(Some((name, value)));
+        }
+    }
+    Ok(None)
 }
 
 fn set_parsed<T: PartialEq>(
@@ -165,7 +166,7 @@ fn set_parsed<T: PartialEq>(
     if *field != default {
         return Ok(());
     }
-    if let Some((name, value)) = first(env, names) {
+    if let Some((name, value)) = first(env, names)? {
         *field = parse(value.trim()).map_err(|problem| Error::config(name, problem))?;
     }
     Ok(())
@@ -192,6 +193,17 @@ fn parse_bool(text: &str) -> Result<bool, String> {
         _ => Err(format!(
             "`{text}` is not a boolean; expected `true` or `false`"
         )),
+    }
+}
+
+/// A whole number no larger than `max`: beyond it the variable is refused by name, before a
+/// queue is allocated or a clock overflows.
+fn at_most<T: FromStr + PartialOrd + std::fmt::Display + Copy>(
+    max: T,
+) -> impl Fn(&str) -> Result<T, String> {
+    move |text| match parse_number(text)? {
+        value if value > max => Err(format!("`{text}` is above the largest allowed, {max}")),
+        value => Ok(value),
     }
 }
 
@@ -254,13 +266,7 @@ fn percent_decode(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.get(name).cloned()
-    }
+    use crate::environ::fixed as with;
 
     #[test]
     fn pairs_are_percent_decoded() {

@@ -122,12 +122,12 @@ impl GrpcTransport {
         if too_large {
             return Sent::TooLarge;
         }
+        // The server's words, escaped and bounded; the endpoint without userinfo.
         let message = format!(
-            "the collector answered {:?} to {}: {}{}",
+            "the collector answered {:?} to {}: {}",
             status.code(),
-            self.endpoint,
-            status.message(),
-            sources(status)
+            crate::redact::url(&self.endpoint),
+            crate::redact::untrusted(&format!("{}{}", status.message(), sources(status)))
         );
         // A certificate TLS refuses stays refused, whatever code the transport gave it.
         let retryable = (retryable_code(status.code(), retry_after.is_some())
@@ -246,7 +246,8 @@ fn metadata(settings: &Settings) -> Result<MetadataMap, Error> {
         let key = MetadataKey::from_bytes(name.as_str().as_bytes());
         let value = MetadataValue::try_from(value.as_bytes());
         match (key, value) {
-            (Ok(key), Ok(value)) => {
+            (Ok(key), Ok(mut value)) => {
+                value.set_sensitive(true);
                 metadata.insert(key, value);
             }
             _ => {

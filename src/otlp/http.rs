@@ -5,7 +5,7 @@
 //! requests are the batching's (`batch::retry`, `batch::order`); the client's timeout
 //! is `export_timeout_millis`.
 
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use super::protobuf::Encoder;
 use crate::batch::retry::{self, Failure, Retry};
 use crate::batch::QueuedRecord;
 use crate::config::{Protocol, Settings};
+use crate::redact;
 
 use super::{Sent, Transport};
 use crate::Error;
@@ -82,11 +83,13 @@ impl HttpTransport {
     /// or a failure that may pass later (429, 502, 503, 504, with `Retry-After`) or not.
     fn answered(&self, mut response: http::Response<ureq::Body>) -> Sent {
         let status = response.status();
-        let json = response
+        let content_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            .unwrap_or_default()
+            .to_owned();
+        let json = content_type.starts_with("application/json");
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -106,9 +109,27 @@ impl HttpTransport {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Sent::TooLarge;
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        let url = redact::url(&self.url);
+        if status.is_redirection() {
+            // Never followed: the export would go elsewhere, as a GET without its body and
+            // with the configured headers (keys) on it.
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .map(|value| redact::url(&String::from_utf8_lossy(value.as_bytes())));
+            return Sent::Done(Err(Failure {
+                message: format!(
+                    "the collector answered {status} to {url} with a redirect to `{}`; \
+                     redirects are not followed: configure the endpoint it names",
+                    location.as_deref().unwrap_or("nowhere")
+                ),
+                retryable: false,
+                retry_after: None,
+            }));
+        }
+        let text = redact::untrusted(&error_text(&content_type, &body));
         Sent::Done(Err(Failure {
-            message: format!("the collector answered {status} to {}: {text}", self.url),
+            message: format!("the collector answered {status} to {url}: {text}"),
             retryable: retry::retryable_status(status.as_u16()),
             retry_after,
         }))
@@ -158,7 +179,7 @@ fn transport_failure(error: &ureq::Error) -> Failure {
     let retryable =
         !message.to_ascii_lowercase().contains("certificate") || retry::is_timeout(&message);
     Failure {
-        message,
+        message: redact::untrusted(&message),
         retryable,
         retry_after: None,
     }
@@ -206,6 +227,26 @@ fn prepare_body(
     Ok(Some(PreparedBody { bytes, encoding }))
 }
 
+/// What an error answer says: the message of its `google.rpc.Status` (protobuf or JSON, as
+/// the OTLP/HTTP spec has collectors answer), else the body as text.
+fn error_text(content_type: &str, body: &[u8]) -> String {
+    use prost::Message as _;
+    let message = if content_type.starts_with("application/json") {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|status| status["message"].as_str().map(str::to_owned))
+    } else if content_type.starts_with("application/x-protobuf") {
+        crate::rpc_status::RpcStatus::decode(body)
+            .ok()
+            .map(|status| status.message)
+    } else {
+        None
+    };
+    message
+        .filter(|message| !message.is_empty())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
 /// `partial_success.rejected_log_records` of an OTLP/HTTP response body, if any.
 fn rejected_records(json: bool, body: &[u8]) -> u64 {
     if body.is_empty() {
@@ -225,12 +266,16 @@ fn rejected_records(json: bool, body: &[u8]) -> u64 {
     }
 }
 
-/// The HTTP client with the configured timeout and TLS; clones share its pool. Non-2xx answers
-/// are answers (`answered` reads them), not errors.
+/// The HTTP client with the configured timeout, TLS and proxy (`proxy.rs`, not ureq's own
+/// choice); clones share its pool. Non-2xx answers are answers (`answered` reads them), not
+/// errors, and redirects are answers too: never followed.
 fn http_client(settings: &Settings) -> Result<ureq::Agent, Error> {
+    let proxy = super::proxy::for_endpoint(&settings.endpoint, &crate::environ::process)?;
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(settings.timeout))
         .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(proxy.map(|(_, proxy)| proxy))
         .user_agent(concat!("zenml-otel/", env!("CARGO_PKG_VERSION")));
     #[cfg(feature = "tls")]
     let config = config.tls_config(tls_config(&settings.tls)?);

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod rotel;
+pub mod scripted;
 
 use std::time::Duration;
 
