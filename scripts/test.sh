@@ -11,8 +11,9 @@ ROTEL_AGENT="${ROTEL_AGENT:-$(bash scripts/rotel.sh)}"
 ZENML_OTEL_PYTHON="${ZENML_OTEL_PYTHON:-$(bash scripts/zenml-venv.sh)}"
 export ROTEL_AGENT ZENML_OTEL_PYTHON
 echo "test.sh: rotel $("$ROTEL_AGENT" --version), $("$ZENML_OTEL_PYTHON" -c 'import zenml; print("zenml", zenml.__version__)')" >&2
-# The Python half (python/zenml_otel.py): decoder, relay, and real ZenML pipelines. Its relay
-# test runs target/debug/examples/zenml-step (built here with the features `cargo test` uses).
+# The Python half (the package in python/src/zenml_otel): decoder, relay, and real ZenML
+# pipelines; mypy and ruff check it in .ci/run. Its relay test runs target/debug/examples/zenml-step
+# (built here with the features `cargo test` uses).
 cargo build --quiet --all-features --example zenml-step
-PYTHONPATH="$repo/python${PYTHONPATH:+:$PYTHONPATH}" "$ZENML_OTEL_PYTHON" -m pytest python/tests -q
+PYTHONPATH="$repo/python/src${PYTHONPATH:+:$PYTHONPATH}" "$ZENML_OTEL_PYTHON" -m pytest python/tests -q
 exec cargo test --all-features -- --include-ignored "$@"

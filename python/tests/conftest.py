@@ -22,7 +22,11 @@ REPO = TESTS.parent.parent
 try:  # installed (`pip install ./python`) or on PYTHONPATH, as users have it
     import zenml_otel  # noqa: F401
 except ImportError:
-    sys.path.insert(0, str(REPO / "python"))
+    sys.path.insert(0, str(REPO / "python" / "src"))
+    # and for the processes the tests start (`python -m zenml_otel`, pipelines)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "python" / "src")] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
 
 PROJECT = Path(tempfile.mkdtemp(prefix="zenml-otel-pytest-"))
 os.environ.update(
@@ -35,7 +39,7 @@ for name in list(os.environ):  # a stale handover from a step above us
         del os.environ[name]
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(PROJECT, ignore_errors=True)
 
 
@@ -77,7 +81,7 @@ class ZenmlServer:
             ZENML_AUTO_OPEN_DASHBOARD="false",
             ZENML_ENABLE_RICH_TRACEBACK="false",
             PYTHONPATH=os.pathsep.join(
-                [str(REPO / "python")] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+                [str(REPO / "python" / "src")] + [p for p in [os.environ.get("PYTHONPATH")] if p]
             ),
         )
 

@@ -20,8 +20,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import otlp_testing as otlp  # noqa: E402
-import spool_testing as sp  # noqa: E402
+import otlp_testing as otlp
+import spool_testing as sp
 
 
 def records(n, start=0):

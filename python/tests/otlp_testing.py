@@ -146,21 +146,23 @@ def post(
 
 def handed_over() -> Dict[str, Any]:
     """The configuration the step handed this process."""
-    return json.loads(os.environ["ZENML_OTEL_LOG_STORE_CONFIG"])
+    config: Dict[str, Any] = json.loads(os.environ["ZENML_OTEL_LOG_STORE_CONFIG"])
+    return config
 
 
 class Collector:
     """An OTLP/HTTP logs receiver: keeps each request; answers from `statuses`, then 200."""
 
     def __init__(self, statuses=()):
-        self.requests, self.statuses = [], list(statuses)
+        self.requests: List[Tuple[str, Any, bytes, int]] = []
+        self.statuses = list(statuses)
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 status = collector.statuses.pop(0) if collector.statuses else 200
                 collector.requests.append((self.path, self.headers, body, status))

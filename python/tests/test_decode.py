@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import otlp_testing as otlp
-from zenml_otel import decode_export_request, to_log_record
+from zenml_otel import decode_export_request
+from zenml_otel._records import to_log_record
 
 T = 1_700_000_000_123_456_789
 
@@ -156,14 +157,12 @@ def test_random_bytes_never_raise_anything_but_value_error():
 
 
 def test_cli_decodes_stdin(tmp_path):
-    import zenml_otel
-
     body = otlp.request({"r": "v"}, ("s", "1"), [otlp.log_record(body="b", attributes={"i": -5})])
     out = subprocess.run(
-        [sys.executable, zenml_otel.__file__, "decode"], input=body, capture_output=True, check=True
+        [sys.executable, "-m", "zenml_otel", "decode"], input=body, capture_output=True, check=True
     )
     assert json.loads(out.stdout) == decode_export_request(body)
-    bad = subprocess.run([sys.executable, zenml_otel.__file__, "decode"], input=b"\x0a\x09", capture_output=True)
+    bad = subprocess.run([sys.executable, "-m", "zenml_otel", "decode"], input=b"\x0a\x09", capture_output=True)
     assert bad.returncode == 1 and b"zenml_otel decode" in bad.stderr
 
 
@@ -196,6 +195,6 @@ def test_observed_time_stands_in_for_a_missing_time():
 
 
 def test_gzip_members():
-    from zenml_otel import _unpack
+    from zenml_otel._relay import unpack
 
-    assert _unpack(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip", 100) == b"abcd"
+    assert unpack(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip", 100) == b"abcd"

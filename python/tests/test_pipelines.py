@@ -284,11 +284,11 @@ def test_custom_log_store_flavor_receives_the_records(project):
 def test_an_aborted_rust_programs_spool_reaches_the_steps_logs(project, rust_step_binary, monkeypatch):
     """The real program, ended by abort() right after its records: no guard dropped, no
     shutdown, its 1 s schedule delay not yet over; its records reach the step from the spool."""
-    import zenml_otel
+    import zenml_otel._spool
 
     spools = []
-    new_spool_dir = zenml_otel._new_spool_dir
-    monkeypatch.setattr(zenml_otel, "_new_spool_dir",
+    new_spool_dir = zenml_otel._spool.new_spool_dir
+    monkeypatch.setattr(zenml_otel._spool, "new_spool_dir",
                         lambda: spools.append(new_spool_dir()) or spools[-1])
     run = project.abort_pipeline(binary=str(rust_step_binary))
     assert output(run, "abort_step") == -signal.SIGABRT

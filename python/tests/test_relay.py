@@ -10,7 +10,9 @@ import threading
 import pytest
 
 import otlp_testing as otlp
-from zenml_otel import CONFIG_VARIABLE, Relay, child_env
+from zenml_otel import child_env
+from zenml_otel._handover import CONFIG_VARIABLE
+from zenml_otel._relay import Relay
 
 BODY = otlp.request({"service.name": "s"}, ("t", ""), [otlp.log_record(body="one", severity_number=9)])
 

@@ -11,16 +11,12 @@ import struct
 import pytest
 
 import otlp_testing as otlp
-from otlp_testing import Collector
 import spool_testing as sp
-from zenml_otel import (
-    CONFIG_VARIABLE,
-    SpooledRecord,
-    _deliver_spool,
-    _spool_text,
-    decode_export_request,
-    read_spool,
-)
+from otlp_testing import Collector
+from zenml_otel import SpooledRecord, decode_export_request, read_spool
+from zenml_otel._delivery import deliver_spool
+from zenml_otel._handover import CONFIG_VARIABLE
+from zenml_otel._receipt import spool_text
 
 RESOURCE = sp.resource_field({"service.name": "trainer", "telemetry.sdk.language": "rust"})
 OTHER = sp.resource_field({"service.name": "other"})
@@ -239,7 +235,7 @@ def a_spool(tmp_path, n, other_from=None):
 def test_direct_delivery_in_batches_of_1000_under_their_resources(tmp_path):
     directory = a_spool(tmp_path, 2500, other_from=2200)
     with Collector() as collector:
-        report = _deliver_spool(directory, handover(collector.endpoint, compression="gzip"), None)
+        report = deliver_spool(directory, handover(collector.endpoint, compression="gzip"), None)
     assert (report.found, report.delivered, report.error, report.kept) == (2500, 2500, "", False)
     assert not os.path.exists(directory)
     assert [r[0] for r in collector.requests] == ["/v1/logs"] * 3
@@ -265,7 +261,7 @@ def test_direct_delivery_in_batches_of_1000_under_their_resources(tmp_path):
 def test_direct_delivery_uncompressed_to_a_full_logs_url(tmp_path):
     directory = a_spool(tmp_path, 3)
     with Collector() as collector:
-        report = _deliver_spool(directory, handover(collector.endpoint + "/v1/logs/"), None)
+        report = deliver_spool(directory, handover(collector.endpoint + "/v1/logs/"), None)
     assert report.delivered == 3
     [(path, headers, body, _)] = collector.requests
     assert path == "/v1/logs" and headers.get("Content-Encoding") is None
@@ -276,24 +272,24 @@ def test_direct_delivery_uncompressed_to_a_full_logs_url(tmp_path):
 def test_a_collector_that_comes_back_gets_the_request_again(tmp_path):
     directory = a_spool(tmp_path, 3)
     with Collector(statuses=[503]) as collector:
-        report = _deliver_spool(directory, handover(collector.endpoint), None)
+        report = deliver_spool(directory, handover(collector.endpoint), None)
     assert report.delivered == 3 and len(collector.requests) == 2
 
 
 def test_a_refusing_collector_keeps_the_spool_and_says_why(tmp_path):
     directory = a_spool(tmp_path, 1200)
     with Collector(statuses=[200, 400]) as collector:
-        report = _deliver_spool(directory, handover(collector.endpoint), None)
+        report = deliver_spool(directory, handover(collector.endpoint), None)
     assert (report.delivered, report.undelivered, report.kept) == (1000, 200, True)
     assert "answered 400" in report.error and os.path.isdir(directory)
-    text = _spool_text(report)
+    text = spool_text(report)
     assert text.startswith("; delivered 1000 records from its spool; 200 not delivered: ")
     assert text.endswith(f"(spool kept in {directory})")
 
 
 def test_no_collector_configured_keeps_the_spool(tmp_path):
     directory = a_spool(tmp_path, 2)
-    report = _deliver_spool(directory, {}, None)
+    report = deliver_spool(directory, {}, None)
     assert report.delivered == 0 and report.kept and "no otel log store" in report.error
 
 
@@ -301,19 +297,19 @@ def test_a_spool_still_locked_by_a_live_process_is_left_alone(tmp_path):
     directory = a_spool(tmp_path, 2)
     fd = sp.hold_lock(directory)
     try:
-        report = _deliver_spool(directory, handover("http://127.0.0.1:9"), None)
+        report = deliver_spool(directory, handover("http://127.0.0.1:9"), None)
     finally:
         os.close(fd)
     assert (report.found, report.kept) == (0, True) and "live process" in report.error
-    assert _spool_text(report).startswith("; its spool was not read: a live process still holds it")
+    assert spool_text(report).startswith("; its spool was not read: a live process still holds it")
     assert read_spool(directory).records  # untouched
 
 
 def test_an_empty_spool_is_removed_and_not_mentioned(tmp_path):
     directory = tmp_path / "spool"
     directory.mkdir()
-    report = _deliver_spool(str(directory), {}, None)
-    assert not directory.exists() and _spool_text(report) == ""
+    report = deliver_spool(str(directory), {}, None)
+    assert not directory.exists() and spool_text(report) == ""
 
 
 def test_torn_and_malformed_are_said(tmp_path):
@@ -323,8 +319,8 @@ def test_torn_and_malformed_are_said(tmp_path):
     malformed = sp.record(7, "x", b"\x0a\x09nope")  # a LogRecord field running past its end
     sp.write_segment(directory, 0, sp.segment(*entries, malformed, entries[1][:-3]))
     with Collector() as collector:
-        report = _deliver_spool(str(directory), handover(collector.endpoint), None)
+        report = deliver_spool(str(directory), handover(collector.endpoint), None)
     assert (report.delivered, report.malformed, report.torn, report.kept) == (3, 1, 1, False)
-    assert _spool_text(report) == (
+    assert spool_text(report) == (
         "; delivered 3 records from its spool (1 malformed record skipped, 1 torn tail skipped)"
     )

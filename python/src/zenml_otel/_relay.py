@@ -1,0 +1,321 @@
+"""The relay: a loopback OTLP/HTTP receiver that hands each record of a program's exports to
+the step's logs (through an `Emit`) before answering the request.
+
+Protobuf bodies, identity or gzip, behind a per-relay bearer secret; the crate's exporter
+retries what the relay answers with a 5xx, and the spool covers what it never sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import json
+import secrets
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import _handover
+from ._otlp import DecodedRecord, decode_export_request
+from ._records import Emit, metadata, to_log_record
+
+LOGS_PATH = "/v1/logs"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# A rejected request's body up to this size is read before answering.
+DISCARD_BYTES = 1024 * 1024
+
+
+class Counts:
+    """What a relay did, for the receipt (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[str, int] = {
+            "requests": 0, "received": 0, "relayed": 0, "blank": 0,
+            "rejected_requests": 0, "failed_requests": 0, "broken_requests": 0,
+        }  # fmt: skip
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for key, delta in deltas.items():
+                self.values[key] += delta
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self.values[key]
+
+
+class RecentRecords:
+    """Digests of the last `size` records a relay stored (thread-safe).
+
+    A spooled record among them was acknowledged before its program died (the
+    spool is at-least-once) and is not stored twice. A record without a time
+    is never matched: two of those may well be alike on purpose.
+    """
+
+    def __init__(self, size: int = 1 << 17) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._order: collections.deque[int] = collections.deque()
+        self._counts: collections.Counter[int] = collections.Counter()
+
+    @staticmethod
+    def digest(scope_name: str, record: DecodedRecord) -> int | None:
+        """The same for a record read from a request and from the spool: both
+        hold the crate's same encoding, so the decoded fields come in the same
+        order. A 64-bit hash (this process's): against the last 2^17 records a
+        false match is about 2^-47 likely; canonical JSON cost 3x as much."""
+        if not (record["time_unix_nano"] or record["observed_time_unix_nano"]):
+            return None
+        return hash((scope_name, repr(record)))
+
+    def add(self, scope_name: str, record: DecodedRecord) -> None:
+        digest = self.digest(scope_name, record)
+        if digest is None:
+            return
+        with self._lock:
+            self._order.append(digest)
+            self._counts[digest] += 1
+            if len(self._order) > self._size:
+                oldest = self._order.popleft()
+                self._counts[oldest] -= 1
+                if not self._counts[oldest]:
+                    del self._counts[oldest]
+
+    def __contains__(self, item: tuple[str, DecodedRecord]) -> bool:
+        digest = self.digest(*item)
+        with self._lock:
+            return digest is not None and digest in self._counts
+
+
+class HttpError(Exception):
+    """An answer other than 200."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """gzip (every member) to at most `limit` bytes."""
+    out, data = bytearray(), body
+    try:
+        while data:
+            inflater = zlib.decompressobj(wbits=31)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise HttpError(413, f"body larger than {limit} bytes unpacked")
+            if not inflater.eof:
+                raise HttpError(400, "truncated gzip body")
+            data = inflater.unused_data
+    except zlib.error as e:
+        raise HttpError(400, f"malformed gzip body: {e}") from None
+    return bytes(out)
+
+
+def unpack(body: bytes, encoding: str, limit: int) -> bytes:
+    """A body in its `Content-Encoding` (identity or gzip), unpacked to at most `limit` bytes.
+
+    Raises:
+        HttpError: 400 malformed, 413 too large, 415 another encoding.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        return _gunzip(body, limit)
+    raise HttpError(415, f"Content-Encoding {encoding!r}: only identity and gzip")
+
+
+class Relay:
+    """Receives a program's OTLP/HTTP logs on 127.0.0.1 and emits each record
+    through `emit` before answering; `start()`/`close()`, or `with`."""
+
+    def __init__(self, emit: Emit, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.emit = emit
+        self.max_body_bytes = max_body_bytes
+        self.secret = secrets.token_urlsafe(32)
+        self.counts = Counts()
+        self.recent = RecentRecords()
+        self._closed = threading.Event()
+        self._server = _RelayServer(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="zenml-otel-relay",
+            daemon=True,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{LOGS_PATH}"
+
+    def config(self) -> dict[str, object]:
+        """The handover configuration that points the crate at this relay."""
+        return {
+            "endpoint": self.endpoint,
+            "headers": {"authorization": f"Bearer {self.secret}"},
+            "compression": "gzip",
+            "protocol": "http/protobuf",
+        }
+
+    def config_json(self) -> str:
+        return json.dumps(self.config())
+
+    def start(self) -> Relay:
+        _handover.add_relay_config(self.config_json())
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stops listening; a request still arriving gets no records in."""
+        _handover.remove_relay_config(self.config_json())
+        self._closed.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Relay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def authorized(self, header: str | None) -> bool:
+        expected = f"Bearer {self.secret}".encode()
+        return hmac.compare_digest((header or "").encode(), expected)
+
+    def accept(self, body: bytes, encoding: str) -> None:
+        """Decodes a request body and emits its records, in order.
+
+        Raises:
+            HttpError: 400 malformed, 413 too large, 415 encoding, 500 when
+                ZenML did not take a record, 503 once the relay is closed.
+        """
+        try:
+            resources = decode_export_request(unpack(body, encoding, self.max_body_bytes))
+        except ValueError as e:
+            raise HttpError(400, f"malformed ExportLogsServiceRequest: {e}") from None
+        records: list[tuple[str, DecodedRecord]] = [
+            (scope["name"], record)
+            for resource in resources
+            for scope in resource["scopes"]
+            for record in scope["records"]
+        ]
+        self.counts.add(received=len(records))
+        for scope_name, record in records:
+            self._emit_one(scope_name, record)
+
+    def _emit_one(self, scope_name: str, record: DecodedRecord) -> None:
+        if self._closed.is_set():
+            raise HttpError(503, "the relay is closed: the step's logs are done")
+        log_record = to_log_record(scope_name, record)
+        if not log_record.getMessage().strip():
+            self.counts.add(blank=1)  # ZenML stores no blank messages either
+            return
+        try:
+            self.emit(log_record, metadata(record["attributes"]))
+        except Exception as e:
+            raise HttpError(500, f"ZenML did not take a record: {e!r}") from None
+        self.recent.add(scope_name, record)
+        self.counts.add(relayed=1)
+
+    def relayed_before(self, scope_name: str, record: DecodedRecord) -> bool:
+        """Whether this record is among the last ones stored (see `RecentRecords`)."""
+        return (scope_name, record) in self.recent
+
+
+class _RelayServer(ThreadingHTTPServer):
+    """The relay's HTTP server on 127.0.0.1, a thread per connection."""
+
+    daemon_threads = True
+
+    def __init__(self, relay: Relay) -> None:
+        super().__init__(("127.0.0.1", 0), _RelayHandler)
+        self.relay = relay
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A connection that failed outside a request's answer (e.g. the
+        client went away): counted, never printed into the step's output."""
+        self.relay.counts.add(broken_requests=1)
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the crate reuses connections
+    timeout = 60  # a stalled client frees its thread
+    server: _RelayServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the default prints each request to the step's stderr."""
+
+    def do_POST(self) -> None:
+        relay = self.server.relay
+        relay.counts.add(requests=1)
+        self._body_read = False
+        try:
+            body = self._checked_body(relay)
+            if body is None:
+                return  # the client went away mid-body
+            relay.accept(body, self.headers.get("Content-Encoding", ""))
+        except HttpError as e:
+            key = "failed_requests" if e.status >= 500 else "rejected_requests"
+            relay.counts.add(**{key: 1})
+            self._discard_body()
+            self._answer(e.status, e.text.encode(), "text/plain; charset=utf-8")
+            return
+        self._answer(200, b"", "application/x-protobuf")
+
+    def _discard_body(self) -> None:
+        """Reads a small unread body, so the client sees the answer rather
+        than a connection reset."""
+        if self._body_read:
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= DISCARD_BYTES:
+            self.rfile.read(length)
+
+    def _checked_body(self, relay: Relay) -> bytes | None:
+        """The body of an authorized logs request, or None when cut off."""
+        if not relay.authorized(self.headers.get("Authorization")):
+            raise HttpError(401, "missing or wrong bearer token")
+        if self.path.split("?", 1)[0] != LOGS_PATH:
+            raise HttpError(404, f"only {LOGS_PATH} is served here")
+        content_type = self.headers.get("Content-Type", "application/x-protobuf")
+        if content_type.split(";")[0].strip().lower() != "application/x-protobuf":
+            raise HttpError(415, f"Content-Type {content_type!r}: only application/x-protobuf")
+        length = self._content_length()
+        if length > relay.max_body_bytes:
+            raise HttpError(413, f"body larger than {relay.max_body_bytes} bytes")
+        body = self.rfile.read(length)
+        self._body_read = True
+        if len(body) < length:
+            relay.counts.add(broken_requests=1)
+            self.close_connection = True
+            return None
+        return body
+
+    def _content_length(self) -> int:
+        text = self.headers.get("Content-Length")
+        if text is None:
+            raise HttpError(411, "Content-Length required")
+        try:
+            length = int(text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            raise HttpError(400, f"bad Content-Length {text!r}")
+        return length
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        if status != 200:
+            self.close_connection = True  # the request's body may be unread
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)

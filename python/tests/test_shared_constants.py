@@ -1,0 +1,124 @@
+"""The constants the crate and the package share, read from both sides: the handover variables
+(src/handover.rs, src/config/env.rs), the spool format (src/spool/format.rs, segment.rs,
+spool.rs) and the stats file's keys (src/batch/receipt.rs). A change on one side only fails
+here, not first in an end-to-end test."""
+
+import re
+
+import pytest
+
+import spool_testing as sp
+from conftest import REPO
+from zenml_otel import HANDOVER_VARIABLES
+from zenml_otel._handover import (
+    CONFIG_FILE_VARIABLE,
+    CONFIG_VARIABLE,
+    PREFIX,
+    SPOOL_VARIABLE,
+    STATS_FILE_VARIABLE,
+)
+from zenml_otel._receipt import STATS_KEYS
+from zenml_otel._spool import (
+    ACKS_EXTENSION,
+    CONTEXT_ENTRY,
+    RECORD_ENTRY,
+    SEGMENT_EXTENSION,
+    SPOOL_ENTRY_HEADER_LEN,
+    SPOOL_HEADER_LEN,
+    SPOOL_LOCK,
+    SPOOL_MAGIC,
+    SPOOL_VERSION,
+)
+
+SRC = REPO / "src"
+
+
+def rust(path):
+    return (SRC / path).read_text(encoding="utf-8")
+
+
+def const(path, name, kind):
+    """The value of `const NAME: <kind> = <value>;` in a Rust file, as text."""
+    pattern = rf"\bconst {name}: {re.escape(kind)} = (.+?);"
+    found = re.findall(pattern, rust(path), re.S)
+    assert len(found) == 1, f"src/{path}: expected one `const {name}: {kind}`, found {found}"
+    return found[0].strip()
+
+
+def string(path, name):
+    """A `const NAME: &str = "...";`."""
+    value = const(path, name, "&str")
+    assert re.fullmatch(r'"[^"\\]*"', value), f"src/{path}: {name} is not a plain string: {value}"
+    return value[1:-1]
+
+
+def integer(path, name, kind):
+    value = const(path, name, kind)
+    assert re.fullmatch(r"\d+", value), f"src/{path}: {name} is not a plain integer: {value}"
+    return int(value)
+
+
+def handover_constants():
+    """`pub const NAME: &str = "ZENML_OTEL_..."` of src/handover.rs, by name."""
+    pairs = re.findall(r'pub const (\w+): &str = "([^"]*)";', rust("handover.rs"))
+    assert pairs, "src/handover.rs: no `pub const NAME: &str` found"
+    return dict(pairs)
+
+
+def test_the_handover_variables_are_the_crates():
+    names = handover_constants()
+    body = const("handover.rs", "ALL", "&[&str]")
+    listed = re.findall(r"\b([A-Z][A-Z0-9_]*)\b", body)
+    assert listed, f"src/handover.rs: ALL lists nothing: {body}"
+    rust_all = [names[n] for n in listed]
+    # HANDOVER_VARIABLES: what a step hands over; the crate also reads the config file and
+    # writes the stats file, both of one process only (`child_env` drops them as stale).
+    assert [*HANDOVER_VARIABLES, CONFIG_FILE_VARIABLE, STATS_FILE_VARIABLE] == rust_all
+    assert all(v.startswith(PREFIX) for v in rust_all)
+
+
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [
+        (CONFIG_VARIABLE, "LOG_STORE_CONFIG"),
+        (CONFIG_FILE_VARIABLE, "LOG_STORE_CONFIG_FILE"),
+        (STATS_FILE_VARIABLE, "STATS_FILE"),
+    ],
+)
+def test_the_configuration_and_stats_variables_are_the_crates(ours, theirs):
+    assert ours == handover_constants()[theirs]
+
+
+def test_the_spool_variable_is_the_crates():
+    assert const("config/env.rs", "SPOOL_DIR", "&[&str]") == f'&["{SPOOL_VARIABLE}"]'
+
+
+def test_the_spool_format_is_the_crates():
+    magic = const("spool/format.rs", "MAGIC", "&[u8; 8]")
+    assert magic == 'b"' + SPOOL_MAGIC.decode("ascii") + '"'
+    assert integer("spool/format.rs", "VERSION", "u32") == SPOOL_VERSION
+    assert integer("spool/format.rs", "HEADER_LEN", "usize") == SPOOL_HEADER_LEN
+    assert integer("spool/format.rs", "ENTRY_HEADER_LEN", "usize") == SPOOL_ENTRY_HEADER_LEN
+    assert integer("spool/format.rs", "CONTEXT", "u8") == CONTEXT_ENTRY
+    assert integer("spool/format.rs", "RECORD", "u8") == RECORD_ENTRY
+    # The tests' own spool writer (spool_testing.py) writes the same format.
+    assert (sp.MAGIC, sp.HEADER[8:12], (sp.CONTEXT, sp.RECORD)) == (
+        SPOOL_MAGIC,
+        SPOOL_VERSION.to_bytes(4, "little"),
+        (CONTEXT_ENTRY, RECORD_ENTRY),
+    )
+    assert len(sp.HEADER) == SPOOL_HEADER_LEN
+
+
+def test_the_spool_file_names_are_the_crates():
+    assert string("spool/segment.rs", "EXTENSION") == SEGMENT_EXTENSION
+    assert string("spool/segment.rs", "ACKS_EXTENSION") == ACKS_EXTENSION
+    locks = re.findall(r'File::create\(dir\.join\("([^"]+)"\)\)', rust("spool.rs"))
+    assert locks == [SPOOL_LOCK], f"src/spool.rs: the lock file is created as {locks}"
+
+
+def test_the_stats_keys_are_the_crates():
+    keys = re.findall(r'"(\w+)": stats\.(\w+),', rust("batch/receipt.rs"))
+    assert keys, "src/batch/receipt.rs: no `\"key\": stats.field` found"
+    assert all(key == field for key, field in keys), keys
+    assert tuple(key for key, _ in keys) == STATS_KEYS
