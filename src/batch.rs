@@ -196,47 +196,65 @@ impl Shared {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Once closed, whatever is still in the queue was emitted too late: count it as dropped.
+    /// Once closed, whatever is still in the queue was emitted too late: what the spool holds
+    /// stays there for the next start (counted `spooled`), the rest is dropped.
     fn count_stragglers(&self) {
         if self.closed.load(Ordering::SeqCst) {
-            let stragglers = self.records.try_iter().count() as u64;
-            if stragglers > 0 {
-                self.count_dropped(stragglers);
+            let (mut kept, mut dropped) = (0, 0);
+            for straggler in self.records.try_iter() {
+                match (&self.spool, straggler.spooled) {
+                    (Some(spool), Some(at)) => {
+                        spool.park([at]);
+                        kept += 1;
+                    }
+                    _ => dropped += 1,
+                }
+            }
+            self.ledger.park_new(kept);
+            if dropped > 0 {
+                self.count_dropped(dropped);
             }
         }
     }
 
-    /// A record the spool could not take: dropped, as on a full queue.
+    /// A record the spool could not take (full, or the disk refused a segment): it goes on in
+    /// memory only, as without a spool, counted in `unspooled`.
     fn count_unspooled(&self, refused: &Refused) {
-        self.ledger.dropped.fetch_add(1, Ordering::Relaxed);
+        self.ledger.unspooled.fetch_add(1, Ordering::Relaxed);
         match refused {
-            Refused::Full => self.warn("records dropped: the spool is full (max_spool_bytes)"),
-            Refused::Io(e) => self.warn(&format!("records dropped: the spool cannot grow: {e}")),
+            Refused::Full => self.warn(
+                "records kept in memory only: the spool is full (max_spool_bytes); a kill now \
+                 loses them",
+            ),
+            Refused::Io(e) => self.warn(&format!(
+                "records kept in memory only: the spool cannot grow: {e}; a kill now loses them"
+            )),
             Refused::Closed => self.warn("records dropped: the log store is shut down"),
         }
     }
 
     /// A request's records whose export failed. With a spool, a retryable failure (the
-    /// retries ran out in a long outage) keeps them there, to be sent again; a final one is
-    /// counted and acknowledged, so no start sends them again. Returns whether the spool kept
-    /// them.
+    /// retries ran out in a long outage, or shutdown's deadline passed: never the collector's
+    /// final word) keeps them there, to be sent again; a final one is counted and
+    /// acknowledged, so no start sends them again. Records the spool never had are counted
+    /// failed. Returns whether the spool kept them all.
     fn count_failed(&self, records: &[QueuedRecord], error: &retry::Failure) -> bool {
         let n = records.len();
         let spooled = || records.iter().filter_map(|queued| queued.spooled);
         match &self.spool {
-            Some(spool) if error.retryable && spooled().count() == n => {
-                spool.park(spooled());
-                self.ledger.park(n as u64);
+            Some(spool) if error.retryable => {
+                let kept = self.keep(spool, records);
                 if error.retry_after.is_some() {
                     let not_before = Instant::now() + error.delay(self.retry_window);
                     let mut after = crate::sync::lock(&self.resend_after);
                     *after = Some(after.map_or(not_before, |at| at.max(not_before)));
                 }
+                self.ledger.settle((n - kept) as u64, Outcome::Failed);
                 self.warn(&format!(
-                    "export of {n} records failed, kept in the spool to be sent again: {}",
+                    "export of {n} records failed, {kept} kept in the spool to be sent again: {}",
                     error.message
                 ));
-                true
+                kept == n
             }
             _ => {
                 self.ledger.settle(n as u64, Outcome::Failed);
@@ -247,6 +265,27 @@ impl Shared {
                 false
             }
         }
+    }
+
+    /// In-flight records that were not sent: what the spool holds is kept there (parked),
+    /// returns how many.
+    fn keep(&self, spool: &Spool, records: &[QueuedRecord]) -> usize {
+        let spooled = || records.iter().filter_map(|queued| queued.spooled);
+        let kept = spooled().count();
+        spool.park(spooled());
+        self.ledger.park(kept as u64);
+        kept
+    }
+
+    /// A batch shutdown's deadline left no time for: kept in the spool where it is there (for
+    /// the next start), else dropped.
+    fn count_unsent(&self, records: &[QueuedRecord]) {
+        let kept = self
+            .spool
+            .as_ref()
+            .map_or(0, |spool| self.keep(spool, records));
+        self.ledger
+            .settle((records.len() - kept) as u64, Outcome::Dropped);
     }
 
     /// A record the queue had no room for: with a spool it is kept there (and sent again once
@@ -343,7 +382,8 @@ impl Emitter {
         if let Some(spool) = &self.shared.spool {
             match spool.append(&record.context, &record.record) {
                 Ok(at) => record.spooled = Some(at),
-                Err(refused) => return self.shared.count_unspooled(&refused),
+                Err(Refused::Closed) => return self.shared.count_dropped(1),
+                Err(refused) => self.shared.count_unspooled(&refused),
             }
         }
         let (size, spooled) = (record.size, record.spooled);

@@ -14,6 +14,7 @@
 
 mod format;
 mod map;
+mod private;
 mod recover;
 mod segment;
 
@@ -78,11 +79,20 @@ pub(crate) struct Recovered {
 impl Spool {
     /// Takes `dir` (created if missing) for this process and reads what a dead owner left.
     pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovered), Error> {
+        Self::open_with_lanes(dir, max_bytes, lanes())
+    }
+
+    /// [`open`](Self::open) as on a machine whose cores ask for `wanted` lanes (tests: a
+    /// 64-core machine's lanes on this one).
+    fn open_with_lanes(
+        dir: &Path,
+        max_bytes: u64,
+        wanted: usize,
+    ) -> Result<(Self, Recovered), Error> {
         let refused = |what: &str, e: std::io::Error| {
             Error::config("spool_dir", format!("`{}`: {what}: {e}", dir.display()))
         };
-        std::fs::create_dir_all(dir).map_err(|e| refused("cannot create it", e))?;
-        let lock = File::create(dir.join("lock")).map_err(|e| refused("cannot write in it", e))?;
+        let (lock, user) = private::claim(dir)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -97,12 +107,13 @@ impl Spool {
             Err(std::fs::TryLockError::Error(e)) => return Err(refused("cannot lock it", e)),
         }
         let next_number = recover::next_number(dir).map_err(|e| refused("cannot read it", e))?;
-        let disk = Arc::new(Disk::new(dir, max_bytes, next_number));
+        let disk = Arc::new(Disk::new(dir, max_bytes, next_number, user));
         let recovered = recover::recover(&disk).map_err(|e| refused("cannot read it", e))?;
+        let lanes = fit_lanes(wanted, disk.segment_bytes(), max_bytes);
         let spool = Self {
             disk,
             lock: Mutex::new(Some(lock)),
-            lanes: (0..lanes()).map(|_| Mutex::new(None)).collect(),
+            lanes: (0..lanes).map(|_| Mutex::new(None)).collect(),
         };
         Ok((spool, recovered))
     }
@@ -208,7 +219,7 @@ impl Spool {
                 break;
             };
             // A segment whose file cannot be read is left for the next start.
-            let Ok(file) = std::fs::read(&segment.path) else {
+            let Some(file) = self.disk.read(&segment.path) else {
                 continue;
             };
             ordinals.sort_unstable();
@@ -260,6 +271,18 @@ fn lanes() -> usize {
     (cores * LANES_PER_CORE).next_power_of_two()
 }
 
+/// At most as many lanes as half the spool's segments (a power of two, at least one): each
+/// lane holds a segment from its first record on, so on a machine with many cores the lanes
+/// alone would otherwise fill `max_spool_bytes` with nearly empty segments and refuse every
+/// later record; the other half is for sealed segments waiting for their acknowledgements.
+fn fit_lanes(wanted: usize, segment_bytes: usize, max_bytes: u64) -> usize {
+    let segments = usize::try_from(max_bytes / segment_bytes.max(1) as u64).unwrap_or(usize::MAX);
+    let most = (segments / 2).max(1);
+    // The largest power of two not above `most`.
+    let most = 1 << (usize::BITS - 1 - most.leading_zeros());
+    wanted.clamp(1, most)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +302,35 @@ mod tests {
 
     fn files(dir: &Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
+    }
+
+    /// A machine with 64 cores (128 lanes wanted) and the smallest spool: its lanes fit the
+    /// budget, so 128 threads each writing a record are all spooled, none refused as full.
+    #[test]
+    fn lanes_fit_the_budget_on_any_number_of_cores() {
+        assert_eq!(fit_lanes(128, 256 * 1024, 8 * 1024 * 1024), 16);
+        assert_eq!(fit_lanes(128, 4 * 1024 * 1024, 256 * 1024 * 1024), 32);
+        assert_eq!(fit_lanes(4, 4 * 1024 * 1024, 256 * 1024 * 1024), 4);
+        assert_eq!(fit_lanes(4, 4 * 1024 * 1024, 8 * 1024 * 1024), 1);
+        let dir = std::env::temp_dir().join(format!("zenml-otel-lanes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) = Spool::open_with_lanes(&dir, 8 * 1024 * 1024, 128).unwrap();
+        let spool = Arc::new(spool);
+        let context = Arc::new(context());
+        let threads: Vec<_> = (0..128)
+            .map(|seq| {
+                let (spool, context) = (Arc::clone(&spool), Arc::clone(&context));
+                std::thread::spawn(move || spool.append(&context, &record(seq)).is_ok())
+            })
+            .collect();
+        let spooled = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(spooled, 128, "records refused with a healthy collector");
+        spool.close();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// `sync` writes through what was added since it last ran, and only that.

@@ -269,8 +269,10 @@ fn a_spool_has_one_live_owner_and_bad_directories_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Records a full spool cannot take go on in memory (`unspooled`), as without a spool: here
+/// nothing listens, so they fail, counted; what the spool took stays there.
 #[test]
-fn a_full_spool_drops_and_counts_and_keeps_what_it_holds() {
+fn a_full_spool_keeps_what_it_holds_and_counts_the_rest() {
     let dir = spool_dir("full");
     let refused = common::refused_endpoint();
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
@@ -290,11 +292,13 @@ fn a_full_spool_drops_and_counts_and_keeps_what_it_holds() {
     let _ = handle.shutdown();
     let stats: ExportStats = handle.stats();
     assert_eq!(stats.emitted, 200);
-    assert!(stats.dropped > 0, "8 MiB cannot hold 12.8 MB: {stats:?}");
-    // What the spool took could not be sent (nothing listens): it stays there, counted.
+    assert!(stats.unspooled > 0, "8 MiB cannot hold 12.8 MB: {stats:?}");
+    // What the spool took could not be sent (nothing listens): it stays there, counted; the
+    // rest failed in memory.
     assert!(stats.spooled > 0, "{stats:?}");
-    assert_eq!(stats.exported + stats.failed, 0, "{stats:?}");
-    assert_eq!(stats.dropped + stats.spooled, 200, "{stats:?}");
+    assert_eq!((stats.exported, stats.dropped), (0, 0), "{stats:?}");
+    assert_eq!(stats.failed, stats.unspooled, "{stats:?}");
+    assert_eq!(stats.failed + stats.spooled, 200, "{stats:?}");
     let left = stats.spooled;
     // What it held stays for the next start, which sends it, and then logs as usual: the
     // recovered records leave the queue's byte bound as they found it.

@@ -51,8 +51,13 @@ pub struct ExportStats {
     /// Records only the spool holds now: this pipeline gave up on them in memory (the queue
     /// was full, or the retries ran out in a long outage) and sends them again from the spool
     /// once the queue has room and no request waits for a retry (and at a flush). Still
-    /// `spooled` at shutdown: left in the spool, sent by the next start on it.
+    /// `spooled` at shutdown: left in the spool, sent by the next start on it — so are the
+    /// records shutdown's deadline left no time for (a hung collector): kept, not lost.
     pub spooled: u64,
+    /// Records the spool could not take (it was full, or the disk refused a segment): they
+    /// went on in memory only, as without a spool, and a kill meanwhile loses them. Also
+    /// counted in their outcome: not a loss class of its own.
+    pub unspooled: u64,
 }
 
 /// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
@@ -148,9 +153,11 @@ impl LogStoreHandle {
                 // The export thread is stuck on a collector that does not answer: count what
                 // it still holds and leave it to finish (or not) on its own.
                 self.shared.close();
-                let lost = self.shared.ledger.abandon(&self.shared.records);
+                let spool = self.shared.spool.is_some();
+                let (lost, kept) = self.shared.ledger.abandon(&self.shared.records, spool);
                 self.shared.warn(&format!(
-                    "shutdown timed out; {lost} records still queued or in flight are dropped"
+                    "shutdown timed out; of the records still queued or in flight {kept} stay \
+                     in the spool for the next start, {lost} are dropped"
                 ));
                 return Err(Error::timeout("shutdown"));
             }
@@ -179,6 +186,7 @@ impl LogStoreHandle {
             recovered: ledger.recovered.load(Ordering::Relaxed),
             spool_torn: self.shared.spool_torn,
             spooled: ledger.parked(),
+            unspooled: ledger.unspooled.load(Ordering::Relaxed),
         }
     }
 

@@ -21,6 +21,9 @@ pub(super) struct Ledger {
     pub(super) truncated: AtomicU64,
     /// Records a dead process left in the spool, sent by this one: counted besides `emitted`.
     pub(super) recovered: AtomicU64,
+    /// Records the spool refused (full, a disk error), which went on in memory only: also
+    /// counted in their outcome (not a loss class).
+    pub(super) unspooled: AtomicU64,
     book: Mutex<Book>,
 }
 
@@ -73,7 +76,7 @@ impl Ledger {
         let mut book = crate::sync::lock(&self.book);
         self.recovered.fetch_add(n, Ordering::Relaxed);
         if book.abandoned {
-            self.dropped.fetch_add(n, Ordering::Relaxed);
+            book.parked += n; // still in the spool, for the next start
         } else {
             book.in_flight += n;
         }
@@ -132,16 +135,27 @@ impl Ledger {
         crate::sync::lock(&self.book).abandoned
     }
 
-    /// `shutdown()` stops waiting: whatever is in flight or still queued is dropped, counted
-    /// here once. Returns how many.
-    pub(super) fn abandon(&self, records: &Receiver<QueuedRecord>) -> u64 {
+    /// `shutdown()` stops waiting: whatever is in flight or still queued is counted here once,
+    /// as kept (`spooled`: with a spool, for the next start) or dropped. Returns how many were
+    /// dropped and kept.
+    pub(super) fn abandon(&self, records: &Receiver<QueuedRecord>, spool: bool) -> (u64, u64) {
         let mut book = crate::sync::lock(&self.book);
         if book.abandoned {
-            return 0;
+            return (0, 0);
         }
         book.abandoned = true;
-        let lost = std::mem::take(&mut book.in_flight) + records.try_iter().count() as u64;
+        let queued = records.try_iter().map(|queued| queued.spooled.is_some());
+        let (kept, lost): (Vec<bool>, Vec<bool>) = queued.partition(|&spooled| spooled);
+        // In flight, a record the spool refused cannot be told from one it holds: with a spool
+        // they count as kept (a refusal already said they were at risk).
+        let in_flight = std::mem::take(&mut book.in_flight);
+        let (kept, lost) = if spool {
+            (kept.len() as u64 + in_flight, lost.len() as u64)
+        } else {
+            (0, in_flight + (kept.len() + lost.len()) as u64)
+        };
+        book.parked += kept;
         self.dropped.fetch_add(lost, Ordering::Relaxed);
-        lost
+        (lost, kept)
     }
 }

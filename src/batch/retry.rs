@@ -144,11 +144,13 @@ impl<'a> Retry<'a> {
         if order.wait_turn(self.batch, self.stop.deadline()) {
             return Ok(());
         }
+        // The crate's own deadline, not the collector's refusal: retryable, so a spool keeps
+        // the request for the next start.
         Err(Failure {
             message: "shutdown's deadline passed while an older request of the same run was \
                       in flight"
                 .into(),
-            retryable: false,
+            retryable: true,
             retry_after: None,
         })
     }

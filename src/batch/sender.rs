@@ -95,9 +95,9 @@ impl SenderThread {
         let shared = &self.shared;
         let ledger = &shared.ledger;
         shared.outage.wait_behind_older(job.seq, &shared.stop);
-        // Past shutdown's deadline the job is counted as dropped instead of sent.
+        // Past shutdown's deadline the job is not sent: kept in the spool, else dropped.
         if shared.stop.passed() || ledger.abandoned() {
-            ledger.settle(job.records.len() as u64, Outcome::Dropped);
+            shared.count_unsent(&job.records);
             return None;
         }
         let mut failure = None;

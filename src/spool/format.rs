@@ -108,9 +108,12 @@ impl Entry<'_> {
                 put(&mut rest, tail);
             }
         }
+        // The checksum, then the length: until the length is there, a reader of a segment
+        // being written sees the zero length that ends its data.
         let crc = crc32(payload);
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         header[4..].copy_from_slice(&crc.to_le_bytes());
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Release);
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     }
 }
 

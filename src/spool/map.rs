@@ -7,7 +7,7 @@
 //!
 //! Why it is sound: mapping a file is `unsafe` because the memory changes if anyone else
 //! writes or truncates the file while it is mapped (truncation turns a later access into
-//! SIGBUS). The file is created here (`create_new`), in a spool directory whose lock this
+//! SIGBUS). The file is created here (`create_new`, 0600), in a spool directory whose lock this
 //! process holds, and its blocks are allocated before it is mapped (`posix_fallocate`, or
 //! zeros written out), so a full disk fails here, as an error, not as SIGBUS on a later page
 //! fault. Nothing else writes or truncates a live segment's file: the spool only reads it back
@@ -32,11 +32,10 @@ pub(crate) struct MappedFile {
 impl MappedFile {
     /// Creates `path` (which must not exist) holding `first`, then zeros up to `len` bytes.
     pub(crate) fn create(path: &Path, first: &[u8], len: usize) -> std::io::Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let mut file = super::private::open(
+            OpenOptions::new().read(true).write(true).create_new(true),
+            path,
+        )?;
         allocate(&mut file, first, len)?;
         // SAFETY: see the module's doc: the file is ours alone and fully allocated.
         let map = unsafe { MmapOptions::new().map_mut(&file)? };

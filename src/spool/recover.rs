@@ -41,18 +41,23 @@ pub(super) fn next_number(dir: &Path) -> std::io::Result<u64> {
 /// Reads every segment a dead process left (deleting the free ones, which hold only
 /// acknowledged records).
 pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
+    // What cannot be removed (a planted directory) stays, harmless: nothing reads it.
     for (_, path) in files(&disk.dir, FREE_EXTENSION)? {
-        std::fs::remove_file(path)?;
+        let _ = std::fs::remove_file(path);
     }
     // The log of a segment that is gone.
     for (_, path) in files(&disk.dir, ACKS_EXTENSION)? {
-        if !path.with_extension(EXTENSION).exists() {
-            std::fs::remove_file(path)?;
+        if std::fs::symlink_metadata(path.with_extension(EXTENSION)).is_err() {
+            let _ = std::fs::remove_file(path);
         }
     }
     let mut recovered = Recovered::default();
     for (number, path) in files(&disk.dir, EXTENSION)? {
-        let bytes = std::fs::read(&path)?;
+        // Not a regular file of this user's (planted, a FIFO, a link): skipped, counted.
+        let Some(bytes) = disk.read(&path) else {
+            recovered.torn += 1;
+            continue;
+        };
         disk.count(bytes.len() as u64);
         let segment = disk.register(number, path, bytes.len() as u64);
         match format::read(&bytes) {
@@ -60,7 +65,8 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
                 let mut records = rebuild(&reading.entries);
                 let whole = records.len() == count_records(&reading.entries);
                 // What a collector acknowledged before the kill is not sent again.
-                let acknowledged = read_acknowledged(&segment.path.with_extension(ACKS_EXTENSION));
+                let acknowledged =
+                    read_acknowledged(disk, &segment.path.with_extension(ACKS_EXTENSION));
                 records.retain(|(ordinal, ..)| {
                     !acknowledged.iter().any(|&(first, count)| {
                         (first..first.saturating_add(count)).contains(ordinal)
@@ -100,8 +106,8 @@ pub(super) fn records_of(file: &[u8]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)
 
 /// The `(first, count)` ranges of an acknowledgement log; none if it is missing (a torn last
 /// entry is ignored).
-fn read_acknowledged(path: &Path) -> Vec<(u32, u32)> {
-    let bytes = std::fs::read(path).unwrap_or_default();
+fn read_acknowledged(disk: &Disk, path: &Path) -> Vec<(u32, u32)> {
+    let bytes = disk.read(path).unwrap_or_default();
     bytes
         .chunks_exact(8)
         .map(|entry| {

@@ -48,10 +48,12 @@ pub(super) struct Disk {
     /// Records given up in memory (a full queue, retries spent) and only on disk now, by
     /// segment number: read back and sent again once the collector answers.
     parked: Mutex<BTreeMap<u64, Vec<u32>>>,
+    /// This process's user: the only owner a segment read back may have.
+    user: u32,
 }
 
 impl Disk {
-    pub(super) fn new(dir: &Path, max_bytes: u64, next_number: u64) -> Self {
+    pub(super) fn new(dir: &Path, max_bytes: u64, next_number: u64, user: u32) -> Self {
         let segment_bytes = (max_bytes / SEGMENTS_PER_SPOOL)
             .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
             .next_multiple_of(4096);
@@ -65,7 +67,18 @@ impl Disk {
             free: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
             parked: Mutex::new(BTreeMap::new()),
+            user,
         }
+    }
+
+    /// The size of a segment.
+    pub(super) fn segment_bytes(&self) -> usize {
+        self.segment_bytes
+    }
+
+    /// A segment file's bytes, if it is a regular file of this user's that fits the spool.
+    pub(super) fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        super::private::read(path, self.user, self.max_bytes)
     }
 
     pub(super) fn path(&self, number: u64, extension: &str) -> PathBuf {
@@ -286,11 +299,10 @@ impl Segment {
         use std::io::Write as _;
         let mut acks = crate::sync::lock(&self.acks);
         if acks.is_none() {
-            *acks = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.path.with_extension(ACKS_EXTENSION))
-                .ok();
+            let path = self.path.with_extension(ACKS_EXTENSION);
+            *acks =
+                super::private::open(std::fs::OpenOptions::new().create(true).append(true), &path)
+                    .ok();
         }
         if let Some(file) = acks.as_mut() {
             let mut entry = [0; 8];
@@ -360,23 +372,30 @@ impl Active {
     /// Writes `entries` (which fit) as one record; returns where the record is. A kill before
     /// its bytes are whole leaves a torn entry that no reader takes.
     pub(super) fn write(&mut self, entries: &[Entry<'_>]) -> SpoolRef {
-        // Only the lane's holder changes the count (sealing too), so no read-modify-write.
-        let written = &self.segment.written.0;
-        let ordinal = written.load(Ordering::Acquire);
-        written.store(ordinal + 1, Ordering::Release);
         let bytes = self.map.bytes_mut();
         for entry in entries {
-            let end = self.at + entry.framed_len();
-            entry.write(&mut bytes[self.at..end]);
+            let entry_end = self.at + entry.framed_len();
+            // A recycled segment holds the previous generation's entries past the data: each
+            // entry's end is marked (a zero length) before the entry is written, and the entry
+            // writes its length last, so a reader stops at the zero length where this entry
+            // goes until it is whole, and at a kill mid-way it finds a torn entry, never a way
+            // into old entries.
+            if let Some(terminator) = bytes.get_mut(entry_end..entry_end + 4) {
+                terminator.fill(0);
+            }
+            std::sync::atomic::compiler_fence(Ordering::Release);
+            entry.write(&mut bytes[self.at..entry_end]);
             if let Entry::Context { id, .. } = entry {
                 self.contexts.push(*id);
             }
-            self.at = end;
+            self.at = entry_end;
         }
-        // A recycled segment holds old entries past this point: a zero length ends the data.
-        if let Some(end) = bytes.get_mut(self.at..self.at + 4) {
-            end.fill(0);
-        }
+        // Counted once its bytes are in: a concurrent sync then never marks a record synced
+        // before it is in the pages it writes through. Only the lane's holder changes the
+        // count (sealing too), so no read-modify-write.
+        let written = &self.segment.written.0;
+        let ordinal = written.load(Ordering::Acquire);
+        written.store(ordinal + 1, Ordering::Release);
         SpoolRef {
             segment: self.segment.number,
             ordinal: ordinal as u32,
