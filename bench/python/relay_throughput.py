@@ -2,7 +2,7 @@
 """Records/s into ZenML's artifact log store: through run_rust_step's relay vs ZenML's own
 Python `logging`, measured in the same step of the same run.
 
-    PYTHONPATH=python "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
+    PYTHONPATH=python/src "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
         [--n 20000] [--reps 3] [--program target/release/examples/<a Rust program>]
 
 One pipeline with one step on ZenML's default stack (artifact log store on the local artifact
@@ -186,7 +186,7 @@ if not STAND_IN:
     try:  # installed, or on PYTHONPATH
         import zenml_otel  # noqa: F401
     except ImportError:
-        sys.path.insert(0, os.path.join(REPO, "python"))
+        sys.path.insert(0, os.path.join(REPO, "python", "src"))
 
     from zenml import pipeline, step
 

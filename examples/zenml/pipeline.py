@@ -7,9 +7,9 @@ up in the step's logs: with an `otel` log store in the active stack the
 program exports to it itself; with any other (ZenML's default stack: the
 artifact log store) `run_rust_step` relays its records into the step's
 logs, where ZenML's dashboard shows them. Run it from an initialized ZenML
-project, with the repository's `python/` directory on PYTHONPATH:
+project, with the repository's `python/src/` directory on PYTHONPATH:
 
-    PYTHONPATH=<repo>/python ZENML_OTEL_EXAMPLE_BIN=<binary> python pipeline.py
+    PYTHONPATH=<repo>/python/src ZENML_OTEL_EXAMPLE_BIN=<binary> python pipeline.py
 
 `examples/zenml/run.sh` sets all of this up, for both kinds of stack.
 Prints `PIPELINE_RUN_ID=<uuid>`.
