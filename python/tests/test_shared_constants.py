@@ -1,7 +1,7 @@
 """The constants the crate and the package share, read from both sides: the handover variables
-(src/handover.rs, src/config/env.rs), the spool format (src/spool/format.rs, segment.rs,
-spool.rs) and the stats file's keys (src/batch/receipt.rs). A change on one side only fails
-here, not first in an end-to-end test."""
+(src/handover.rs, src/config/env.rs), the spool format (src/spool/format.rs, segment.rs, the
+lock file's name) and the stats file's keys (src/batch/receipt.rs). A change on one side only
+fails here, not first in an end-to-end test."""
 
 import re
 
@@ -113,8 +113,10 @@ def test_the_spool_format_is_the_crates():
 def test_the_spool_file_names_are_the_crates():
     assert string("spool/segment.rs", "EXTENSION") == SEGMENT_EXTENSION
     assert string("spool/segment.rs", "ACKS_EXTENSION") == ACKS_EXTENSION
-    locks = re.findall(r'File::create\(dir\.join\("([^"]+)"\)\)', rust("spool.rs"))
-    assert locks == [SPOOL_LOCK], f"src/spool.rs: the lock file is created as {locks}"
+    # The lock file: the one name a spool directory is joined with (src/spool*).
+    sources = [SRC / "spool.rs", *sorted((SRC / "spool").rglob("*.rs"))]
+    joined = {n for f in sources for n in re.findall(r'\bdir\.join\("([^"]+)"\)', f.read_text())}
+    assert joined == {SPOOL_LOCK}, f"src/spool*: a spool directory is joined with {joined}"
 
 
 def test_the_stats_keys_are_the_crates():
