@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --example relay_load
-//! PYTHONPATH=python "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
+//! PYTHONPATH=python/src "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
 //!     --program target/release/examples/relay_load
 //! ```
 

@@ -204,7 +204,7 @@ impl Shared {
             for straggler in self.records.try_iter() {
                 match (&self.spool, straggler.spooled) {
                     (Some(spool), Some(at)) => {
-                        spool.park([at]);
+                        spool.park([(straggler.record.time(), at)]);
                         kept += 1;
                     }
                     _ => dropped += 1,
@@ -272,7 +272,11 @@ impl Shared {
     fn keep(&self, spool: &Spool, records: &[QueuedRecord]) -> usize {
         let spooled = || records.iter().filter_map(|queued| queued.spooled);
         let kept = spooled().count();
-        spool.park(spooled());
+        spool.park(
+            records
+                .iter()
+                .filter_map(|queued| Some((queued.record.time(), queued.spooled?))),
+        );
         self.ledger.park(kept as u64);
         kept
     }
@@ -290,7 +294,7 @@ impl Shared {
 
     /// A record the queue had no room for: with a spool it is kept there (and sent again once
     /// there is room and the collector answers), else dropped.
-    fn count_unqueued(&self, spooled: Option<SpoolRef>) {
+    fn count_unqueued(&self, spooled: Option<(u64, SpoolRef)>) {
         match (&self.spool, spooled) {
             (Some(spool), Some(at)) => {
                 spool.park([at]);
@@ -386,7 +390,12 @@ impl Emitter {
                 Err(refused) => self.shared.count_unspooled(&refused),
             }
         }
-        let (size, spooled) = (record.size, record.spooled);
+        // With its time: a record the queue has no room for waits in the spool in the order
+        // it was logged.
+        let (size, spooled) = (
+            record.size,
+            record.spooled.map(|at| (record.record.time(), at)),
+        );
         let sent = self.room_for(size).is_some_and(|waited| {
             let sent = match (self.records.try_send(record), self.block) {
                 (Ok(()), _) => true,
@@ -467,11 +476,6 @@ pub(crate) fn start(
         None => (None, Recovered::default()),
     };
     let spool_torn = recovered.torn;
-    let recovered: Vec<QueuedRecord> = recovered
-        .records
-        .into_iter()
-        .map(QueuedRecord::spooled)
-        .collect();
     let (records_tx, records_rx) = bounded(config.max_queue_size);
     let (control_tx, control_rx) = unbounded();
     let shared = Arc::new(Shared {
@@ -513,7 +517,6 @@ pub(crate) fn start(
                     &worker_settings,
                     worker_shared,
                 )
-                .map(|coordinator| coordinator.recovering(recovered))
                 .map_err(|e| Error::export("cannot start the export threads").caused_by(e))
             });
             match coordinator {

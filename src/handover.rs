@@ -1,10 +1,10 @@
 //! The handover from a ZenML step to a program it starts.
 //!
 //! ZenML sets no environment variable with a step's ids for the processes the step starts, so
-//! this crate defines its own. `run_rust_step` in `python/zenml_otel.py` sets them from the step
-//! context; [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) reads them, and every record
-//! outside the program's own `zenml.*` spans then belongs to that step (spans still override per
-//! field). Anyone starting the program another way can set them by hand.
+//! this crate defines its own. `run_rust_step` (the `zenml_otel` package in `python/`) sets
+//! them from the step context; [`ZenmlOtelLayer::new`](crate::ZenmlOtelLayer::new) reads them,
+//! and every record outside the program's own `zenml.*` spans then belongs to that step (spans
+//! still override per field). Anyone starting the program another way can set them by hand.
 //!
 //! | variable | becomes |
 //! |---|---|

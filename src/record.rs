@@ -60,6 +60,18 @@ impl EncodedRecord {
     }
 
     /// A record read back from a spool: `head` and `tail` around its context's attributes.
+    /// The record's `time_unix_nano` (its first field, as `finish` writes it), 0 if absent.
+    pub(crate) fn time(&self) -> u64 {
+        // The field's key: its number, and the fixed64 wire type.
+        const TIME_TAG: u8 = ((wire::tag::TIME_UNIX_NANO << 3) | 1) as u8;
+        match self.head() {
+            [TIME_TAG, time @ ..] if time.len() >= 8 => {
+                u64::from_le_bytes(time[..8].try_into().unwrap_or_default())
+            }
+            _ => 0,
+        }
+    }
+
     pub(crate) fn from_parts(head: &[u8], tail: &[u8], scope: String) -> Self {
         Self {
             bytes: Bytes::from([head, tail].concat()),

@@ -3,7 +3,7 @@
 //! so a process killed at any later instant leaves it on disk; a segment is retired (reused or
 //! deleted) once it is full (sealed) and the collector acknowledged each of its records, which
 //! its acknowledgement log records meanwhile. Records the pipeline gave up on in memory are
-//! parked here and read back to be sent again (`resend`). The next layer started on the same
+//! parked here and read back to be sent again (`read_back`). The next layer started on the same
 //! directory finds what a dead process left (the directory's `lock` tells a live owner from a
 //! dead one) and sends it first, under its original resources and timestamps (`recover.rs`).
 //!
@@ -18,6 +18,7 @@ mod private;
 mod recover;
 mod segment;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 use self::format::Entry;
 pub(crate) use self::segment::SpoolRef;
 use self::segment::{Active, Disk};
+pub(crate) use self::segment::{Pile, Piled};
 use crate::record::EncodedRecord;
 use crate::span_context::Resolved;
 use crate::Error;
@@ -52,6 +54,8 @@ pub(crate) struct Spool {
     lock: Mutex<Option<File>>,
     /// The segments being written: a record goes into the first lane free.
     lanes: Box<[Mutex<Option<Active>>]>,
+    /// The contexts of records read back, so one run's records share one run again.
+    contexts: Mutex<recover::Contexts>,
 }
 
 /// Why a record could not be spooled: it is then counted as dropped, as on a full queue.
@@ -68,10 +72,12 @@ pub(crate) enum Refused {
 /// A record read back, with its context and where it is in the spool.
 pub(crate) type RecoveredRecord = (Arc<Resolved>, EncodedRecord, SpoolRef);
 
-/// What a dead process left: its records, to be sent before any new one.
+/// What a dead process left: its records wait in the spool's `Pile::Recovered`, read back
+/// within the queue's memory bound and sent before any new one.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
-    pub(crate) records: Vec<RecoveredRecord>,
+    /// How many records wait.
+    pub(crate) records: u64,
     /// Segments that ended in a torn or corrupt entry, or could not be read at all.
     pub(crate) torn: u64,
 }
@@ -114,6 +120,7 @@ impl Spool {
             disk,
             lock: Mutex::new(Some(lock)),
             lanes: (0..lanes).map(|_| Mutex::new(None)).collect(),
+            contexts: Mutex::default(),
         };
         Ok((spool, recovered))
     }
@@ -203,46 +210,67 @@ impl Spool {
         }
     }
 
-    /// `records` were given up in memory (a full queue, retries spent): they are only on disk
-    /// now, until `resend` reads them back.
-    pub(crate) fn park(&self, records: impl IntoIterator<Item = SpoolRef>) {
-        self.disk.park(records);
+    /// `records` (with the times they were logged) were given up in memory (a full queue,
+    /// retries spent): they are only on disk now, until `read_back` reads them back.
+    pub(crate) fn park(&self, records: impl IntoIterator<Item = (u64, SpoolRef)>) {
+        let piled = records.into_iter().map(|(time, at)| Piled { time, at });
+        self.disk.pile(Pile::Parked, piled);
     }
 
-    /// Reads parked records back from disk, oldest segment first, until they hold about
-    /// `budget` bytes (the first record is read, however small the budget).
-    pub(crate) fn resend(&self, budget: usize) -> Vec<RecoveredRecord> {
-        let mut records = Vec::new();
-        let mut bytes = 0;
-        while bytes < budget {
-            let Some((segment, mut ordinals)) = self.disk.unpark() else {
-                break;
+    /// Whether records of `pile` wait on disk.
+    pub(crate) fn piled(&self, pile: Pile) -> bool {
+        self.disk.piled(pile)
+    }
+
+    /// Reads the oldest records of `pile` back from disk, in the order they were logged
+    /// (whichever lanes and segments hold them), until they hold about `budget` bytes or
+    /// number `most` (the first record is read, however small the budget).
+    pub(crate) fn read_back(&self, pile: Pile, budget: usize, most: usize) -> Vec<RecoveredRecord> {
+        let wanted = self.disk.unpile(pile, most);
+        let mut by_segment: HashMap<u64, Vec<u32>> = HashMap::new();
+        for piled in &wanted {
+            by_segment
+                .entry(piled.at.segment)
+                .or_default()
+                .push(piled.at.ordinal);
+        }
+        let mut found: HashMap<SpoolRef, (Arc<Resolved>, EncodedRecord)> = HashMap::new();
+        for (number, mut ordinals) in by_segment {
+            // Retired meanwhile (acknowledged): nothing to send. Unreadable: left for the next
+            // start, which finds it on disk.
+            let Some(segment) = self.disk.live(number) else {
+                continue;
             };
-            // A segment whose file cannot be read is left for the next start.
             let Some(file) = self.disk.read(&segment.path) else {
                 continue;
             };
             ordinals.sort_unstable();
-            let mut wanted = ordinals.into_iter().peekable();
-            let mut left = Vec::new();
-            for (ordinal, context, record) in recover::records_of(&file) {
-                if wanted.peek() != Some(&ordinal) {
-                    continue;
+            let read = recover::records_of(&file, &mut crate::sync::lock(&self.contexts));
+            for (ordinal, context, record) in read {
+                if ordinals.binary_search(&ordinal).is_ok() {
+                    found.insert(
+                        SpoolRef {
+                            segment: number,
+                            ordinal,
+                        },
+                        (context, record),
+                    );
                 }
-                wanted.next();
-                if bytes >= budget {
-                    left.push(ordinal);
-                    continue;
-                }
-                bytes += record.len();
-                let at = SpoolRef {
-                    segment: segment.number,
-                    ordinal,
-                };
-                records.push((context, record, at));
             }
-            self.disk.repark(segment.number, left);
         }
+        let (mut records, mut bytes, mut left) = (Vec::new(), 0, Vec::new());
+        for piled in wanted {
+            let Some((context, record)) = found.remove(&piled.at) else {
+                continue;
+            };
+            if bytes >= budget {
+                left.push(piled);
+                continue;
+            }
+            bytes += record.len();
+            records.push((context, record, piled.at));
+        }
+        self.disk.pile(pile, left);
         records
     }
 
@@ -362,7 +390,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         // 8 MiB: 256 KiB segments, about 1,230 records each.
         let (spool, recovered) = Spool::open(&dir, 8 * 1024 * 1024).unwrap();
-        assert!(recovered.records.is_empty());
+        assert_eq!(recovered.records, 0);
         let (context, n, unacknowledged) = (context(), 20_000, 100);
         let (mut most_files, mut acknowledged) = (0, 0);
         let mut pending = Vec::new();
@@ -380,8 +408,9 @@ mod tests {
         assert!(most_files <= 1 + 2 * lanes() + 4 + 1, "{most_files} files");
         drop(spool); // killed: nothing sealed, nothing acknowledged after this
         let (spool, recovered) = Spool::open(&dir, 8 * 1024 * 1024).unwrap();
-        let seqs: Vec<u64> = recovered
-            .records
+        assert_eq!(recovered.records, n - acknowledged);
+        let seqs: Vec<u64> = spool
+            .read_back(Pile::Recovered, usize::MAX, usize::MAX)
             .iter()
             .map(|(_, record, _)| u64::from_le_bytes(record.head().try_into().unwrap()))
             .collect();

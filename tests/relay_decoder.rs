@@ -1,9 +1,9 @@
-//! The relay's OTLP decoder (`decode_export_request` in python/zenml_otel.py: pure Python, as
+//! The relay's OTLP decoder (`decode_export_request` in python/src/zenml_otel/_otlp.py: pure Python, as
 //! ZenML's base install has no protobuf package) reads the requests this crate sends exactly as
 //! prost does. Generated events of every field type — negative and large integers, floats,
 //! bools, long and non-ASCII strings, `Debug` values, event names, every level, many runs, in
 //! several requests, plain and gzip — are exported to a capturing server; each captured body
-//! goes through `python3 python/zenml_otel.py decode` and through prost, and both readings must
+//! goes through `python3 -m zenml_otel decode` and through prost, and both readings must
 //! be equal, record for record.
 #![cfg(feature = "http-proto")]
 
@@ -183,9 +183,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn python_reading(body: &[u8]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/zenml_otel.py");
+    let package = concat!(env!("CARGO_MANIFEST_DIR"), "/python/src");
     let mut child = Command::new("python3")
-        .args([script, "decode"])
+        .args(["-m", "zenml_otel", "decode"])
+        .env("PYTHONPATH", package)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -229,3 +229,115 @@ fn what_is_not_a_regular_file_of_ours_is_skipped_and_counted() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Recovery: bounded by the queue's memory, answering meanwhile, in the order records were logged
+
+const RECORDS: u64 = 20_000;
+
+/// Four threads log `RECORDS` numbered records in turn (one lock around each, so the numbers
+/// are the order they were logged in), each thread in its own spool lane.
+fn log_from_four_threads(config: OtelLogStoreConfig) -> ExportStats {
+    use std::sync::{Arc, Mutex};
+    let layer = ZenmlOtelLayer::new(config).expect("valid config");
+    let handle = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let next = Arc::new(Mutex::new(0u64));
+    let pad = "p".repeat(400);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (dispatch, next, pad) = (dispatch.clone(), Arc::clone(&next), pad.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || loop {
+                    let mut next = next.lock().unwrap();
+                    if *next == RECORDS {
+                        return;
+                    }
+                    info!(seq = *next, pad = %pad, "logged");
+                    *next += 1;
+                })
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let _ = handle.shutdown();
+    handle.stats()
+}
+
+#[test]
+fn recovery_stays_within_the_queue_s_memory_answers_and_keeps_the_order() {
+    watchdog("bounded recovery", || {
+        let dir = spool_dir("recovery");
+        let down = OtlpReceiver::start().unwrap();
+        down.set_fault(Some(Fault::Refuse));
+        // A process whose collector never answered: 20,000 records (about 10 MB) stay spooled.
+        let left = log_from_four_threads(OtelLogStoreConfig {
+            export_timeout_millis: 300,
+            max_retry_elapsed_millis: 300,
+            max_queue_size: 100_000,
+            max_spool_bytes: 64 * 1024 * 1024,
+            ..config(&down, &dir)
+        });
+        assert_eq!((left.spooled, left.dropped), (RECORDS, 0), "{left:?}");
+
+        // The next start, with the collector still down and a 1 MiB queue: records are read
+        // back a queue's worth at a time, and shutdown is answered (its export error, in
+        // time), not timed out behind a coordinator waiting for a sender.
+        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+            max_queue_bytes: 1024 * 1024,
+            max_export_batch_bytes: 16 * 1024,
+            export_timeout_millis: 1_000,
+            max_retry_elapsed_millis: 60_000,
+            max_spool_bytes: 64 * 1024 * 1024,
+            ..config(&down, &dir)
+        })
+        .unwrap();
+        let handle = layer.handle();
+        std::thread::sleep(Duration::from_millis(1_000));
+        let reading = handle.stats();
+        // 1 MiB holds about 1,900 of these records; a batch per sender more may be in flight.
+        assert!(reading.recovered <= 4_000, "read back at once: {reading:?}");
+        let started = Instant::now();
+        let error = handle.shutdown().expect_err("the collector is down");
+        assert!(
+            !error.is_timeout(),
+            "the coordinator did not answer: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(layer);
+        drop(down);
+
+        // Then a healthy collector gets every record, in the order they were logged.
+        let up = OtlpReceiver::start().unwrap();
+        let after = log_and_shut_down(
+            OtelLogStoreConfig {
+                max_spool_bytes: 64 * 1024 * 1024,
+                ..config(&up, &dir)
+            },
+            0,
+            0,
+        );
+        assert_eq!(after.exported, RECORDS, "{after:?}");
+        let order: Vec<u64> = up
+            .records()
+            .iter()
+            .filter_map(|record| record.attr_str("seq")?.parse().ok())
+            .collect();
+        assert_eq!(order.len() as u64, RECORDS, "every record once");
+        let first_out = order
+            .iter()
+            .enumerate()
+            .position(|(i, &seq)| seq != i as u64);
+        assert_eq!(
+            first_out,
+            None,
+            "out of the order logged from there: {:?}",
+            first_out.map(|i| &order[i..(i + 10).min(order.len())])
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}

@@ -247,7 +247,7 @@ fn the_pipeline_files_exist() {
     for file in [
         "examples/zenml/pipeline.py",
         "examples/zenml/run.sh",
-        "python/zenml_otel.py",
+        "python/src/zenml_otel/__init__.py",
         "tests/zenml/helper_pipeline.py",
         "tests/zenml/dump_env.py",
     ] {

@@ -167,7 +167,7 @@ impl Project {
             .env("ZENML_CONFIG_PATH", self.root.join("config"))
             .env("ZENML_ANALYTICS_OPT_IN", "false")
             .env("ZENML_ENABLE_RICH_TRACEBACK", "false")
-            .env("PYTHONPATH", repo().join("python"))
+            .env("PYTHONPATH", repo().join("python").join("src"))
             .env("PYTHONDONTWRITEBYTECODE", "1");
         for name in handover::ALL {
             command.env_remove(name);

@@ -11,7 +11,7 @@
 //! Run it with `bash examples/zenml/run.sh`: that makes the ZenML venv (once), builds this and
 //! `zenml-step` (the Rust program, examples/zenml/step.rs) and runs this. This starts a local
 //! OTLP receiver, a throw-away ZenML project whose `otel` log store points at it, and
-//! examples/zenml/pipeline.py, whose Rust step calls `run_rust_step` from python/zenml_otel.py.
+//! examples/zenml/pipeline.py, whose Rust step calls `run_rust_step` from the `zenml_otel` package (python/src).
 
 #[path = "harness.rs"]
 mod harness;

@@ -1,4 +1,5 @@
-//! The Rust half of a ZenML step: a program that `run_rust_step` (python/zenml_otel.py) starts.
+//! The Rust half of a ZenML step: a program that `run_rust_step` (the `zenml_otel` package,
+//! python/src) starts.
 //!
 //! It needs no ids or endpoint of its own: the step hands them over in the environment, and
 //! `ZenmlOtelLayer::new(OtelLogStoreConfig::default())` picks them up, so every record below

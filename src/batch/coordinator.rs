@@ -13,6 +13,7 @@ use super::ledger::{Ledger, Outcome};
 use super::sender::{Job, Progress, SenderThread};
 use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
+use crate::spool::Pile;
 
 /// The thread that batches and hands out the work; it owns the sender threads.
 pub(super) struct Coordinator {
@@ -27,11 +28,13 @@ pub(super) struct Coordinator {
     progress: Arc<Progress>,
     senders: Vec<JoinHandle<()>>,
     next_seq: u64,
-    /// A dead process's records from the spool: sent before anything else.
-    recovered: Vec<QueuedRecord>,
-    /// `spool_sync_millis`, and when the spool is synced next.
-    spool_sync: Option<(Duration, Instant)>,
+    /// The thread that syncs the spool every `spool_sync_millis`, and what stops it.
+    spool_sync: Option<(Sender<()>, JoinHandle<()>)>,
 }
+
+/// How often the coordinator looks again while records wait in the spool to be read back: as
+/// soon as a sender is free, give or take this.
+const READ_BACK_POLL: Duration = Duration::from_millis(10);
 
 impl Coordinator {
     pub(super) fn new(
@@ -62,6 +65,7 @@ impl Coordinator {
                     .spawn(move || sender.run())
             })
             .collect::<std::io::Result<Vec<_>>>()?;
+        let spool_sync = spool_syncer(settings, &shared)?;
         Ok(Self {
             records,
             control,
@@ -74,61 +78,62 @@ impl Coordinator {
             progress,
             senders,
             next_seq: 0,
-            recovered: Vec::new(),
-            spool_sync: settings
-                .spool_sync
-                .map(|every| (every, Instant::now() + every)),
+            spool_sync,
         })
     }
 
-    /// Sends `recovered` (a dead process's spooled records) first.
-    pub(super) fn recovering(mut self, recovered: Vec<QueuedRecord>) -> Self {
-        self.recovered = recovered;
-        self
-    }
-
-    /// Writes the spool through to the disk every `spool_sync_millis`. A failure is said (the
-    /// records are still in the page cache, and sent as usual), and tried again next time.
-    fn sync_spool_when_due(&mut self) {
-        let (Some((every, at)), Some(spool)) = (&mut self.spool_sync, &self.shared.spool) else {
-            return;
-        };
-        if Instant::now() < *at {
-            return;
-        }
-        *at = Instant::now() + *every;
-        if let Err(e) = spool.sync() {
-            self.shared
-                .warn(&format!("the spool could not be synced to the disk: {e}"));
-        }
-    }
-
-    /// Hands out the recovered records, each counted in `recovered`.
-    fn dispatch_recovered(&mut self) {
-        let recovered = std::mem::take(&mut self.recovered);
-        self.dispatch_read_back(recovered, Ledger::recover);
-    }
-
-    /// Sends again, from the spool, records given up in memory (a full queue, retries spent in
-    /// a long outage), once no request waits for a retry and no server's delay holds them
-    /// back: oldest first, with at most half the queue's free bytes in memory at once. Returns
-    /// how many it handed out.
-    fn resend_parked(&mut self) -> u64 {
+    /// Hands out records read back from the spool — a dead process's first, then (with
+    /// `parked_too`) those given up in memory — once no request waits for a retry (and, for
+    /// parked ones, no server's delay holds them back): within half the queue's free bytes,
+    /// and no more batches than the senders can take now, so the coordinator never waits on a
+    /// sender and answers flushes, step ends and shutdown meanwhile. Returns the pile and how
+    /// many it handed out.
+    fn read_back(&mut self, parked_too: bool) -> (Pile, u64) {
         let shared = &self.shared;
-        let Some(spool) = &shared.spool else { return 0 };
-        if shared.ledger.parked() == 0 || shared.outage.ongoing() || shared.resend_held_back() {
-            return 0;
+        let (Some(spool), Some(jobs)) = (&shared.spool, &self.jobs) else {
+            return (Pile::Parked, 0);
+        };
+        // Past shutdown's deadline nothing more is sent: what waits stays on disk, as it is.
+        if shared.outage.ongoing() || shared.stop.passed() {
+            return (Pile::Parked, 0);
         }
+        let (pile, count): (Pile, fn(&Ledger, u64)) = if spool.piled(Pile::Recovered) {
+            (Pile::Recovered, Ledger::recover)
+        } else if parked_too && shared.ledger.parked() > 0 && !shared.resend_held_back() {
+            (Pile::Parked, Ledger::unpark)
+        } else {
+            return (Pile::Parked, 0);
+        };
+        let free_jobs = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
         let queued = shared.queued_bytes.load(Ordering::Acquire);
         let room = shared.max_queued_bytes.saturating_sub(queued);
+        if free_jobs == 0 {
+            return (pile, 0);
+        }
         let records: Vec<_> = spool
-            .resend(room / 2)
+            .read_back(pile, room / 2, free_jobs * self.max_batch)
             .into_iter()
             .map(QueuedRecord::spooled)
             .collect();
         let n = records.len() as u64;
-        self.dispatch_read_back(records, Ledger::unpark);
-        n
+        self.dispatch_read_back(records, count);
+        (pile, n)
+    }
+
+    /// Whether a dead process's records still wait in the spool: they go before any new one.
+    fn recovering(&self) -> bool {
+        self.shared
+            .spool
+            .as_ref()
+            .is_some_and(|spool| spool.piled(Pile::Recovered))
+    }
+
+    /// Whether records wait in the spool to be read back now.
+    fn reading_back(&self) -> bool {
+        self.recovering()
+            || (self.shared.ledger.parked() > 0
+                && !self.shared.outage.ongoing()
+                && !self.shared.resend_held_back())
     }
 
     /// Hands out records read from the spool, a batch at a time, each counted by `count`, in
@@ -148,21 +153,23 @@ impl Coordinator {
     }
 
     pub(super) fn run(mut self) {
-        self.dispatch_recovered();
+        self.read_back(true);
         let mut tick = Instant::now() + self.delay;
         loop {
             // Only control messages and the timer wake this thread: waiting on the record queue
             // too would cost the logging thread a wake-up per record.
-            let wake = self.spool_sync.map_or(tick, |(_, at)| at.min(tick));
+            let mut wake = tick;
+            if self.reading_back() {
+                wake = wake.min(Instant::now() + READ_BACK_POLL);
+                self.dispatch_queued();
+            }
             let control = self
                 .control
                 .recv_timeout(wake.saturating_duration_since(Instant::now()));
-            self.sync_spool_when_due();
             match control {
                 Ok(Control::BatchReady) => {
                     self.shared.batch_signalled.store(false, Ordering::Release);
                     self.dispatch_queued();
-                    self.resend_parked();
                 }
                 Ok(Control::Flush(ack)) => {
                     let _ = ack.send(self.drain());
@@ -172,7 +179,6 @@ impl Coordinator {
                 Err(RecvTimeoutError::Timeout) if Instant::now() < tick => {}
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
-                    self.resend_parked();
                     self.dispatch_queued();
                 }
                 // Every handle and the layer are gone: nothing more can arrive or be asked.
@@ -193,8 +199,10 @@ impl Coordinator {
             if let Err(failure) = self.progress.settle() {
                 result = Err(failure);
             }
-            let resent = if parked > 0 { self.resend_parked() } else { 0 };
-            parked = parked.saturating_sub(resent);
+            let (pile, resent) = self.read_back(parked > 0);
+            if pile == Pile::Parked {
+                parked = parked.saturating_sub(resent);
+            }
             // Resent records are settled in the next round.
             if resent == 0 && (remaining == 0 || self.records.is_empty()) {
                 let parked = self.shared.ledger.parked();
@@ -212,14 +220,63 @@ impl Coordinator {
     /// Hands out what is queued now (not what arrives meanwhile, so a flush under constant load
     /// still ends), a batch at a time.
     fn dispatch_queued(&mut self) {
-        self.dispatch(self.records.len());
+        // Records read back from the spool are older than any queued one: they go first.
+        self.read_back(true);
+        if !self.reading_back() {
+            self.dispatch(self.records.len());
+        } else if self.starved() {
+            self.park_queued(self.records.len());
+        }
+    }
+
+    /// Whether the queue holds so much of `max_queue_bytes` that records read back from the
+    /// spool would come a few at a time.
+    fn starved(&self) -> bool {
+        let queued = self.shared.queued_bytes.load(Ordering::Acquire);
+        self.shared.max_queued_bytes.saturating_sub(queued) < self.shared.max_queued_bytes / 4
+    }
+
+    /// Takes up to `n` queued records out of memory while older records are read back from the
+    /// spool: each is in the spool too, so it waits there (parked, behind them) and its bytes
+    /// are free for the read-back; one the spool refused is handed out as usual.
+    fn park_queued(&mut self, n: usize) {
+        let shared = Arc::clone(&self.shared);
+        let Some(spool) = &shared.spool else { return };
+        let mut taken = Vec::with_capacity(n.min(self.max_batch));
+        let mut left = n;
+        while left > 0 {
+            if !shared
+                .ledger
+                .take(&self.records, &mut taken, left.min(self.max_batch))
+            {
+                return;
+            }
+            if taken.is_empty() {
+                return;
+            }
+            left = left.saturating_sub(taken.len());
+            let (spooled, unspooled): (Vec<_>, Vec<_>) =
+                taken.drain(..).partition(|queued| queued.spooled.is_some());
+            shared.keep(spool, &spooled);
+            shared.release_bytes(spooled.iter().map(|queued| queued.size).sum());
+            self.batch.extend(unspooled);
+            if !self.batch.is_empty() {
+                self.dispatch_batch();
+            }
+        }
     }
 
     /// Hands out up to `remaining` queued records, a batch at a time; returns how many of them
     /// wait behind a request being retried.
     fn dispatch(&mut self, mut remaining: usize) -> usize {
-        // During an outage new batches wait in the queue, behind the request being retried.
-        while remaining > 0 && !self.shared.outage.ongoing() {
+        // During an outage new batches wait in the queue, behind the request being retried;
+        // while a dead process's records wait in the spool, behind those (and in the spool
+        // when the queue's memory is wanted for them).
+        if self.recovering() && self.starved() && !self.shared.outage.ongoing() {
+            self.park_queued(remaining);
+            return 0;
+        }
+        while remaining > 0 && !self.shared.outage.ongoing() && !self.recovering() {
             let want = remaining.min(self.max_batch);
             if !self
                 .shared
@@ -268,10 +325,11 @@ impl Coordinator {
         self.shared.stop.request(Instant::now() + self.timeout);
         let result = self.drain();
         // What stays in the spool for the next start is on the disk too.
-        if let Some((_, at)) = &mut self.spool_sync {
-            *at = Instant::now();
+        if let Some((stop, syncer)) = self.spool_sync.take() {
+            drop(stop);
+            let _ = syncer.join();
+            sync(&self.shared);
         }
-        self.sync_spool_when_due();
         self.shared.close();
         // Records that got in between the last export and `close`: counted, never lost quietly.
         self.shared.count_stragglers();
@@ -283,5 +341,36 @@ impl Coordinator {
         for sender in self.senders.drain(..) {
             let _ = sender.join();
         }
+    }
+}
+
+/// With `spool_sync_millis`: a thread that writes the spool through to the disk that often,
+/// on its own so that the bound holds while the coordinator waits (a drain through an outage,
+/// a read-back), until the returned sender is dropped.
+fn spool_syncer(
+    settings: &Settings,
+    shared: &Arc<Shared>,
+) -> std::io::Result<Option<(Sender<()>, JoinHandle<()>)>> {
+    let (Some(every), Some(_)) = (settings.spool_sync, &shared.spool) else {
+        return Ok(None);
+    };
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let shared = Arc::clone(shared);
+    let thread = std::thread::Builder::new()
+        .name("zenml-otel-sync".to_owned())
+        .spawn(move || {
+            super::mark_export_thread();
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                sync(&shared);
+            }
+        })?;
+    Ok(Some((stop, thread)))
+}
+
+/// Writes the spool through to the disk. A failure is said (the records are still in the page
+/// cache, and sent as usual), and tried again next time.
+fn sync(shared: &Shared) {
+    if let Some(Err(e)) = shared.spool.as_ref().map(|spool| spool.sync()) {
+        shared.warn(&format!("the spool could not be synced to the disk: {e}"));
     }
 }

@@ -1,5 +1,5 @@
 //! The spool's on-disk format, version 1 (little-endian), documented in the README's
-//! "Crash-safe spool" and read by `python/zenml_otel.py` too.
+//! "Crash-safe spool" and read by the Python helper too (`python/src/zenml_otel/_spool.py`).
 //!
 //! A segment file is a 16-byte header (`ZOTSPOOL`, the version, 4 reserved bytes) and entries
 //! back to back, each its payload's length (u32), the payload's CRC-32 (u32) and the payload.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, Entry};
-use super::segment::{Disk, SpoolRef, ACKS_EXTENSION, EXTENSION, FREE_EXTENSION};
+use super::segment::{Disk, Pile, Piled, SpoolRef, ACKS_EXTENSION, EXTENSION, FREE_EXTENSION};
 use super::Recovered;
 use crate::record::EncodedRecord;
 use crate::span_context::{EncodedResource, Resolved, Run};
@@ -62,7 +62,7 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
         let segment = disk.register(number, path, bytes.len() as u64);
         match format::read(&bytes) {
             Ok(reading) => {
-                let mut records = rebuild(&reading.entries);
+                let mut records = rebuild(&reading.entries, &mut Contexts::default());
                 let whole = records.len() == count_records(&reading.entries);
                 // What a collector acknowledged before the kill is not sent again.
                 let acknowledged =
@@ -74,18 +74,19 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
                 });
                 recovered.torn += u64::from(reading.torn || !whole);
                 segment.set_written(records.len() as u64);
-                recovered
-                    .records
-                    .extend(records.into_iter().map(|(ordinal, context, record)| {
-                        (
-                            context,
-                            record,
-                            SpoolRef {
-                                segment: number,
-                                ordinal,
-                            },
-                        )
-                    }));
+                recovered.records += records.len() as u64;
+                // Only their places are kept: the records are read back within the queue's
+                // memory bound, not all at once.
+                disk.pile(
+                    Pile::Recovered,
+                    records.into_iter().map(|(ordinal, _, record)| Piled {
+                        time: record.time(),
+                        at: SpoolRef {
+                            segment: number,
+                            ordinal,
+                        },
+                    }),
+                );
                 disk.seal(&segment, None);
             }
             // Not ours, or a newer version: leave it for whoever wrote it, but say so.
@@ -98,10 +99,59 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
     Ok(recovered)
 }
 
-/// The records of a segment file this process writes, with their ordinals (for records a
-/// full queue or a long outage made this process give up on: sent again from here).
-pub(super) fn records_of(file: &[u8]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
-    format::read(file).map_or_else(|_| Vec::new(), |reading| rebuild(&reading.entries))
+/// The records of a segment file, with their ordinals, under contexts from `contexts` (so the
+/// records of one run share one run again, whichever segment they were read from).
+pub(super) fn records_of(
+    file: &[u8],
+    contexts: &mut Contexts,
+) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
+    format::read(file).map_or_else(
+        |_| Vec::new(),
+        |reading| rebuild(&reading.entries, contexts),
+    )
+}
+
+/// The contexts and runs of records read back, by content: records of one run read from
+/// different segments (lanes) share one `Run`, so their order and their requests' grouping
+/// hold as for records that never left memory.
+#[derive(Debug, Default)]
+pub(crate) struct Contexts {
+    /// By the encoded resource and schema URL.
+    runs: HashMap<Box<[u8]>, Arc<Run>>,
+    /// By the run's address (held in `runs`) and the encoded attributes.
+    resolved: HashMap<(usize, Box<[u8]>), Arc<Resolved>>,
+}
+
+impl Contexts {
+    /// More distinct contexts than this are forgotten, and made again when met.
+    const MAX: usize = 4096;
+
+    fn get(&mut self, resource: &[u8], schema_url: &[u8], attributes: &[u8]) -> Arc<Resolved> {
+        if self.runs.len() > Self::MAX || self.resolved.len() > Self::MAX {
+            *self = Self::default();
+        }
+        // Length-prefixed, so no two (resource, schema URL) pairs make one key.
+        let mut key = Vec::with_capacity(8 + resource.len() + schema_url.len());
+        key.extend_from_slice(&(resource.len() as u64).to_le_bytes());
+        key.extend_from_slice(resource);
+        key.extend_from_slice(schema_url);
+        let run = self
+            .runs
+            .entry(key.into())
+            .or_insert_with(|| {
+                Arc::new(Run::recovered(EncodedResource {
+                    resource: resource.into(),
+                    schema_url: schema_url.into(),
+                }))
+            })
+            .clone();
+        let key = (Arc::as_ptr(&run) as usize, attributes.into());
+        let resolved = self
+            .resolved
+            .entry(key)
+            .or_insert_with(|| Arc::new(Resolved::recovered(run, attributes.into())));
+        Arc::clone(resolved)
+    }
 }
 
 /// The `(first, count)` ranges of an acknowledgement log; none if it is missing (a torn last
@@ -126,7 +176,10 @@ fn count_records(entries: &[Entry<'_>]) -> usize {
 }
 
 /// The records of one segment's entries, with their ordinals, under their original contexts.
-fn rebuild(entries: &[Entry<'_>]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
+fn rebuild(
+    entries: &[Entry<'_>],
+    known: &mut Contexts,
+) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
     let mut contexts: HashMap<u64, Arc<Resolved>> = HashMap::new();
     let mut records = Vec::new();
     let mut ordinal = 0;
@@ -138,11 +191,7 @@ fn rebuild(entries: &[Entry<'_>]) -> Vec<(u32, Arc<Resolved>, EncodedRecord)> {
                 schema_url,
                 attributes,
             } => {
-                let run = Arc::new(Run::recovered(EncodedResource {
-                    resource: resource.into(),
-                    schema_url: schema_url.into(),
-                }));
-                contexts.insert(id, Arc::new(Resolved::recovered(run, attributes.into())));
+                contexts.insert(id, known.get(resource, schema_url, attributes));
             }
             Entry::Record {
                 context,

@@ -6,7 +6,7 @@
 //! write-protect fault per page on ext4), which on the logging thread was most of the spool's
 //! cost per record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,9 +45,9 @@ pub(super) struct Disk {
     free: Mutex<Vec<MappedFile>>,
     /// The segments not yet retired, by number.
     live: Mutex<HashMap<u64, Arc<Segment>>>,
-    /// Records given up in memory (a full queue, retries spent) and only on disk now, by
-    /// segment number: read back and sent again once the collector answers.
-    parked: Mutex<BTreeMap<u64, Vec<u32>>>,
+    /// Records only on disk, by pile, waiting to be read back in the order they were logged:
+    /// given up in memory (a full queue, retries spent), or left by a dead process.
+    piles: [Mutex<BTreeSet<Piled>>; 2],
     /// This process's user: the only owner a segment read back may have.
     user: u32,
 }
@@ -66,7 +66,7 @@ impl Disk {
             closed: AtomicBool::new(false),
             free: Mutex::new(Vec::new()),
             live: Mutex::new(HashMap::new()),
-            parked: Mutex::new(BTreeMap::new()),
+            piles: Default::default(),
             user,
         }
     }
@@ -231,33 +231,28 @@ impl Disk {
         Ok(synced)
     }
 
-    /// Records (by segment and ordinal) that are now only on disk.
-    pub(super) fn park(&self, records: impl IntoIterator<Item = SpoolRef>) {
-        let mut parked = crate::sync::lock(&self.parked);
-        for record in records {
-            parked
-                .entry(record.segment)
-                .or_default()
-                .push(record.ordinal);
-        }
+    /// Records (by time, segment and ordinal) that are now only on disk, in `pile`.
+    pub(super) fn pile(&self, pile: Pile, records: impl IntoIterator<Item = Piled>) {
+        crate::sync::lock(&self.piles[pile as usize]).extend(records);
     }
 
-    /// The oldest segment with parked records, and those records' ordinals (no longer parked:
-    /// the caller sends them again).
-    pub(super) fn unpark(&self) -> Option<(Arc<Segment>, Vec<u32>)> {
-        let (number, ordinals) = crate::sync::lock(&self.parked).pop_first()?;
-        let segment = crate::sync::lock(&self.live).get(&number).cloned()?;
-        Some((segment, ordinals))
+    /// The `most` oldest records of `pile` (taken off it: the caller sends them or piles them
+    /// again).
+    pub(super) fn unpile(&self, pile: Pile, most: usize) -> Vec<Piled> {
+        let mut piled = crate::sync::lock(&self.piles[pile as usize]);
+        std::iter::from_fn(|| piled.pop_first())
+            .take(most)
+            .collect()
     }
 
-    /// Puts back records taken by `unpark` but not sent (the memory budget ran out).
-    pub(super) fn repark(&self, segment: u64, ordinals: Vec<u32>) {
-        if !ordinals.is_empty() {
-            crate::sync::lock(&self.parked)
-                .entry(segment)
-                .or_default()
-                .extend(ordinals);
-        }
+    /// Whether `pile` holds records.
+    pub(super) fn piled(&self, pile: Pile) -> bool {
+        !crate::sync::lock(&self.piles[pile as usize]).is_empty()
+    }
+
+    /// A live segment by number; `None` once it is retired (its records all acknowledged).
+    pub(super) fn live(&self, number: u64) -> Option<Arc<Segment>> {
+        crate::sync::lock(&self.live).get(&number).cloned()
     }
 
     fn forget(&self, number: u64) {
@@ -270,6 +265,22 @@ impl Disk {
         let _ = std::fs::remove_file(path.with_extension(ACKS_EXTENSION));
         self.on_disk.fetch_sub(bytes, Ordering::SeqCst);
     }
+}
+
+/// A record waiting on disk: ordered by the time it was logged, then by where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Piled {
+    pub(crate) time: u64,
+    pub(crate) at: SpoolRef,
+}
+
+/// Which records wait on disk to be read back and sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pile {
+    /// Given up in memory by this process (a full queue, retries spent): `stats().spooled`.
+    Parked = 0,
+    /// Left by a dead process: sent before anything else, counted `recovered` once read back.
+    Recovered = 1,
 }
 
 /// One segment file: retired once sealed and every record in it was acknowledged.
@@ -343,7 +354,7 @@ impl Segment {
 /// Where a spooled record is: its segment's number and its place among the segment's records
 /// (a number, not a shared pointer: the logging thread and the senders do not pass a reference
 /// count back and forth for every record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SpoolRef {
     pub(crate) segment: u64,
     pub(crate) ordinal: u32,
