@@ -204,7 +204,7 @@ impl Shared {
             for straggler in self.records.try_iter() {
                 match (&self.spool, straggler.spooled) {
                     (Some(spool), Some(at)) => {
-                        spool.park([(straggler.record.time(), at)]);
+                        spool.park([(straggler.record.time(), at, straggler.context)]);
                         kept += 1;
                     }
                     _ => dropped += 1,
@@ -272,11 +272,10 @@ impl Shared {
     fn keep(&self, spool: &Spool, records: &[QueuedRecord]) -> usize {
         let spooled = || records.iter().filter_map(|queued| queued.spooled);
         let kept = spooled().count();
-        spool.park(
-            records
-                .iter()
-                .filter_map(|queued| Some((queued.record.time(), queued.spooled?))),
-        );
+        spool.park(records.iter().filter_map(|queued| {
+            let context = Arc::clone(&queued.context);
+            Some((queued.record.time(), queued.spooled?, context))
+        }));
         self.ledger.park(kept as u64);
         kept
     }
@@ -294,10 +293,10 @@ impl Shared {
 
     /// A record the queue had no room for: with a spool it is kept there (and sent again once
     /// there is room and the collector answers), else dropped.
-    fn count_unqueued(&self, spooled: Option<(u64, SpoolRef)>) {
-        match (&self.spool, spooled) {
+    fn count_unqueued(&self, record: QueuedRecord) {
+        match (&self.spool, record.spooled) {
             (Some(spool), Some(at)) => {
-                spool.park([at]);
+                spool.park([(record.record.time(), at, record.context)]);
                 self.ledger.park_new(1);
                 self.warn("records kept in the spool to be sent later: the export queue is full");
             }
@@ -390,30 +389,8 @@ impl Emitter {
                 Err(refused) => self.shared.count_unspooled(&refused),
             }
         }
-        // With its time: a record the queue has no room for waits in the spool in the order
-        // it was logged.
-        let (size, spooled) = (
-            record.size,
-            record.spooled.map(|at| (record.record.time(), at)),
-        );
-        let sent = self.room_for(size).is_some_and(|waited| {
-            let sent = match (self.records.try_send(record), self.block) {
-                (Ok(()), _) => true,
-                (Err(TrySendError::Full(record)), Some(wait)) => {
-                    // The export thread may be asleep until its next tick: make sure it drains.
-                    self.signal_batch();
-                    let left = wait.saturating_sub(waited);
-                    self.records.send_timeout(record, left).is_ok()
-                }
-                (Err(_), _) => false,
-            };
-            if !sent {
-                self.shared.release_bytes(size);
-            }
-            sent
-        });
-        if !sent {
-            return self.shared.count_unqueued(spooled);
+        if let Some(unsent) = self.enqueue(record) {
+            return self.shared.count_unqueued(unsent);
         }
         // The flag first: while a batch is signalled, no emitter needs the queue's length, and
         // under a backlog no emitter writes the flag's cache line for nothing.
@@ -422,6 +399,32 @@ impl Emitter {
         {
             self.signal_batch();
         }
+    }
+
+    /// Puts `record` in the queue, within its bounds (waiting for room with `on_full =
+    /// "block"`); returns it when there is no room.
+    fn enqueue(&self, record: QueuedRecord) -> Option<QueuedRecord> {
+        let size = record.size;
+        let Some(waited) = self.room_for(size) else {
+            return Some(record);
+        };
+        let unsent = match (self.records.try_send(record), self.block) {
+            (Ok(()), _) => None,
+            (Err(TrySendError::Full(record)), Some(wait)) => {
+                // The export thread may be asleep until its next tick: make sure it drains.
+                self.signal_batch();
+                let left = wait.saturating_sub(waited);
+                self.records
+                    .send_timeout(record, left)
+                    .err()
+                    .map(|e| e.into_inner())
+            }
+            (Err(unsent), _) => Some(unsent.into_inner()),
+        };
+        if unsent.is_some() {
+            self.shared.release_bytes(size);
+        }
+        unsent
     }
 
     /// Room in the queue's byte bound for `size` more bytes: at once, or with `on_full =

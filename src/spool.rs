@@ -212,8 +212,12 @@ impl Spool {
 
     /// `records` (with the times they were logged) were given up in memory (a full queue,
     /// retries spent): they are only on disk now, until `read_back` reads them back.
-    pub(crate) fn park(&self, records: impl IntoIterator<Item = (u64, SpoolRef)>) {
-        let piled = records.into_iter().map(|(time, at)| Piled { time, at });
+    pub(crate) fn park(&self, records: impl IntoIterator<Item = (u64, SpoolRef, Arc<Resolved>)>) {
+        let piled = records.into_iter().map(|(time, at, context)| Piled {
+            time,
+            at,
+            context: Some(context),
+        });
         self.disk.pile(Pile::Parked, piled);
     }
 
@@ -268,7 +272,7 @@ impl Spool {
                 continue;
             }
             bytes += record.len();
-            records.push((context, record, piled.at));
+            records.push((piled.context.unwrap_or(context), record, piled.at));
         }
         self.disk.pile(pile, left);
         records

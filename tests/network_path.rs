@@ -360,19 +360,6 @@ fn each_scheme_goes_through_its_own_proxy_variable() {
         "the proxy's 502 is no delivery"
     );
 
-    let https_only = [("HTTPS_PROXY", for_https.url(""))];
-    let before = for_http.seen().len();
-    through("https://collector.invalid:4318/v1/logs", &https_only);
-    assert!(
-        for_https
-            .seen()
-            .iter()
-            .any(|s| s.line.starts_with("CONNECT collector.invalid:4318")),
-        "{:?}",
-        for_https.seen()
-    );
-    assert_eq!(for_http.seen().len(), before);
-
     // ALL_PROXY is the fallback (NO_PROXY's rules are unit tests of src/otlp/proxy.rs: a
     // bypassed `.invalid` name would be looked up in the DNS).
     let fallback = Scripted::answering("502 Bad Gateway");
@@ -381,4 +368,30 @@ fn each_scheme_goes_through_its_own_proxy_variable() {
         &[("ALL_PROXY", fallback.url(""))],
     );
     assert!(!fallback.seen().is_empty(), "ALL_PROXY is the fallback");
+}
+
+/// An https endpoint tunnels through `HTTPS_PROXY` (and never `HTTP_PROXY`); https needs the
+/// feature `tls` (in the default features).
+#[cfg(feature = "tls")]
+#[test]
+fn an_https_endpoint_tunnels_through_https_proxy() {
+    let (for_https, for_http) = (
+        Scripted::answering("502 Bad Gateway"),
+        Scripted::answering("502 Bad Gateway"),
+    );
+    let vars = [
+        ("HTTPS_PROXY", for_https.url("")),
+        ("HTTP_PROXY", for_http.url("")),
+    ];
+    let stats = through("https://collector.invalid:4318/v1/logs", &vars);
+    assert!(
+        for_https
+            .seen()
+            .iter()
+            .any(|s| s.line.starts_with("CONNECT collector.invalid:4318")),
+        "{:?}",
+        for_https.seen()
+    );
+    assert!(for_http.seen().is_empty(), "https went to HTTP_PROXY");
+    assert_eq!((stats.exported, stats.failed), (0, 3));
 }

@@ -341,3 +341,59 @@ fn recovery_stays_within_the_queue_s_memory_answers_and_keeps_the_order() {
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
+
+/// Records parked in an outage go out before records logged after it: the order a run's
+/// records were logged in holds across the spool.
+#[test]
+fn parked_records_go_before_newer_ones() {
+    watchdog("parked order", || {
+        let dir = spool_dir("parked-order");
+        let receiver = OtlpReceiver::start().unwrap();
+        receiver.set_fault(Some(Fault::Refuse));
+        // A window that fits one retry (1 s): the first request after the outage may meet a
+        // connection the outage closed.
+        let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+            max_retry_elapsed_millis: 1_500,
+            export_timeout_millis: 500,
+            schedule_delay_millis: 20,
+            max_export_batch_size: 1_000,
+            ..config(&receiver, &dir)
+        })
+        .unwrap();
+        let handle = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let log = |range: std::ops::Range<u64>| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                for seq in range {
+                    info!(seq, "ordered");
+                }
+            })
+        };
+        log(0..2_000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handle.stats().spooled < 2_000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(handle.stats().spooled, 2_000, "parked in the outage");
+        receiver.set_fault(None);
+        log(2_000..4_000);
+        handle.force_flush().expect("all delivered");
+        let order: Vec<u64> = receiver
+            .records()
+            .iter()
+            .filter_map(|record| record.attr_str("seq")?.parse().ok())
+            .collect();
+        let first_out = order
+            .iter()
+            .enumerate()
+            .position(|(i, &seq)| seq != i as u64);
+        assert_eq!(
+            (order.len(), first_out),
+            (4_000, None),
+            "from there: {:?}",
+            first_out.map(|i| &order[i.saturating_sub(2)..(i + 8).min(order.len())])
+        );
+        handle.shutdown().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}

@@ -85,6 +85,7 @@ pub(super) fn recover(disk: &Disk) -> std::io::Result<Recovered> {
                             segment: number,
                             ordinal,
                         },
+                        context: None,
                     }),
                 );
                 disk.seal(&segment, None);

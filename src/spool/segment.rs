@@ -6,7 +6,7 @@
 //! write-protect fault per page on ext4), which on the logging thread was most of the spool's
 //! cost per record.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use super::format::{self, Entry, ENTRY_HEADER_LEN, HEADER_LEN};
 use super::map::MappedFile;
 use super::Refused;
+use crate::span_context::Resolved;
 
 /// A live segment's file name, and a free one's (acknowledged, waiting to be reused).
 pub(super) const EXTENSION: &str = "spool";
@@ -47,7 +48,9 @@ pub(super) struct Disk {
     live: Mutex<HashMap<u64, Arc<Segment>>>,
     /// Records only on disk, by pile, waiting to be read back in the order they were logged:
     /// given up in memory (a full queue, retries spent), or left by a dead process.
-    piles: [Mutex<BTreeSet<Piled>>; 2],
+    /// Keyed by time and place; a parked record keeps its live context (a run's `Arc`), so
+    /// that it goes in one request with the run's newer records.
+    piles: [Mutex<PileOrder>; 2],
     /// This process's user: the only owner a segment read back may have.
     user: u32,
 }
@@ -233,7 +236,11 @@ impl Disk {
 
     /// Records (by time, segment and ordinal) that are now only on disk, in `pile`.
     pub(super) fn pile(&self, pile: Pile, records: impl IntoIterator<Item = Piled>) {
-        crate::sync::lock(&self.piles[pile as usize]).extend(records);
+        crate::sync::lock(&self.piles[pile as usize]).extend(
+            records
+                .into_iter()
+                .map(|piled| ((piled.time, piled.at), piled.context)),
+        );
     }
 
     /// The `most` oldest records of `pile` (taken off it: the caller sends them or piles them
@@ -242,6 +249,7 @@ impl Disk {
         let mut piled = crate::sync::lock(&self.piles[pile as usize]);
         std::iter::from_fn(|| piled.pop_first())
             .take(most)
+            .map(|((time, at), context)| Piled { time, at, context })
             .collect()
     }
 
@@ -267,11 +275,17 @@ impl Disk {
     }
 }
 
-/// A record waiting on disk: ordered by the time it was logged, then by where it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A pile: each record's context by its time and place.
+type PileOrder = BTreeMap<(u64, SpoolRef), Option<Arc<Resolved>>>;
+
+/// A record waiting on disk: read back by the time it was logged, then by where it is.
+#[derive(Debug, Clone)]
 pub(crate) struct Piled {
     pub(crate) time: u64,
     pub(crate) at: SpoolRef,
+    /// The record's context in this process (`None` for a dead process's records: theirs is
+    /// read with them).
+    pub(crate) context: Option<Arc<Resolved>>,
 }
 
 /// Which records wait on disk to be read back and sent.
