@@ -11,6 +11,8 @@ Usage: fake_program.py MODE  where MODE is
   spoolkill N  as the crate with $ZENML_OTEL_SPOOL_DIR: spool N records (two segments, the
             context repeated, a torn entry last), post the first 2, write the spool's path
             to $FAKE_OUT, then SIGKILL itself (no stats)
+  interleaved  post 12 records logged by `app::load` and `app::train` in turn, in one request
+            grouped by scope as the crate's encoder groups them (00, 02, ... 10, 01, 03, ... 11)
 """
 
 import json
@@ -69,6 +71,15 @@ def spool_then_die(config, resource, n):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def interleaved(config, resource):
+    now = time.time_ns()
+    logged = [(("app::load", "app::train")[i % 2], otlp.log_record(
+        body=f"fake: step {i:02}", severity_number=9, time_unix_nano=now + i * 1000))
+        for i in range(12)]
+    scopes = [(name, [r for s, r in logged if s == name]) for name in ("app::load", "app::train")]
+    assert send(config, otlp.request_scopes(resource, scopes)) == 200
+
+
 def send(config, body, auth=True):
     headers = dict(config.get("headers") or {}) if auth else {}
     return otlp.post(config["endpoint"], body, headers)[0]
@@ -88,6 +99,10 @@ def main(mode, *args):
     resource = {"service.name": "zenml", "telemetry.sdk.language": "rust"}
     if mode == "spoolkill":
         spool_then_die(config, resource, int(args[0]))
+    if mode == "interleaved":
+        interleaved(config, resource)
+        write_stats(12, 12)
+        return 0
     if mode == "kill":
         assert send(config, otlp.request(resource, ("fake", ""), records(1))) == 200
         os.kill(os.getpid(), signal.SIGKILL)

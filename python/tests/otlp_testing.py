@@ -124,6 +124,15 @@ def request(
     return length(1, resource_logs)
 
 
+def request_scopes(resource: Dict[str, Any], scopes: List[Tuple[str, List[bytes]]]) -> bytes:
+    """An ExportLogsServiceRequest with one resource and a ScopeLogs per (scope name, records)."""
+    scope_logs = b"".join(
+        length(2, length(1, string(1, name)) + b"".join(length(2, r) for r in records))
+        for name, records in scopes
+    )
+    return length(1, length(1, key_values(1, resource)) + scope_logs)
+
+
 def post(
     endpoint: str,
     body: bytes,

@@ -88,6 +88,24 @@ class RecentRecords:
             return digest is not None and digest in self._counts
 
 
+def in_logged_order(
+    records: list[tuple[str, DecodedRecord]],
+) -> list[tuple[str, DecodedRecord]]:
+    """A request's records in the order they were logged: by time (the
+    observed time when a record has none), ties in request order.
+
+    The crate's encoder, like the SDKs' exporters, groups a request's records
+    by scope, and ZenML's artifact log store stamps entries as they come, so
+    the relay's order is the dashboard's. A record without any time keeps its
+    place after the record before it."""
+    keys, last = [], 0
+    for _, record in records:
+        last = record["time_unix_nano"] or record["observed_time_unix_nano"] or last
+        keys.append(last)
+    order = sorted(range(len(records)), key=keys.__getitem__)  # stable
+    return [records[i] for i in order]
+
+
 class HttpError(Exception):
     """An answer other than 200."""
 
@@ -203,7 +221,7 @@ class Relay:
             for record in scope["records"]
         ]
         self.counts.add(received=len(records))
-        for scope_name, record in records:
+        for scope_name, record in in_logged_order(records):
             self._emit_one(scope_name, record)
 
     def _emit_one(self, scope_name: str, record: DecodedRecord) -> None:
