@@ -6,6 +6,8 @@ import http.client
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -66,13 +68,19 @@ def test_large_bodies_are_413(relay):
     assert otlp.post(relay.endpoint, big, auth(relay), gzipped=True)[0] == 413
 
 
-def test_a_failing_store_is_500():
+def test_a_failing_store_is_503_with_retry_after():
+    """Retryable for the crate (a 500 is final: it would drop the request from its spool)."""
     def refuse(record, metadata):
         raise OSError("disk full")
 
     with Relay(refuse) as relay:
-        status, text = otlp.post(relay.endpoint, BODY, auth(relay))
-    assert status == 500 and b"disk full" in text
+        data = gzip.compress(BODY)
+        req = urllib.request.Request(relay.endpoint, data=data, method="POST", headers={
+            **auth(relay), "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(req, timeout=10)
+    assert answer.value.code == 503 and b"disk full" in answer.value.read()
+    assert answer.value.headers["Retry-After"] == "1"
     assert relay.counts.get("failed_requests") == 1
 
 

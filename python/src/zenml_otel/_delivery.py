@@ -16,9 +16,9 @@ import urllib.request
 from collections.abc import Mapping
 
 from ._handover import CONFIG_VARIABLE
+from ._ledger import digest
 from ._otlp import decode_log_record, decode_resource_logs, export_request
-from ._records import metadata, to_log_record
-from ._relay import LOGS_PATH, Relay
+from ._relay import LOGS_PATH, Item, Relay, in_logged_order
 from ._spool import SpooledRecord, read_spool, spool_lock
 
 # Records per OTLP request when delivering to the `otel` store's collector.
@@ -26,6 +26,9 @@ SPOOL_BATCH = 1000
 # Attempts per request to the collector (a restarting collector gets a second and third
 # chance, as the crate's own retries would give it).
 SPOOL_ATTEMPTS = 3
+# How long delivery into the step waits for records a request of the program's is still
+# storing (a store slower than the program's export timeout).
+SPOOL_WAIT_SECONDS = 60.0
 
 
 @dataclasses.dataclass
@@ -83,25 +86,22 @@ def _deliver_locked(
 
 
 def _deliver_to_step(records: list[SpooledRecord], relay: Relay, report: SpoolReport) -> None:
-    """Each record into the step's logs as the relay hands over its records,
-    except those the relay already took (the spool is at-least-once)."""
+    """The records into the step's logs, in the order logged, as the relay
+    stores a request's, except those it stored or is storing (the spool is
+    at-least-once; a request the program gave up on may still be in a slow
+    store: waited for)."""
+    items: list[Item] = []
     for item in records:
         try:
             record = decode_log_record(item.record)
         except ValueError:
             report.malformed += 1
             continue
-        if relay.relayed_before(item.scope, record):
-            report.duplicates += 1
-            continue
-        log_record = to_log_record(item.scope, record)
-        if log_record.getMessage().strip():  # ZenML stores no blank messages
-            try:
-                relay.emit(log_record, metadata(record["attributes"]))
-            except Exception as e:
-                report.error = f"ZenML did not take a record: {e!r}"
-                continue
-        report.delivered += 1
+        items.append((item.scope, record, digest(item.scope, record)))
+    stored = relay.store(in_logged_order(items), SPOOL_WAIT_SECONDS)
+    report.delivered, report.duplicates = stored.stored, stored.duplicates
+    if stored.error is not None:
+        report.error = stored.error.text
 
 
 def _deliver_to_collector(

@@ -2,20 +2,24 @@
 the step's logs (through an `Emit`) before answering the request.
 
 Protobuf bodies, identity or gzip, behind a per-relay bearer secret; the crate's exporter
-retries what the relay answers with a 5xx, and the spool covers what it never sent.
+retries what the relay answers with a 503 (a store that failed mid-request: what it stored is
+in the relay's ledger and skipped on the retry), and the spool covers what it never sent.
 """
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import hmac
 import json
 import secrets
 import threading
 import zlib
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar, Union
 
 from . import _handover
+from ._ledger import MINE, PENDING, Claim, Ledger, digest
 from ._otlp import DecodedRecord, decode_export_request
 from ._records import Emit, metadata, to_log_record
 
@@ -23,6 +27,12 @@ LOGS_PATH = "/v1/logs"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 # A rejected request's body up to this size is read before answering.
 DISCARD_BYTES = 1024 * 1024
+# How long a request waits for its records that another request is still storing (the first
+# copy, when the program re-sent it after its export timeout) before it answers 503.
+PENDING_WAIT_SECONDS = 2.0
+# The Retry-After of a 503: the crate retries a 503 (never a 500) no sooner, and its spool
+# keeps the records meanwhile.
+RETRY_AFTER_SECONDS = 1
 
 
 class Counts:
@@ -45,52 +55,13 @@ class Counts:
             return self.values[key]
 
 
-class RecentRecords:
-    """Digests of the last `size` records a relay stored (thread-safe).
+# A record to store: its scope's name, the record, its digest in the ledger.
+Item = tuple[str, DecodedRecord, Union[int, None]]
 
-    A spooled record among them was acknowledged before its program died (the
-    spool is at-least-once) and is not stored twice. A record without a time
-    is never matched: two of those may well be alike on purpose.
-    """
-
-    def __init__(self, size: int = 1 << 17) -> None:
-        self._lock = threading.Lock()
-        self._size = size
-        self._order: collections.deque[int] = collections.deque()
-        self._counts: collections.Counter[int] = collections.Counter()
-
-    @staticmethod
-    def digest(scope_name: str, record: DecodedRecord) -> int | None:
-        """The same for a record read from a request and from the spool: both
-        hold the crate's same encoding, so the decoded fields come in the same
-        order. A 64-bit hash (this process's): against the last 2^17 records a
-        false match is about 2^-47 likely; canonical JSON cost 3x as much."""
-        if not (record["time_unix_nano"] or record["observed_time_unix_nano"]):
-            return None
-        return hash((scope_name, repr(record)))
-
-    def add(self, scope_name: str, record: DecodedRecord) -> None:
-        digest = self.digest(scope_name, record)
-        if digest is None:
-            return
-        with self._lock:
-            self._order.append(digest)
-            self._counts[digest] += 1
-            if len(self._order) > self._size:
-                oldest = self._order.popleft()
-                self._counts[oldest] -= 1
-                if not self._counts[oldest]:
-                    del self._counts[oldest]
-
-    def __contains__(self, item: tuple[str, DecodedRecord]) -> bool:
-        digest = self.digest(*item)
-        with self._lock:
-            return digest is not None and digest in self._counts
+_Ordered = TypeVar("_Ordered", tuple[str, DecodedRecord], Item)
 
 
-def in_logged_order(
-    records: list[tuple[str, DecodedRecord]],
-) -> list[tuple[str, DecodedRecord]]:
+def in_logged_order(records: Sequence[_Ordered]) -> list[_Ordered]:
     """A request's records in the order they were logged: by time (the
     observed time when a record has none), ties in request order.
 
@@ -99,19 +70,36 @@ def in_logged_order(
     the relay's order is the dashboard's. A record without any time keeps its
     place after the record before it."""
     keys, last = [], 0
-    for _, record in records:
+    for item in records:
+        record = item[1]
         last = record["time_unix_nano"] or record["observed_time_unix_nano"] or last
         keys.append(last)
     order = sorted(range(len(records)), key=keys.__getitem__)  # stable
     return [records[i] for i in order]
 
 
-class HttpError(Exception):
-    """An answer other than 200."""
+@dataclasses.dataclass
+class Stored:
+    """What `Relay.store` did: records stored, records stored before (by an
+    earlier copy), and why it stopped, if it did (a 503 to answer)."""
 
-    def __init__(self, status: int, text: str) -> None:
+    stored: int = 0
+    duplicates: int = 0
+    error: HttpError | None = None
+
+
+class HttpError(Exception):
+    """An answer other than 200; a 503 says when to retry."""
+
+    def __init__(self, status: int, text: str, retry_after: int | None = None) -> None:
         super().__init__(text)
-        self.status, self.text = status, text
+        self.status, self.text, self.retry_after = status, text, retry_after
+
+
+def retry_later(text: str) -> HttpError:
+    """A retryable answer: the crate sends the request again, and its spool keeps
+    what the relay did not store (a 500 is final: acknowledged, the tail lost)."""
+    return HttpError(503, text, RETRY_AFTER_SECONDS)
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
@@ -154,7 +142,7 @@ class Relay:
         self.max_body_bytes = max_body_bytes
         self.secret = secrets.token_urlsafe(32)
         self.counts = Counts()
-        self.recent = RecentRecords()
+        self.ledger = Ledger()
         self._closed = threading.Event()
         self._server = _RelayServer(self)
         self._thread = threading.Thread(
@@ -204,11 +192,13 @@ class Relay:
         return hmac.compare_digest((header or "").encode(), expected)
 
     def accept(self, body: bytes, encoding: str) -> None:
-        """Decodes a request body and emits its records, in order.
+        """Decodes a request body and stores its records, in the order logged,
+        each once (see `store`).
 
         Raises:
-            HttpError: 400 malformed, 413 too large, 415 encoding, 500 when
-                ZenML did not take a record, 503 once the relay is closed.
+            HttpError: 400 malformed, 413 too large, 415 encoding, 503 when
+                ZenML did not take a record, another request is still storing
+                some, or the relay is closed.
         """
         try:
             resources = decode_export_request(unpack(body, encoding, self.max_body_bytes))
@@ -221,12 +211,44 @@ class Relay:
             for record in scope["records"]
         ]
         self.counts.add(received=len(records))
-        for scope_name, record in in_logged_order(records):
-            self._emit_one(scope_name, record)
+        items = [(scope_name, record, digest(scope_name, record)) for scope_name, record in records]
+        error = self.store(in_logged_order(items), PENDING_WAIT_SECONDS).error
+        if error is not None:
+            raise error
+
+    def store(self, items: Sequence[Item], wait_seconds: float) -> Stored:
+        """Stores the records not stored yet, in order, and waits up to
+        `wait_seconds` for those another caller is storing. Stops at the first
+        record ZenML does not take: those before it are stored and remembered,
+        so a retry skips them; the rest is given back for a retry to store."""
+        claims = self.ledger.claim([d for _, _, d in items])
+        pending: list[Claim] = []
+        result = Stored()
+        try:
+            for (scope_name, record, _), claim in zip(items, claims):
+                if claim.kind == PENDING:
+                    pending.append(claim)
+                elif claim.kind == MINE:
+                    self._emit_one(scope_name, record)
+                    self.ledger.settle(claim, stored=True)
+                    result.stored += 1
+                else:
+                    result.duplicates += 1
+        except HttpError as e:
+            result.error = e
+        finally:
+            for claim in claims:  # after a failure: the rest is for a retry to store
+                self.ledger.settle(claim, stored=False)
+        if result.error is None and pending:
+            if self.ledger.wait(pending, wait_seconds):
+                result.duplicates += len(pending)
+            else:
+                result.error = retry_later("records of this request are still being stored")
+        return result
 
     def _emit_one(self, scope_name: str, record: DecodedRecord) -> None:
         if self._closed.is_set():
-            raise HttpError(503, "the relay is closed: the step's logs are done")
+            raise retry_later("the relay is closed: the step's logs are done")
         log_record = to_log_record(scope_name, record)
         if not log_record.getMessage().strip():
             self.counts.add(blank=1)  # ZenML stores no blank messages either
@@ -234,13 +256,12 @@ class Relay:
         try:
             self.emit(log_record, metadata(record["attributes"]))
         except Exception as e:
-            raise HttpError(500, f"ZenML did not take a record: {e!r}") from None
-        self.recent.add(scope_name, record)
+            raise retry_later(f"ZenML did not take a record: {e!r}") from None
         self.counts.add(relayed=1)
 
     def relayed_before(self, scope_name: str, record: DecodedRecord) -> bool:
-        """Whether this record is among the last ones stored (see `RecentRecords`)."""
-        return (scope_name, record) in self.recent
+        """Whether this record is among the last ones stored (see `Ledger`)."""
+        return self.ledger.stored_before(scope_name, record)
 
 
 class _RelayServer(ThreadingHTTPServer):
@@ -279,7 +300,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
             key = "failed_requests" if e.status >= 500 else "rejected_requests"
             relay.counts.add(**{key: 1})
             self._discard_body()
-            self._answer(e.status, e.text.encode(), "text/plain; charset=utf-8")
+            self._answer(e.status, e.text.encode(), "text/plain; charset=utf-8", e.retry_after)
             return
         self._answer(200, b"", "application/x-protobuf")
 
@@ -327,12 +348,16 @@ class _RelayHandler(BaseHTTPRequestHandler):
             raise HttpError(400, f"bad Content-Length {text!r}")
         return length
 
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+    def _answer(
+        self, status: int, body: bytes, content_type: str, retry_after: int | None = None
+    ) -> None:
         if status != 200:
             self.close_connection = True  # the request's body may be unread
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
