@@ -21,7 +21,7 @@ use crate::panic_hook;
 use crate::record::{self, AttributeLimits, RecordWriter};
 use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
 use crate::span_fields::{Allowlist, SpanValues};
-use crate::{Error, LogStoreHandle, OtelLogStoreConfig, ShutdownGuard};
+use crate::{Error, LogStoreHandle, ShutdownGuard};
 
 /// Crates on the export path. Their events are never exported, whatever filter the user sets:
 /// exporting them would log the export of the export, forever.
@@ -69,16 +69,18 @@ pub struct ZenmlOtelLayer {
 }
 
 impl ZenmlOtelLayer {
-    /// Applies the environment to the fields `config` leaves at their defaults, validates
-    /// everything, builds the OTLP exporter and starts the export threads.
+    /// Applies a ZenML step's handover and the environment to the fields `config` does not
+    /// give (see [`ExplicitConfig`](crate::ExplicitConfig)), validates everything, builds the
+    /// OTLP exporter and starts the export threads.
     ///
     /// Fails with an [`Error`] naming the field when a value is unusable (an endpoint that is not
     /// an http(s) URL, zero sizes, a batch larger than the queue, a header HTTP refuses), or the
     /// variable when a ZenML step's [`handover`](crate::handover) is blank or malformed. Nothing
     /// is sent until an event is logged.
-    pub fn new(config: OtelLogStoreConfig) -> Result<Self, Error> {
-        let config = config.with_env()?;
-        let settings = config.validate()?;
+    pub fn new(config: impl Into<crate::ExplicitConfig>) -> Result<Self, Error> {
+        let merged = config.into().merge(&crate::environ::process)?;
+        let settings = merged.validate(&crate::environ::process)?;
+        let config = merged.config;
         let handover = Handover::read(&crate::environ::process)?;
         let instance_id = uuid::Uuid::new_v4().to_string();
         let base = Resource::builder_empty()

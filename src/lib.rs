@@ -31,6 +31,6 @@ pub mod testing;
 mod wire;
 
 pub use batch::{ExportStats, LogStoreHandle, ShutdownGuard};
-pub use config::{Compression, OnFull, OtelLogStoreConfig, Protocol};
+pub use config::{Compression, ExplicitConfig, OnFull, OtelLogStoreConfig, Protocol};
 pub use error::Error;
 pub use layer::ZenmlOtelLayer;

@@ -1,6 +1,8 @@
 """The constants the crate and the package share, read from both sides: the handover variables
-(src/handover.rs, src/config/env.rs), the spool format (src/spool/format.rs, segment.rs, the
-lock file's name) and the stats file's keys (src/batch/receipt.rs). A change on one side only
+(src/handover.rs, src/config/model.rs), the spool format (src/spool/format.rs, segment.rs, the
+lock file's name), the stats file's keys (src/batch/receipt.rs) and the `otel` flavor's keys
+(src/config/model.rs). A change on one side only fails here, not first in an end-to-end
+test. A change on one side only
 fails here, not first in an end-to-end test."""
 
 import re
@@ -29,6 +31,7 @@ from zenml_otel._spool import (
     SPOOL_MAGIC,
     SPOOL_VERSION,
 )
+from zenml_otel._zenml import CONFIG_KEYS
 
 SRC = REPO / "src"
 
@@ -90,7 +93,23 @@ def test_the_configuration_and_stats_variables_are_the_crates(ours, theirs):
 
 
 def test_the_spool_variable_is_the_crates():
-    assert const("config/env.rs", "SPOOL_DIR", "&[&str]") == f'&["{SPOOL_VARIABLE}"]'
+    assert config_fields()["spool_dir"][0] == [SPOOL_VARIABLE]
+
+
+def config_fields():
+    """The field table of src/config/model.rs: name -> (its variables, whether it is a key of
+    ZenML's `otel` flavor)."""
+    pattern = r"^ +(\w+), with_\1: [^=]+ = [^;]+;\s+env \[([^\]]*)\][^;]*;\s+flavor (true|false),"
+    found = re.findall(pattern, rust("config/model.rs"), re.M)
+    assert found, "src/config/model.rs: no `name, with_name: Type = default; env [...]; flavor`"
+    return {name: (re.findall(r'"([^"]+)"', env), flavor == "true") for name, env, flavor in found}
+
+
+def test_the_otel_flavor_keys_are_the_crates():
+    # What a step hands over (CONFIG_KEYS) is what the crate declares as the flavor's keys.
+    flavor = {name for name, (_, is_flavor) in config_fields().items() if is_flavor}
+    assert set(CONFIG_KEYS) == flavor
+    assert len(CONFIG_KEYS) == len(set(CONFIG_KEYS))
 
 
 def test_the_spool_format_is_the_crates():

@@ -9,13 +9,15 @@
 
 use http::Uri;
 
+use super::model::vars;
 use super::Protocol;
 use crate::environ::Env;
 use crate::Error;
 
 const LOGS_PATH: &str = "/v1/logs";
-const ENV_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
-const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// The endpoint's variables (`model.rs`): the signal's own, used as is, then the generic base.
+const ENV_LOGS_ENDPOINT: &str = vars::endpoint[0];
+const ENV_ENDPOINT: &str = vars::endpoint[1];
 
 /// The URL requests go to: the configured endpoint, else the environment, else the default.
 pub(super) fn resolve(

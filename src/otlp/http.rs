@@ -6,7 +6,7 @@
 //! is `export_timeout_millis`.
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use std::time::Duration;
 
 use super::compress::Compressor;
@@ -25,7 +25,7 @@ pub(super) struct HttpTransport {
     client: ureq::Agent,
     url: String,
     /// The configured headers (explicit over environment, resolved by the config).
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: crate::config::Headers,
     encoder: Encoder,
     json: bool,
     compressor: Compressor,
