@@ -17,4 +17,7 @@ mod validate;
 pub use explicit::ExplicitConfig;
 pub use kinds::{Compression, OnFull, Protocol};
 pub use model::OtelLogStoreConfig;
-pub(crate) use validate::{feature_of, missing_feature, Headers, Settings, Tls};
+pub(crate) use validate::{feature_of, missing_feature, Headers, Settings};
+// Only the transports with TLS (`tls`, `grpc`) read it.
+#[cfg_attr(not(feature = "tls"), allow(unused_imports))]
+pub(crate) use validate::Tls;

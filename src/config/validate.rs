@@ -283,6 +283,8 @@ pub(crate) struct Settings {
     pub(crate) compression: Compression,
     pub(crate) timeout: Duration,
     pub(crate) headers: Headers,
+    /// Read by the transports with TLS only (`tls`, `grpc`).
+    #[cfg_attr(not(any(feature = "tls", feature = "grpc")), allow(dead_code))]
     pub(crate) tls: Tls,
     pub(crate) schedule_delay: Duration,
     /// Most bytes of one encoded request.
