@@ -8,8 +8,16 @@ use crate::Error;
 /// ([`process`]), or a map in tests. `Ok(None)` when the variable is unset.
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Result<Option<String>, Error>;
 
-/// Reads `name` from the process's environment.
+/// Reads `name` from the process's environment; the handover's owner's variables read as
+/// unset in any other process (`handover::may_read`).
 pub(crate) fn process(name: &str) -> Result<Option<String>, Error> {
+    match read(name)? {
+        Some(_) if !crate::handover::may_read(name, &read)? => Ok(None),
+        value => Ok(value),
+    }
+}
+
+fn read(name: &str) -> Result<Option<String>, Error> {
     match std::env::var_os(name) {
         None => Ok(None),
         Some(value) => value

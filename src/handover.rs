@@ -21,7 +21,21 @@
 //! | [`LOG_STORE_CONFIG`] | the `otel` log store's configuration as JSON (the component's keys) |
 //! | [`LOG_STORE_CONFIG_FILE`] | the same, as the path of a JSON file |
 //! | [`STATS_FILE`] | where `shutdown()` (and the guard's drop) writes the final [`ExportStats`](crate::ExportStats) as JSON, for the step's receipt |
+//! | [`OWNER_FILE`] | a file the first process to make a layer creates: only that process uses [`STATS_FILE`] and `ZENML_OTEL_SPOOL_DIR` |
+//! | [`HANDOVER_VERSION`] | the helper's handover version (this crate's is [`VERSION`], written to the stats file) |
 //!
+//! **One owner.** A program's children inherit its environment, handover included. They belong
+//! to the step too (their records carry its context and go where the program's go), but the
+//! stats file and the spool directory are one process's: with [`OWNER_FILE`] handed over, the
+//! first process that makes a layer creates that file (0600, exclusively) with its pid and is
+//! the owner; any other process reads both variables as unset (no spool of its own, no
+//! receipt). Without [`OWNER_FILE`] (set by hand, or by a helper older than handover 2), the
+//! variables are every reader's, as before.
+//!
+//! **Versions.** The helper (pip) and the crate (crates.io) are released apart. A handover
+//! only ever adds variables; each side ignores what it does not know and works with what it
+//! gets: a crate older than a variable ignores it, and a helper reads `handover_version` in the
+//! stats file to know what the program understood (absent: version 1).
 //! Ids must be UUIDs (exported in ZenML's lowercase hyphenated form, so a query with ZenML's
 //! own value matches); names any text without control characters; the source a word such as
 //! `step`. A variable that is set but blank or malformed is an error naming it.
@@ -74,6 +88,17 @@ pub const LOG_STORE_CONFIG_FILE: &str = "ZENML_OTEL_LOG_STORE_CONFIG_FILE";
 /// `emitted`, `exported`, `dropped`, `failed`, `rejected` and `truncated`, replacing the file
 /// whole (written beside it, then renamed). Its directory must exist.
 pub const STATS_FILE: &str = "ZENML_OTEL_STATS_FILE";
+/// The path of the handover's owner claim: see "One owner" above. Its directory is the
+/// helper's; the file must not exist yet when the program starts.
+pub const OWNER_FILE: &str = "ZENML_OTEL_OWNER_FILE";
+/// The handover version the helper speaks: a positive integer.
+pub const HANDOVER_VERSION: &str = "ZENML_OTEL_HANDOVER_VERSION";
+/// The handover version this crate speaks. 2 added [`OWNER_FILE`] and [`HANDOVER_VERSION`].
+pub const VERSION: u32 = 2;
+/// The crash-safe spool's directory (a configuration variable, `spool_dir`): one process's.
+pub(crate) const SPOOL_DIR: &str = "ZENML_OTEL_SPOOL_DIR";
+/// The variables only the handover's owner reads.
+const OWNED: [&str; 2] = [STATS_FILE, SPOOL_DIR];
 
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -120,6 +145,8 @@ pub const ALL: &[&str] = &[
     LOG_STORE_CONFIG,
     LOG_STORE_CONFIG_FILE,
     STATS_FILE,
+    OWNER_FILE,
+    HANDOVER_VERSION,
 ];
 
 /// The step context a program was handed: the process's base run context.
@@ -155,6 +182,7 @@ impl Handover {
                 .collect::<Result<_, _>>()?,
             stats_file: stats_file(env)?,
         };
+        version(env)?;
         if handover.step_id.is_some() && handover.pipeline_run_id.is_none() {
             return Err(Error::config(
                 STEP_RUN_ID,
@@ -162,6 +190,55 @@ impl Handover {
             ));
         }
         Ok(handover)
+    }
+}
+
+/// Checks [`HANDOVER_VERSION`]: any positive integer (a newer helper's too: what this crate
+/// does not know, it ignores).
+fn version(env: Env<'_>) -> Result<Option<u32>, Error> {
+    let Some(text) = checked(env, HANDOVER_VERSION, Shape::Name)? else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(version) if version > 0 => Ok(Some(version)),
+        _ => Err(Error::config(
+            HANDOVER_VERSION,
+            format!("`{text}` is not a handover version (a positive integer)"),
+        )),
+    }
+}
+
+/// Whether this process may read `name` (set in `env`): every variable but the owner's
+/// ([`STATS_FILE`], `ZENML_OTEL_SPOOL_DIR`), and those too when this process owns the
+/// handover (see "One owner" above).
+pub(crate) fn may_read(name: &str, env: Env<'_>) -> Result<bool, Error> {
+    if !OWNED.contains(&name) {
+        return Ok(true);
+    }
+    let Some(path) = checked(env, OWNER_FILE, Shape::Name)? else {
+        return Ok(true);
+    };
+    Ok(claim(Path::new(&path)))
+}
+
+/// Claims the handover for this process: creates `path` with this process's pid, or finds it
+/// there already (a second layer of the same process). Any other outcome (another pid, a
+/// link, the helper's directory gone) means another process owns it.
+fn claim(path: &Path) -> bool {
+    use std::io::{Read as _, Write as _};
+    let pid = std::process::id().to_string();
+    match crate::private_file::open(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        path,
+    ) {
+        Ok(mut file) => file.write_all(pid.as_bytes()).is_ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mut owner = String::new();
+            crate::private_file::open(std::fs::OpenOptions::new().read(true), path)
+                .and_then(|file| file.take(32).read_to_string(&mut owner))
+                .is_ok_and(|_| owner == pid)
+        }
+        Err(_) => false,
     }
 }
 
@@ -345,6 +422,66 @@ mod tests {
         let err = error(&[(STEP_RUN_ID, STEP)]);
         assert_eq!(err.field(), Some(STEP_RUN_ID));
         assert!(err.to_string().contains(PIPELINE_RUN_ID), "{err}");
+    }
+
+    #[test]
+    fn only_the_first_process_to_claim_the_handover_reads_its_owner_s_variables() {
+        let dir = std::env::temp_dir().join(format!("zenml-otel-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let claim = dir.join("owner");
+        let vars = [(OWNER_FILE, claim.to_str().unwrap())];
+        assert!(
+            may_read(LOG_ID, &env(&vars)).unwrap(),
+            "not an owner's variable"
+        );
+        assert!(
+            may_read(STATS_FILE, &env(&vars)).unwrap(),
+            "the first claims it"
+        );
+        assert!(may_read(SPOOL_DIR, &env(&vars)).unwrap(), "and keeps it");
+        let mode = std::fs::metadata(&claim).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&claim).unwrap(),
+            std::process::id().to_string()
+        );
+        // Another process's claim (a pid that is not ours): this one is a child.
+        std::fs::write(&claim, "1").unwrap();
+        assert!(!may_read(STATS_FILE, &env(&vars)).unwrap());
+        assert!(!may_read(SPOOL_DIR, &env(&vars)).unwrap());
+        assert!(
+            may_read(STATS_FILE, &env(&[])).unwrap(),
+            "no claim handed over: as before"
+        );
+        // The helper's directory gone (a child outliving the call), or a planted link.
+        let gone = [(OWNER_FILE, "/nonexistent-zenml-otel/owner")];
+        assert!(!may_read(STATS_FILE, &env(&gone)).unwrap());
+        std::fs::remove_file(&claim).unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), &claim).unwrap();
+        assert!(!may_read(STATS_FILE, &env(&vars)).unwrap());
+        assert!(!dir.join("target").exists(), "a link is never followed");
+        assert_eq!(
+            may_read(STATS_FILE, &env(&[(OWNER_FILE, " ")]))
+                .unwrap_err()
+                .field(),
+            Some(OWNER_FILE)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_handover_version_is_a_positive_integer_and_newer_ones_are_taken() {
+        for good in ["1", "2", "17"] {
+            Handover::read(&env(&[(HANDOVER_VERSION, good)])).unwrap();
+        }
+        for bad in ["0", "two", "-1", "2.0"] {
+            assert_eq!(
+                error(&[(HANDOVER_VERSION, bad)]).field(),
+                Some(HANDOVER_VERSION),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod last_context;
 mod layer;
 mod otlp;
 mod panic_hook;
+mod private_file;
 mod record;
 mod redact;
 mod rpc_status;

@@ -6,17 +6,20 @@
 //! belongs to the step that started it and is exported to that step's `otel` log store.
 //! `bash examples/zenml/run.sh` runs it inside a real ZenML pipeline.
 //! With `ZENML_OTEL_EXAMPLE_ABORT` set it then logs an error and aborts (no flush, no shutdown).
+//! With `ZENML_OTEL_EXAMPLE_CHILDREN=N` it first starts N copies of itself, which inherit the
+//! handover and make layers of their own while it holds its spool (and fails if one fails).
 
 use tracing::{error, info, info_span, warn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use zenml_otel::{OtelLogStoreConfig, ZenmlOtelLayer};
 
-fn main() -> Result<(), zenml_otel::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig::default())?;
     // Dropped at the end of main: exports what is still queued before the process exits.
     let _guard = layer.guard();
     tracing_subscriber::registry().with(layer).init();
+    children()?;
 
     info!(threads = 2u64, "rust: loading the features");
     let features: Vec<f64> = (1..=1000).map(|i| f64::from(i) / 1000.0).collect();
@@ -36,6 +39,27 @@ fn main() -> Result<(), zenml_otel::Error> {
         // queued is exported. Only the spool (`ZENML_OTEL_SPOOL_DIR`) still has the records.
         error!("rust: aborting");
         std::process::abort();
+    }
+    Ok(())
+}
+
+/// Runs `ZENML_OTEL_EXAMPLE_CHILDREN` copies of this program at once and waits for them.
+fn children() -> Result<(), Box<dyn std::error::Error>> {
+    const VARIABLE: &str = "ZENML_OTEL_EXAMPLE_CHILDREN";
+    let count: usize = std::env::var(VARIABLE).map_or(Ok(0), |n| n.parse())?;
+    let exe = std::env::current_exe()?;
+    let started: Vec<_> = (0..count)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .env_remove(VARIABLE)
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for mut child in started {
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("a child {status}").into());
+        }
     }
     Ok(())
 }

@@ -154,7 +154,13 @@ def post(
 
 
 def handed_over() -> Dict[str, Any]:
-    """The configuration the step handed this process."""
+    """The configuration the step handed this process, from either variable (as the crate
+    reads it, since before handover 2)."""
+    path = os.environ.get("ZENML_OTEL_LOG_STORE_CONFIG_FILE")
+    if path is not None:
+        with open(path, encoding="utf-8") as file:
+            from_file: Dict[str, Any] = json.load(file)
+        return from_file
     config: Dict[str, Any] = json.loads(os.environ["ZENML_OTEL_LOG_STORE_CONFIG"])
     return config
 

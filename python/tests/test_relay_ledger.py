@@ -2,6 +2,7 @@
 """The relay's order and its memo of what it stored, without ZenML (the pipelines are in
 test_relay_promise.py)."""
 
+import logging
 import threading
 import time
 
@@ -48,7 +49,8 @@ def post_until_200(relay, body, tries=10):
 
 
 def test_a_store_that_fails_mid_request_is_retried_and_stores_each_record_once():
-    got, failed = [], []
+    got: list[str] = []
+    failed: list[logging.LogRecord] = []
 
     def flaky(record, metadata):
         if record.getMessage() == "r2" and not failed:

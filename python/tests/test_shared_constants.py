@@ -2,8 +2,7 @@
 (src/handover.rs, src/config/model.rs), the spool format (src/spool/format.rs, segment.rs, the
 lock file's name), the stats file's keys (src/batch/receipt.rs) and the `otel` flavor's keys
 (src/config/model.rs). A change on one side only fails here, not first in an end-to-end
-test. A change on one side only
-fails here, not first in an end-to-end test."""
+test."""
 
 import re
 
@@ -15,9 +14,12 @@ from zenml_otel import HANDOVER_VARIABLES
 from zenml_otel._handover import (
     CONFIG_FILE_VARIABLE,
     CONFIG_VARIABLE,
+    HANDOVER_VERSION,
+    OWNER_FILE_VARIABLE,
     PREFIX,
     SPOOL_VARIABLE,
     STATS_FILE_VARIABLE,
+    VERSION_VARIABLE,
 )
 from zenml_otel._receipt import STATS_KEYS
 from zenml_otel._spool import (
@@ -74,9 +76,12 @@ def test_the_handover_variables_are_the_crates():
     listed = re.findall(r"\b([A-Z][A-Z0-9_]*)\b", body)
     assert listed, f"src/handover.rs: ALL lists nothing: {body}"
     rust_all = [names[n] for n in listed]
-    # HANDOVER_VARIABLES: what a step hands over; the crate also reads the config file and
-    # writes the stats file, both of one process only (`child_env` drops them as stale).
-    assert [*HANDOVER_VARIABLES, CONFIG_FILE_VARIABLE, STATS_FILE_VARIABLE] == rust_all
+    # HANDOVER_VARIABLES: what a step hands over; the crate also reads the config file, the
+    # stats file and owner file (one process's: `child_env` drops them as stale) and the
+    # version.
+    ours = [*HANDOVER_VARIABLES, CONFIG_FILE_VARIABLE, STATS_FILE_VARIABLE, OWNER_FILE_VARIABLE,
+            VERSION_VARIABLE]  # fmt: skip
+    assert ours == rust_all
     assert all(v.startswith(PREFIX) for v in rust_all)
 
 
@@ -86,6 +91,8 @@ def test_the_handover_variables_are_the_crates():
         (CONFIG_VARIABLE, "LOG_STORE_CONFIG"),
         (CONFIG_FILE_VARIABLE, "LOG_STORE_CONFIG_FILE"),
         (STATS_FILE_VARIABLE, "STATS_FILE"),
+        (OWNER_FILE_VARIABLE, "OWNER_FILE"),
+        (VERSION_VARIABLE, "HANDOVER_VERSION"),
     ],
 )
 def test_the_configuration_and_stats_variables_are_the_crates(ours, theirs):
@@ -94,6 +101,8 @@ def test_the_configuration_and_stats_variables_are_the_crates(ours, theirs):
 
 def test_the_spool_variable_is_the_crates():
     assert config_fields()["spool_dir"][0] == [SPOOL_VARIABLE]
+    # The handover reads it as one process's (src/handover.rs `OWNED`).
+    assert const("handover.rs", "SPOOL_DIR", "&str") == f'"{SPOOL_VARIABLE}"'
 
 
 def config_fields():
@@ -110,6 +119,10 @@ def test_the_otel_flavor_keys_are_the_crates():
     flavor = {name for name, (_, is_flavor) in config_fields().items() if is_flavor}
     assert set(CONFIG_KEYS) == flavor
     assert len(CONFIG_KEYS) == len(set(CONFIG_KEYS))
+
+
+def test_the_handover_version_is_the_crates():
+    assert integer("handover.rs", "VERSION", "u32") == HANDOVER_VERSION
 
 
 def test_the_spool_format_is_the_crates():

@@ -7,7 +7,8 @@ use std::path::Path;
 use super::ExportStats;
 
 /// Writes `stats` to `path` as one JSON object, replacing the file whole: a reader never sees
-/// half of it. The error says what could not be written.
+/// half of it. The file is private (0600, its partial never written through a link). The error
+/// says what could not be written.
 pub(super) fn write(path: &Path, stats: &ExportStats) -> std::io::Result<()> {
     let json = serde_json::json!({
         "emitted": stats.emitted,
@@ -18,10 +19,18 @@ pub(super) fn write(path: &Path, stats: &ExportStats) -> std::io::Result<()> {
         "truncated": stats.truncated,
         "recovered": stats.recovered,
         "spooled": stats.spooled,
+        // What the helper may count on this program understanding (`handover` module docs).
+        "handover_version": crate::handover::VERSION,
     });
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(".{}.partial", std::process::id()));
-    let mut file = std::fs::File::create(&partial)?;
+    // A partial left by a killed process of the same pid goes first (a link is removed, never
+    // followed).
+    let _ = std::fs::remove_file(&partial);
+    let mut file = crate::private_file::open(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        Path::new(&partial),
+    )?;
     file.write_all(json.to_string().as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&partial, path).inspect_err(|_| {
@@ -52,13 +61,17 @@ mod tests {
         assert_eq!(
             read,
             serde_json::json!({"emitted": 5, "exported": 3, "dropped": 1, "failed": 1,
-                               "rejected": 0, "truncated": 0, "recovered": 0, "spooled": 0})
+                               "rejected": 0, "truncated": 0, "recovered": 0, "spooled": 0,
+                               "handover_version": crate::handover::VERSION})
         );
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),
             1,
             "no partial file left"
         );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the counters are the user's alone");
         assert!(write(&dir.join("missing/stats.json"), &stats).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

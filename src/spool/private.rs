@@ -7,26 +7,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::Path;
 
 use crate::Error;
 
-/// Files of the spool: read and written by their user only.
-const FILE_MODE: u32 = 0o600;
-
-/// Opens `path` for `options` (a new file 0600), never through a symlink, never inherited by
-/// a child.
-pub(super) fn open(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
-    open_with(options, path, 0)
-}
-
-fn open_with(options: &mut OpenOptions, path: &Path, flags: i32) -> std::io::Result<File> {
-    options
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | flags)
-        .open(path)
-}
+pub(super) use crate::private_file::open;
+use crate::private_file::open_with;
 
 /// Makes `dir` (0700) if missing, and takes its `lock` file (0600, not truncated, not through a
 /// symlink). Refuses a directory another user owns or others may write in, naming `spool_dir`.

@@ -5,14 +5,11 @@ relay received and what the spool's delivery did.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Union
 
 from . import _zenml
@@ -28,18 +25,9 @@ Command = Union[str, Sequence[str]]
 log = logging.getLogger("zenml_otel")
 
 
-@contextlib.contextmanager
-def stats_path() -> Iterator[str]:
-    """A path the program writes its stats to (the directory is removed after)."""
-    directory = tempfile.mkdtemp(prefix="zenml-otel-stats-")
-    try:
-        yield os.path.join(directory, "stats.json")
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def _read_stats(path: str) -> tuple[dict[str, int] | None, str]:
-    """The program's stats, or None and why not."""
+    """The program's stats (with its `handover_version`: 1 when it names none), or None and
+    why not."""
     try:
         with open(path, encoding="utf-8") as file:
             raw: object = json.load(file)
@@ -49,7 +37,11 @@ def _read_stats(path: str) -> tuple[dict[str, int] | None, str]:
         return None, f"left unreadable stats ({e})"
     if not isinstance(raw, dict):
         return None, "left stats that are not a JSON object"
-    return {k: v for k, v in raw.items() if k in STATS_KEYS and isinstance(v, int)}, ""
+    stats = {k: v for k, v in raw.items() if k in STATS_KEYS and isinstance(v, int)}
+    version = raw.get("handover_version")
+    if stats:
+        stats["handover_version"] = version if isinstance(version, int) else 1
+    return stats, ""
 
 
 def program(cmd: Command) -> str:

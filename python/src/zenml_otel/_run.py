@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -14,13 +15,16 @@ from . import _spool, _zenml
 from ._delivery import deliver_spool
 from ._handover import (
     CONFIG_VARIABLE,
+    OWNER_FILE_VARIABLE,
     SPOOL_VARIABLE,
     STATS_FILE_VARIABLE,
     Env,
     child_env,
+    config_in_file,
     handover_env,
+    private_dir,
 )
-from ._receipt import Command, log_receipt, program, receipt, spool_text, stats_path
+from ._receipt import Command, log_receipt, program, receipt, spool_text
 from ._relay import Relay
 
 LOGS_MODES = ("auto", "relay", "direct")
@@ -70,7 +74,7 @@ def relay_env(logs: str = "auto") -> Iterator[Env]:
         RuntimeError: If called outside a running ZenML step.
         ValueError: If `logs` is not "auto", "relay" or "direct".
     """
-    with handover(logs) as (env, _relay):
+    with handover(logs) as (env, _relay), config_in_file(env):
         yield env
 
 
@@ -94,13 +98,17 @@ def run_rust_step(cmd: Command, logs: str = "auto", **kwargs: Any) -> int:
     """
     kwargs.pop("check", None)
     base: Mapping[str, str] | None = kwargs.pop("env", None)
-    with handover(logs) as (handed_over, relay), stats_path() as stats_file:
+    with handover(logs) as (handed_over, relay), private_dir() as directory:
         env = child_env(handed_over, base)
-        env[STATS_FILE_VARIABLE] = stats_file
+        stats_file = env[STATS_FILE_VARIABLE] = os.path.join(directory, "stats.json")
+        # Created by the first process that makes a layer: only it uses the stats file and
+        # the spool (the program, not its children).
+        env[OWNER_FILE_VARIABLE] = os.path.join(directory, "owner")
         spool_dir = _spool.new_spool_dir()
         if spool_dir is not None:
             env[SPOOL_VARIABLE] = spool_dir
-        result = _run_program(cmd, env, kwargs, spool_dir, handed_over, relay)
+        with config_in_file(env):
+            result = _run_program(cmd, env, kwargs, spool_dir, handed_over, relay)
         spool = deliver_spool(spool_dir, handed_over, relay) if spool_dir else None
         line, metadata, ok = receipt(cmd, result.returncode, stats_file, relay, spool)
     log_receipt(program(cmd), line, metadata, ok)
@@ -120,10 +128,11 @@ def _run_program(
     relay: Relay | None,
 ) -> subprocess.CompletedProcess[Any]:
     """`subprocess.run`; when that raises (e.g. `timeout=` killed the
-    program), the spool is still delivered and said so before the error goes on."""
+    program, or Ctrl-C, `KeyboardInterrupt`, or a `SystemExit` from a signal
+    handler), the spool is still delivered and said so before the error goes on."""
     try:
         return subprocess.run(cmd, env=env, **kwargs)
-    except Exception as e:
+    except BaseException as e:
         if spool_dir is not None:
             text = spool_text(deliver_spool(spool_dir, handed_over, relay))
             log.warning("zenml-otel: %s failed (%r)%s", program(cmd), e, text)
