@@ -17,7 +17,10 @@ mod validate;
 pub use explicit::ExplicitConfig;
 pub use kinds::{Compression, OnFull, Protocol};
 pub use model::OtelLogStoreConfig;
-pub(crate) use validate::{feature_of, missing_feature, Headers, Settings};
+pub(crate) use validate::{feature_of, missing_feature, Settings};
+// Read by the HTTP transport only.
+#[cfg(feature = "http-proto")]
+pub(crate) use validate::Headers;
 // Only the transports with TLS (`tls`, `grpc`) read it.
 #[cfg_attr(not(feature = "tls"), allow(unused_imports))]
 pub(crate) use validate::Tls;
