@@ -40,8 +40,10 @@ HANDOVER_VARIABLES = tuple(
     )
 )  # fmt: skip
 # Variables through which an inherited environment could send the program's exports
-# elsewhere than the relay (the crate reads them for fields the handed-over configuration
-# leaves at their default, e.g. the protocol).
+# elsewhere than the relay. Today's crate never reads the transport from them under a
+# handover (issue 27); they are still removed for programs built against an older crate,
+# which read them for fields the handed-over configuration leaves at their default (e.g. the
+# protocol), and a program exporting to the relay on loopback needs none of them.
 REDIRECTING_PREFIX = "OTEL_EXPORTER_OTLP_"
 # The relay listens on loopback: whatever HTTP client the program uses, these never go
 # through a proxy (added to NO_PROXY and no_proxy, which curl, reqwest, Go and Python honour).
