@@ -204,10 +204,12 @@ fn without_an_otel_store_the_ids_are_still_handed_over() {
         env["ZENML_OTEL_STEP_RUN_ID"]
     );
     assert_eq!(auto["ZENML_OTEL_LOG_ID"], env["ZENML_OTEL_LOG_ID"]);
+    // The configuration holds the relay's secret: in a private file, never in the environment.
+    assert!(auto.get("ZENML_OTEL_LOG_STORE_CONFIG").is_none(), "{auto}");
     let config: Value = serde_json::from_str(
-        auto["ZENML_OTEL_LOG_STORE_CONFIG"]
+        auto["config_file"]
             .as_str()
-            .expect("the relay's configuration"),
+            .expect("the relay's configuration file"),
     )
     .unwrap();
     let endpoint = config["endpoint"].as_str().unwrap_or_default();
