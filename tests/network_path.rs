@@ -330,8 +330,9 @@ fn through(endpoint: &str, vars: &[(&str, String)]) -> ExportStats {
     harness.handle.stats()
 }
 
-#[test]
-fn each_scheme_goes_through_its_own_proxy_variable() {
+/// `endpoint` with one refusing proxy in `HTTPS_PROXY` and another in `HTTP_PROXY`: both
+/// proxies (to see which was asked) and the layer's counts.
+fn through_both_proxies(endpoint: &str) -> (Scripted, Scripted, zenml_otel::ExportStats) {
     let (for_https, for_http) = (
         Scripted::answering("502 Bad Gateway"),
         Scripted::answering("502 Bad Gateway"),
@@ -340,7 +341,14 @@ fn each_scheme_goes_through_its_own_proxy_variable() {
         ("HTTPS_PROXY", for_https.url("")),
         ("HTTP_PROXY", for_http.url("")),
     ];
-    let stats = through("http://collector.invalid:4318/v1/logs", &vars);
+    let stats = through(endpoint, &vars);
+    (for_https, for_http, stats)
+}
+
+#[test]
+fn each_scheme_goes_through_its_own_proxy_variable() {
+    let (for_https, for_http, stats) =
+        through_both_proxies("http://collector.invalid:4318/v1/logs");
     assert!(
         for_https.seen().is_empty(),
         "http went to HTTPS_PROXY: {:?}",
@@ -375,15 +383,8 @@ fn each_scheme_goes_through_its_own_proxy_variable() {
 #[cfg(feature = "tls")]
 #[test]
 fn an_https_endpoint_tunnels_through_https_proxy() {
-    let (for_https, for_http) = (
-        Scripted::answering("502 Bad Gateway"),
-        Scripted::answering("502 Bad Gateway"),
-    );
-    let vars = [
-        ("HTTPS_PROXY", for_https.url("")),
-        ("HTTP_PROXY", for_http.url("")),
-    ];
-    let stats = through("https://collector.invalid:4318/v1/logs", &vars);
+    let (for_https, for_http, stats) =
+        through_both_proxies("https://collector.invalid:4318/v1/logs");
     assert!(
         for_https
             .seen()
