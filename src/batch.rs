@@ -130,6 +130,8 @@ enum Control {
     /// A step's span closed: export what is queued now rather than at the next tick.
     StepEnded,
     Shutdown(Sender<Result<(), String>>),
+    /// Show the records on the step's console too, from now on.
+    Console(crate::console::Console),
 }
 
 /// State shared by the emitter, the handles and the export thread.

@@ -22,13 +22,14 @@
 //! | [`LOG_STORE_CONFIG_FILE`] | the same, as the path of a JSON file |
 //! | [`STATS_FILE`] | where `shutdown()` (and the guard's drop) writes the final [`ExportStats`](crate::ExportStats) as JSON, for the step's receipt |
 //! | [`OWNER_FILE`] | a file the first process to make a layer creates: only that process uses [`STATS_FILE`] and `ZENML_OTEL_SPOOL_DIR` |
+//! | [`CONSOLE_FIFO`] | a named pipe the helper reads: every record is also written there, for the step's console (`console.rs`) |
 //! | [`HANDOVER_VERSION`] | the helper's handover version (this crate's is [`VERSION`], written to the stats file) |
 //!
 //! **One owner.** A program's children inherit its environment, handover included. They belong
 //! to the step too (their records carry its context and go where the program's go), but the
 //! stats file and the spool directory are one process's: with [`OWNER_FILE`] handed over, the
 //! first process that makes a layer creates that file (0600, exclusively) with its pid and is
-//! the owner; any other process reads both variables as unset (no spool of its own, no
+//! the owner; any other process reads them (and [`CONSOLE_FIFO`]) as unset (no spool of its own, no
 //! receipt). Without [`OWNER_FILE`] (set by hand, or by a helper older than handover 2), the
 //! variables are every reader's, as before.
 //!
@@ -93,12 +94,16 @@ pub const STATS_FILE: &str = "ZENML_OTEL_STATS_FILE";
 pub const OWNER_FILE: &str = "ZENML_OTEL_OWNER_FILE";
 /// The handover version the helper speaks: a positive integer.
 pub const HANDOVER_VERSION: &str = "ZENML_OTEL_HANDOVER_VERSION";
-/// The handover version this crate speaks. 2 added [`OWNER_FILE`] and [`HANDOVER_VERSION`].
-pub const VERSION: u32 = 2;
+/// The path of a named pipe the helper reads (see `console.rs` for what is written to it):
+/// the step's console shows the program's records. The owner's alone.
+pub const CONSOLE_FIFO: &str = "ZENML_OTEL_CONSOLE_FIFO";
+/// The handover version this crate speaks. 2 added [`OWNER_FILE`] and [`HANDOVER_VERSION`];
+/// 3 [`CONSOLE_FIFO`].
+pub const VERSION: u32 = 3;
 /// The crash-safe spool's directory (a configuration variable, `spool_dir`): one process's.
 pub(crate) const SPOOL_DIR: &str = "ZENML_OTEL_SPOOL_DIR";
 /// The variables only the handover's owner reads.
-const OWNED: [&str; 2] = [STATS_FILE, SPOOL_DIR];
+const OWNED: [&str; 3] = [STATS_FILE, SPOOL_DIR, CONSOLE_FIFO];
 
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -146,6 +151,7 @@ pub const ALL: &[&str] = &[
     LOG_STORE_CONFIG_FILE,
     STATS_FILE,
     OWNER_FILE,
+    CONSOLE_FIFO,
     HANDOVER_VERSION,
 ];
 
@@ -159,6 +165,8 @@ pub(crate) struct Handover {
     pub(crate) attributes: Vec<(Key, AnyValue)>,
     /// [`STATS_FILE`].
     pub(crate) stats_file: Option<PathBuf>,
+    /// [`CONSOLE_FIFO`].
+    pub(crate) console_fifo: Option<PathBuf>,
 }
 
 impl Handover {
@@ -181,6 +189,7 @@ impl Handover {
                 })
                 .collect::<Result<_, _>>()?,
             stats_file: stats_file(env)?,
+            console_fifo: checked(env, CONSOLE_FIFO, Shape::Name)?.map(PathBuf::from),
         };
         version(env)?;
         if handover.step_id.is_some() && handover.pipeline_run_id.is_none() {

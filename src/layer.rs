@@ -111,6 +111,9 @@ impl ZenmlOtelLayer {
         if let Some(path) = handover.stats_file.clone() {
             handle.report_stats_to(path);
         }
+        if let Some(fifo) = handover.console_fifo.clone() {
+            handle.show_on_console(fifo);
+        }
         Ok(Self {
             runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,

@@ -10,6 +10,7 @@
 
 mod batch;
 mod config;
+mod console;
 mod environ;
 mod error;
 pub mod fields;

@@ -327,3 +327,82 @@ fn shutdown_writes_the_final_counters_where_the_step_asked() {
     assert_eq!(written["dropped"], stats.dropped, "{written}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A named pipe in a fresh directory, and a thread reading it to its end (the writer's close).
+fn console_fifo(name: &str) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<u8>>) {
+    let dir = std::env::temp_dir().join(format!("zenml-otel-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("console");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let path = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(&path).unwrap());
+    (fifo, reader)
+}
+
+fn log_to_console(fifo: &std::path::Path, receiver: &OtlpReceiver) {
+    let _env = Env::with(&[(handover::CONSOLE_FIFO, fifo.to_str().unwrap())]);
+    let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
+        endpoint: Some(receiver.endpoint()),
+        ..OtelLogStoreConfig::default()
+    })
+    .unwrap();
+    let handle = layer.handle();
+    tracing::subscriber::with_default(
+        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer),
+        || {
+            tracing::info!(target: "app::load", rows = 3, "loaded");
+            tracing::warn!(target: "app::train", "slow epoch");
+            tracing::info!(target: "app::load", "done");
+        },
+    );
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn every_record_is_written_to_the_handed_over_console_pipe_once_in_order() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message as _;
+    let receiver = OtlpReceiver::start().unwrap();
+    let (fifo, reader) = console_fifo("console");
+    log_to_console(&fifo, &receiver);
+    let bytes = common::watchdog("the console pipe's end", move || reader.join().unwrap());
+    let mut rest = bytes.as_slice();
+    let mut shown = Vec::new();
+    while !rest.is_empty() {
+        let scope_logs =
+            opentelemetry_proto::tonic::logs::v1::ScopeLogs::decode_length_delimited(&mut rest)
+                .unwrap();
+        let [record] = scope_logs.log_records.as_slice() else {
+            panic!("one record a frame: {scope_logs:?}")
+        };
+        let Some(Value::StringValue(body)) = record.body.as_ref().and_then(|b| b.value.clone())
+        else {
+            panic!("a text body: {record:?}")
+        };
+        shown.push((scope_logs.scope.unwrap().name, body, record.severity_text.clone()));
+    }
+    let expected = [
+        ("app::load", "loaded", "INFO"),
+        ("app::train", "slow epoch", "WARN"),
+        ("app::load", "done", "INFO"),
+    ]
+    .map(|(scope, body, level)| (scope.to_owned(), body.to_owned(), level.to_owned()));
+    assert_eq!(shown, expected);
+    assert_eq!(receiver.records().len(), 3, "exported as ever");
+    std::fs::remove_dir_all(fifo.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_console_path_that_is_not_a_named_pipe_is_left_alone() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("zenml-otel-console-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let planted = dir.join("console");
+    std::fs::write(&planted, b"precious").unwrap();
+    log_to_console(&planted, &receiver);
+    assert_eq!(std::fs::read(&planted).unwrap(), b"precious");
+    assert_eq!(receiver.records().len(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,7 @@ from zenml_otel import HANDOVER_VARIABLES
 from zenml_otel._handover import (
     CONFIG_FILE_VARIABLE,
     CONFIG_VARIABLE,
+    CONSOLE_VARIABLE,
     HANDOVER_VERSION,
     OWNER_FILE_VARIABLE,
     PREFIX,
@@ -80,7 +81,7 @@ def test_the_handover_variables_are_the_crates():
     # stats file and owner file (one process's: `child_env` drops them as stale) and the
     # version.
     ours = [*HANDOVER_VARIABLES, CONFIG_FILE_VARIABLE, STATS_FILE_VARIABLE, OWNER_FILE_VARIABLE,
-            VERSION_VARIABLE]  # fmt: skip
+            CONSOLE_VARIABLE, VERSION_VARIABLE]  # fmt: skip
     assert ours == rust_all
     assert all(v.startswith(PREFIX) for v in rust_all)
 
@@ -93,6 +94,7 @@ def test_the_handover_variables_are_the_crates():
         (STATS_FILE_VARIABLE, "STATS_FILE"),
         (OWNER_FILE_VARIABLE, "OWNER_FILE"),
         (VERSION_VARIABLE, "HANDOVER_VERSION"),
+        (CONSOLE_VARIABLE, "CONSOLE_FIFO"),
     ],
 )
 def test_the_configuration_and_stats_variables_are_the_crates(ours, theirs):

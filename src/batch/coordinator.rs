@@ -13,6 +13,7 @@ use super::ledger::{Ledger, Outcome};
 use super::sender::{Job, Progress, SenderThread};
 use super::{Control, Export, QueuedRecord, Shared};
 use crate::config::Settings;
+use crate::console::Console;
 use crate::spool::Pile;
 
 /// The thread that batches and hands out the work; it owns the sender threads.
@@ -30,6 +31,8 @@ pub(super) struct Coordinator {
     next_seq: u64,
     /// The thread that syncs the spool every `spool_sync_millis`, and what stops it.
     spool_sync: Option<(Sender<()>, JoinHandle<()>)>,
+    /// The step's console, when the helper handed one over.
+    console: Option<Console>,
 }
 
 /// How often the coordinator looks again while records wait in the spool to be read back: as
@@ -79,6 +82,7 @@ impl Coordinator {
             senders,
             next_seq: 0,
             spool_sync,
+            console: None,
         })
     }
 
@@ -176,6 +180,7 @@ impl Coordinator {
                 }
                 Ok(Control::StepEnded) => self.dispatch_queued(),
                 Ok(Control::Shutdown(ack)) => return self.stop(Some(ack)),
+                Ok(Control::Console(console)) => self.console = Some(console),
                 Err(RecvTimeoutError::Timeout) if Instant::now() < tick => {}
                 Err(RecvTimeoutError::Timeout) => {
                     tick = Instant::now() + self.delay;
@@ -254,6 +259,7 @@ impl Coordinator {
             if taken.is_empty() {
                 return;
             }
+            show(&mut self.console, &taken);
             left = left.saturating_sub(taken.len());
             let (spooled, unspooled): (Vec<_>, Vec<_>) =
                 taken.drain(..).partition(|queued| queued.spooled.is_some());
@@ -278,6 +284,7 @@ impl Coordinator {
         }
         while remaining > 0 && !self.shared.outage.ongoing() && !self.recovering() {
             let want = remaining.min(self.max_batch);
+            let before = self.batch.len();
             if !self
                 .shared
                 .ledger
@@ -288,6 +295,7 @@ impl Coordinator {
             if self.batch.is_empty() {
                 return 0;
             }
+            show(&mut self.console, &self.batch[before..]);
             remaining = remaining.saturating_sub(self.batch.len());
             self.dispatch_batch();
         }
@@ -330,6 +338,10 @@ impl Coordinator {
             let _ = syncer.join();
             sync(&self.shared);
         }
+        if let Some(console) = self.console.take() {
+            let deadline = self.shared.stop.deadline();
+            console.finish(deadline.unwrap_or_else(Instant::now));
+        }
         self.shared.close();
         // Records that got in between the last export and `close`: counted, never lost quietly.
         self.shared.count_stragglers();
@@ -341,6 +353,14 @@ impl Coordinator {
         for sender in self.senders.drain(..) {
             let _ = sender.join();
         }
+    }
+}
+
+/// Shows records leaving the live queue (once each: not again when read back from the spool)
+/// on the step's console.
+fn show(console: &mut Option<Console>, records: &[QueuedRecord]) {
+    if let Some(console) = console {
+        console.show(records.iter().map(|queued| &queued.record));
     }
 }
 

@@ -124,6 +124,17 @@ impl LogStoreHandle {
         let _ = self.shared.stats_file.set(path);
     }
 
+    /// Has every record that leaves the queue written to `fifo` too, for the step's console
+    /// (`handover::CONSOLE_FIFO`).
+    pub(crate) fn show_on_console(&self, fifo: std::path::PathBuf) {
+        match crate::console::Console::start(fifo) {
+            Ok(console) => {
+                let _ = self.control.send(Control::Console(console));
+            }
+            Err(e) => eprintln!("zenml-otel: records are not shown on the step's console: {e}"),
+        }
+    }
+
     /// The counters after a shutdown, for whoever started the program.
     fn write_receipt(&self) {
         let Some(path) = self.shared.stats_file.get() else {

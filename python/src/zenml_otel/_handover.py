@@ -24,12 +24,14 @@ STATS_FILE_VARIABLE = PREFIX + "STATS_FILE"
 SPOOL_VARIABLE = PREFIX + "SPOOL_DIR"
 OWNER_FILE_VARIABLE = PREFIX + "OWNER_FILE"
 VERSION_VARIABLE = PREFIX + "HANDOVER_VERSION"
+CONSOLE_VARIABLE = PREFIX + "CONSOLE_FIFO"
 # The handover this package speaks (the crate's `handover::VERSION`); 2 added the owner file
-# and the version. Each side ignores what it does not know: see the crate's `handover` docs.
-HANDOVER_VERSION = 2
+# and the version, 3 the console's pipe. Each side ignores what it does not know: see the
+# crate's `handover` docs.
+HANDOVER_VERSION = 3
 # One process's variables: the program `run_rust_step` started, never its children (the
 # crate lets only the process that claims the owner file read them) or a later program.
-OWNED_VARIABLES = (STATS_FILE_VARIABLE, SPOOL_VARIABLE, OWNER_FILE_VARIABLE)
+OWNED_VARIABLES = (STATS_FILE_VARIABLE, SPOOL_VARIABLE, OWNER_FILE_VARIABLE, CONSOLE_VARIABLE)
 HANDOVER_VARIABLES = tuple(
     PREFIX + name
     for name in (
