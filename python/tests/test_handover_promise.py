@@ -24,6 +24,7 @@ from test_pipelines import (  # noqa: F401 (project is a fixture)
 )
 from zenml_otel import _run
 from zenml_otel._handover import CONFIG_FILE_VARIABLE, CONFIG_VARIABLE, HANDOVER_VERSION
+from zenml_otel._output import Pump
 
 
 @pytest.fixture(scope="module")
@@ -124,5 +125,5 @@ def test_an_interrupted_call_still_delivers_the_spool(monkeypatch, tmp_path, int
 
     monkeypatch.setattr(_run.subprocess, "run", interrupted)
     with pytest.raises(interrupt):
-        _run._run_program(["true"], dict(os.environ), {}, str(tmp_path), {}, None)
+        _run._run_program(["true"], dict(os.environ), {}, Pump(), str(tmp_path), {}, None)
     assert delivered == [(str(tmp_path), {}, None)]

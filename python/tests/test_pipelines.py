@@ -48,7 +48,8 @@ def step_logs(run, step_name="program_step"):
     step = client.get_pipeline_run(run.id).steps[step_name]
     logs = search_logs_by_source(step.log_collection, "step")
     assert logs is not None, step.log_collection
-    return client.active_stack.log_store.fetch(logs_model=logs).items
+    fetched = client.active_stack.log_store.fetch(logs_model=logs, limit=100_000)
+    return getattr(fetched, "items", fetched)  # a list on ZenML 0.93, a page since
 
 
 def messages(entries):

@@ -12,9 +12,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _spool, _zenml
+from ._console import console_pipe
 from ._delivery import deliver_spool
 from ._handover import (
     CONFIG_VARIABLE,
+    CONSOLE_VARIABLE,
     OWNER_FILE_VARIABLE,
     SPOOL_VARIABLE,
     STATS_FILE_VARIABLE,
@@ -24,6 +26,7 @@ from ._handover import (
     handover_env,
     private_dir,
 )
+from ._output import Pump, plain_output
 from ._receipt import Command, log_receipt, program, receipt, spool_text
 from ._relay import Relay
 
@@ -78,14 +81,18 @@ def relay_env(logs: str = "auto") -> Iterator[Env]:
         yield env
 
 
-def run_rust_step(cmd: Command, logs: str = "auto", **kwargs: Any) -> int:
+def run_rust_step(cmd: Command, logs: str = "auto", console: bool = True, **kwargs: Any) -> int:
     """Runs `cmd` with this step's handover variables and waits for it.
 
     `logs` picks the path of the program's records (see the package docs):
     `"auto"` (relay unless the log store's flavor is `otel`), `"relay"` or
-    `"direct"`. `kwargs` go to `subprocess.run` (`check` is ignored: a failure
-    always raises); with `env`, that mapping is the base instead of
-    `os.environ`. The receipt goes to the step's logs and metadata.
+    `"direct"`. With `console`, each record is also printed on the step's
+    console as ZenML prints the step's Python records. The program's stdout
+    and stderr lines go into the step's logs as a Python step's `print` output
+    does, unless `kwargs` give `stdout`, `stderr` or `capture_output`.
+    `kwargs` go to `subprocess.run` (`check` is ignored: a failure always
+    raises); with `env`, that mapping is the base instead of `os.environ`. The
+    receipt goes to the step's logs and metadata.
 
     Returns:
         The exit code, 0.
@@ -107,8 +114,13 @@ def run_rust_step(cmd: Command, logs: str = "auto", **kwargs: Any) -> int:
         spool_dir = _spool.new_spool_dir()
         if spool_dir is not None:
             env[SPOOL_VARIABLE] = spool_dir
+        pump = Pump()
+        plain_output(pump, kwargs, _zenml.flush_store)
+        handlers = _zenml.console_handlers() if console else []
+        if handlers:
+            env[CONSOLE_VARIABLE] = console_pipe(directory, pump, handlers)
         with config_in_file(env):
-            result = _run_program(cmd, env, kwargs, spool_dir, handed_over, relay)
+            result = _run_program(cmd, env, kwargs, pump, spool_dir, handed_over, relay)
         spool = deliver_spool(spool_dir, handed_over, relay) if spool_dir else None
         line, metadata, ok = receipt(cmd, result.returncode, stats_file, relay, spool)
     log_receipt(program(cmd), line, metadata, ok)
@@ -123,17 +135,23 @@ def _run_program(
     cmd: Command,
     env: Env,
     kwargs: dict[str, Any],
+    pump: Pump,
     spool_dir: str | None,
     handed_over: Env,
     relay: Relay | None,
 ) -> subprocess.CompletedProcess[Any]:
-    """`subprocess.run`; when that raises (e.g. `timeout=` killed the
-    program, or Ctrl-C, `KeyboardInterrupt`, or a `SystemExit` from a signal
-    handler), the spool is still delivered and said so before the error goes on."""
+    """`subprocess.run`, with `pump` reading the program's output meanwhile; when that
+    raises (e.g. `timeout=` killed the program, or Ctrl-C, `KeyboardInterrupt`, or a
+    `SystemExit` from a signal handler), the spool is still delivered and said so before the
+    error goes on."""
+    pump.start()
     try:
         return subprocess.run(cmd, env=env, **kwargs)
     except BaseException as e:
+        pump.finish()
         if spool_dir is not None:
             text = spool_text(deliver_spool(spool_dir, handed_over, relay))
             log.warning("zenml-otel: %s failed (%r)%s", program(cmd), e, text)
         raise
+    finally:
+        pump.finish()

@@ -9,6 +9,7 @@ fall back to the public API (the relay then cannot tell ZenML's refusals apart).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, NamedTuple, Union
 
@@ -163,6 +164,33 @@ def emitter(context: LoggingContext) -> Emit:
         store.emit(origin=origin, record=record, metadata=mine)
 
     return emit
+
+
+def flush_store() -> None:
+    """Has the step's log store write out what it holds, waiting for it (internal API:
+    the logging context's store; nothing when it moved)."""
+    store = getattr(logging_context(), "_log_store", None)
+    flush = getattr(store, "flush", None)
+    if callable(flush):
+        # The store's trouble is its own: the output goes on, as far as the store allows.
+        with contextlib.suppress(Exception):
+            flush(blocking=True)
+
+
+def console_handlers() -> list[logging.Handler]:
+    """ZenML's console handlers on the root logger: those writing to the terminal past its
+    own `sys.stdout` wrapper (`zenml.logger._ZenMLStdoutStream`, on every release since 0.93),
+    so what they print is not stored. None when ZenML's logging is off."""
+    try:
+        from zenml.logger import _ZenMLStdoutStream
+    except ImportError:
+        return []
+    return [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler)
+        and isinstance(handler.stream, _ZenMLStdoutStream)
+    ]
 
 
 def attach_metadata(key: str, metadata: ReceiptMetadata) -> None:
