@@ -77,13 +77,7 @@ impl Console {
 
 /// The console thread: opens the pipe and writes each batch, until the coordinator is done.
 fn write_all(fifo: &std::path::Path, batches: &Receiver<Vec<EncodedRecord>>) {
-    let pipe = crate::private_file::open(std::fs::OpenOptions::new().write(true), fifo)
-        .and_then(|file| match file.metadata() {
-            Ok(meta) if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) => Ok(file),
-            Ok(_) => Err(std::io::Error::other("not a named pipe")),
-            Err(e) => Err(e),
-        });
-    let mut pipe = match pipe {
+    let mut pipe = match open_fifo(fifo) {
         Ok(pipe) => pipe,
         Err(e) => {
             eprintln!(
@@ -103,6 +97,16 @@ fn write_all(fifo: &std::path::Path, batches: &Receiver<Vec<EncodedRecord>>) {
             return;
         }
     }
+}
+
+/// Opens the helper's named pipe for writing; anything else at that path is left alone.
+fn open_fifo(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let file = crate::private_file::open(std::fs::OpenOptions::new().write(true), path)?;
+    if !file.metadata()?.file_type().is_fifo() {
+        return Err(std::io::Error::other("not a named pipe"));
+    }
+    Ok(file)
 }
 
 /// Appends `record` as one length-delimited `ScopeLogs`.

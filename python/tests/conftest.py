@@ -39,6 +39,14 @@ for name in list(os.environ):  # a stale handover from a step above us
         del os.environ[name]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "latest_zenml: written against ZenML 0.98's log-store API (a custom flavor); "
+        "scripts/zenml-matrix.sh deselects it on the older releases",
+    )
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(PROJECT, ignore_errors=True)
 

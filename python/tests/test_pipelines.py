@@ -250,6 +250,7 @@ def test_relay_env_serves_several_processes(project):
     assert sum(m.startswith("fake: record") for m in messages(entries)) == 6
 
 
+@pytest.mark.latest_zenml
 def test_custom_log_store_flavor_receives_the_records(project):
     from zenml.client import Client
     from zenml.enums import StackComponentType
