@@ -176,3 +176,23 @@ def test_the_callers_own_streams_are_left_as_given(given, forwarded):
     assert {k for k in kwargs if k not in given} == forwarded
     assert all(kwargs[k] == v for k, v in given.items())
     pump.finish()  # closes the pipes it made
+
+
+def test_without_zenmls_console_handler_one_warning_names_the_release(monkeypatch):
+    import zenml
+
+    from zenml_otel import _zenml
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.StreamHandler(io.StringIO())])
+    monkeypatch.setattr(_zenml, "_said", set())
+    said = Shown()
+    _zenml.log.addHandler(said)
+    try:
+        assert _zenml.console_handlers() == []
+        assert _zenml.console_handlers() == []
+    finally:
+        _zenml.log.removeHandler(said)
+    assert [message for _, _, message in said.records] == [
+        f"zenml-otel: with ZenML {zenml.__version__}, no ZenML console handler was found: "
+        "the program's records are not printed"
+    ]

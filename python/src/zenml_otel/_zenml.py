@@ -28,6 +28,9 @@ CONFIG_KEYS = (
     "client_certificate_file", "compression",
 )  # fmt: skip
 
+log = logging.getLogger("zenml_otel")
+_said: set[str] = set()
+
 # A step's receipt, as step metadata.
 ReceiptMetadata = dict[str, Union[int, str]]
 
@@ -38,6 +41,20 @@ class StepFacts(NamedTuple):
 
     values: list[tuple[str, object]]
     otel_config: dict[str, object] | None
+
+
+def degraded(what: str) -> None:
+    """Says once per process, naming ZenML's release, what does not work with it."""
+    if what in _said:
+        return
+    _said.add(what)
+    try:
+        import zenml
+
+        release = f"ZenML {zenml.__version__}"
+    except Exception:  # no ZenML to name: say so rather than fail
+        release = "this ZenML"
+    log.warning("zenml-otel: with %s, %s", release, what)
 
 
 def step_context() -> StepContext:
@@ -149,6 +166,10 @@ def emitter(context: LoggingContext) -> Emit:
     """
     store: BaseLogStore | None = getattr(context, "_log_store", None)
     if store is None or not hasattr(context, "_origin"):  # the internals moved
+        degraded(
+            "the relay stores through LoggingContext.emit, which hides the store's errors: "
+            "a record the store refuses is not sent again"
+        )
 
         def emit_public(record: logging.LogRecord, metadata: Metadata) -> None:
             context.emit(record, metadata)
@@ -181,16 +202,21 @@ def console_handlers() -> list[logging.Handler]:
     """ZenML's console handlers on the root logger: those writing to the terminal past its
     own `sys.stdout` wrapper (`zenml.logger._ZenMLStdoutStream`, on every release since 0.93),
     so what they print is not stored. None when ZenML's logging is off."""
+    missing = "no ZenML console handler was found: the program's records are not printed"
     try:
         from zenml.logger import _ZenMLStdoutStream
     except ImportError:
+        degraded(missing)
         return []
-    return [
+    handlers: list[logging.Handler] = [
         handler
         for handler in logging.getLogger().handlers
         if isinstance(handler, logging.StreamHandler)
         and isinstance(handler.stream, _ZenMLStdoutStream)
     ]
+    if not handlers and not logging.getLogger().disabled:
+        degraded(missing)
+    return handlers
 
 
 def attach_metadata(key: str, metadata: ReceiptMetadata) -> None:
