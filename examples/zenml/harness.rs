@@ -205,6 +205,38 @@ pub fn run_id(output: &Output) -> Result<String, String> {
         .ok_or_else(|| "the pipeline printed no PIPELINE_RUN_ID=".to_string())
 }
 
+/// The lines a pipeline printed on its console from "Step `step` has started" to its end, as
+/// a terminal shows them (colours left out).
+pub fn step_console(output: &Output, step: &str) -> String {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let plain = strip_colours(&text);
+    let lines: Vec<&str> = plain.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains(&format!("Step {step} has started")));
+    let end = lines
+        .iter()
+        .position(|l| l.contains(&format!("Step {step} has finished")));
+    match (start, end) {
+        (Some(start), Some(end)) if start <= end => lines[start..=end].join("\n") + "\n",
+        _ => plain,
+    }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Every record received, once no more have arrived for half a second (at most 10 s).
 pub fn settled(receiver: &zenml_otel::testing::OtlpReceiver) -> Vec<ReceivedRecord> {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -55,5 +55,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[],
     )?;
     print!("{}", String::from_utf8_lossy(&logs.stdout));
+
+    println!(
+        "\n== 3. the same run's console (what `python pipeline.py` printed), its Rust step:\n"
+    );
+    print!("{}", harness::step_console(&output, "rust_step"));
     Ok(())
 }
