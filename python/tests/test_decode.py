@@ -198,3 +198,29 @@ def test_gzip_members():
     from zenml_otel._relay import unpack
 
     assert unpack(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip", 100) == b"abcd"
+
+
+def memo_bytes():
+    """What the decoder's attribute memo holds: its keys (encodings) and decoded pairs."""
+    from zenml_otel import _otlp
+
+    return sum(len(data) + len(k) + len(v if isinstance(v, str) else "")
+               for data, (k, v) in _otlp._KEY_VALUES.items())
+
+
+def test_the_attribute_memo_is_bounded_by_bytes():
+    """Issue 25 item 5: a step process decodes for its whole life; large distinct strings
+    (each held as bytes and as text) must not fill the memo up to its count of entries."""
+    from zenml_otel._otlp import _KEY_VALUES_BYTES, decode_log_record
+
+    for i in range(200):  # large values, each once
+        decode_log_record(otlp.log_record(body="b", attributes={"payload": f"{i:04}" + "x" * 100_000}))
+    assert memo_bytes() <= _KEY_VALUES_BYTES
+    for i in range(4000):  # many small ones, together past the bound
+        decode_log_record(otlp.log_record(body="b", attributes={f"key{i}": f"{i:04}" + "y" * 600}))
+    assert memo_bytes() <= _KEY_VALUES_BYTES
+    # The handed-over attributes, repeated byte for byte, are still shared.
+    first = decode_log_record(otlp.log_record(attributes={"zenml.step_run_name": "train"}))
+    again = decode_log_record(otlp.log_record(attributes={"zenml.step_run_name": "train"}))
+    assert first["attributes"] == {"zenml.step_run_name": "train"}
+    assert next(iter(first["attributes"])) is next(iter(again["attributes"]))

@@ -211,21 +211,40 @@ def _key_value(data: bytes, depth: int) -> tuple[str, Value]:
 
 
 # A step's records repeat the same handed-over attributes (the `zenml.*` ids and names, byte
-# for byte): decoded once, then looked up by their bytes.
+# for byte): decoded once, then looked up by their bytes. The memo lives as long as the step's
+# process, so it is bounded by what it holds, not only by entries: an attribute longer than
+# `_KEY_VALUE_MOST_BYTES` encoded is never kept (a long value is rarely repeated, and would
+# be held twice, as bytes and as text), and the memo starts over once its keys and values
+# would pass `_KEY_VALUES_BYTES` (the handed-over attributes are back after a few records).
 _KEY_VALUES: dict[bytes, tuple[str, Value]] = {}
 _KEY_VALUES_KEPT = 4096
+_KEY_VALUE_MOST_BYTES = 1024
+_KEY_VALUES_BYTES = 1 << 20
+_key_values_bytes = 0  # the memo's size as `_memo_cost` counts it
+
+
+def _memo_cost(data: bytes, pair: tuple[str, Value]) -> int:
+    """What a memo entry holds, about: its encoding (the dict's key) and its decoded key and
+    value (text counted by characters; other scalars are small)."""
+    value = pair[1]
+    return len(data) + len(pair[0]) + (len(value) if isinstance(value, str) else 8)
 
 
 def _record_attribute(data: bytes) -> tuple[str, Value]:
-    """A record's KeyValue; scalar ones memoized by their encoding."""
+    """A record's KeyValue; short scalar ones memoized by their encoding."""
+    global _key_values_bytes
     known = _KEY_VALUES.get(data)
     if known is not None:
         return known
     pair = _key_value(data, 0)
-    if not isinstance(pair[1], (list, dict)):  # shared, so never a mutable value
-        if len(_KEY_VALUES) >= _KEY_VALUES_KEPT:
+    # Shared, so never a mutable value.
+    if len(data) <= _KEY_VALUE_MOST_BYTES and not isinstance(pair[1], (list, dict)):
+        cost = _memo_cost(data, pair)
+        if len(_KEY_VALUES) >= _KEY_VALUES_KEPT or _key_values_bytes + cost > _KEY_VALUES_BYTES:
             _KEY_VALUES.clear()
+            _key_values_bytes = 0
         _KEY_VALUES[data] = pair
+        _key_values_bytes += cost
     return pair
 
 
