@@ -21,6 +21,11 @@ from ._zenml import ReceiptMetadata
 STATS_KEYS = (
     "emitted", "exported", "dropped", "failed", "rejected", "truncated", "recovered", "spooled",
 )  # fmt: skip
+# The relay's counts the receipt names when not zero.
+_RELAY_PROBLEMS = (
+    "rejected_requests", "failed_requests", "broken_requests", "timed_out_requests",
+    "refused_connections",
+)  # fmt: skip
 Command = Union[str, Sequence[str]]
 log = logging.getLogger("zenml_otel")
 
@@ -80,11 +85,7 @@ def _relay_text(relay: Relay | None) -> str:
         return ""
     counts = relay.counts
     text = f" (relay received {counts.get('received')}"
-    problems = [
-        f"{counts.get(k)} {k.replace('_', ' ')}"
-        for k in ("rejected_requests", "failed_requests", "broken_requests")
-        if counts.get(k)
-    ]
+    problems = [f"{counts.get(k)} {k.replace('_', ' ')}" for k in _RELAY_PROBLEMS if counts.get(k)]
     return text + "".join(", " + p for p in problems) + ")"
 
 

@@ -3,7 +3,8 @@ the step's logs (through an `Emit`) before answering the request.
 
 Protobuf bodies, identity or gzip, behind a per-relay bearer secret; the crate's exporter
 retries what the relay answers with a 503 (a store that failed mid-request: what it stored is
-in the relay's ledger and skipped on the retry), and the spool covers what it never sent.
+in the relay's ledger and skipped on the retry), and the spool covers what it never sent. The
+HTTP side (connections, deadlines, the checks before a body is taken) is `_relay_http`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import secrets
 import threading
 import zlib
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar, Union
 
 from . import _handover
@@ -23,10 +23,12 @@ from ._ledger import MINE, PENDING, Claim, Ledger, digest
 from ._otlp import DecodedRecord, decode_export_request
 from ._records import Emit, metadata, to_log_record
 
-LOGS_PATH = "/v1/logs"
+# LOGS_PATH and HttpError are also this module's (the delivery and `python -m zenml_otel` use them).
+from ._relay_http import LOGS_PATH as LOGS_PATH
+from ._relay_http import HttpError as HttpError
+from ._relay_http import RelayServer
+
 MAX_BODY_BYTES = 64 * 1024 * 1024
-# A rejected request's body up to this size is read before answering.
-DISCARD_BYTES = 1024 * 1024
 # How long a request waits for its records that another request is still storing (the first
 # copy, when the program re-sent it after its export timeout) before it answers 503.
 PENDING_WAIT_SECONDS = 2.0
@@ -43,6 +45,7 @@ class Counts:
         self.values: dict[str, int] = {
             "requests": 0, "received": 0, "relayed": 0, "blank": 0,
             "rejected_requests": 0, "failed_requests": 0, "broken_requests": 0,
+            "timed_out_requests": 0, "refused_connections": 0, "metrics_requests": 0,
         }  # fmt: skip
 
     def add(self, **deltas: int) -> None:
@@ -86,14 +89,6 @@ class Stored:
     stored: int = 0
     duplicates: int = 0
     error: HttpError | None = None
-
-
-class HttpError(Exception):
-    """An answer other than 200; a 503 says when to retry."""
-
-    def __init__(self, status: int, text: str, retry_after: int | None = None) -> None:
-        super().__init__(text)
-        self.status, self.text, self.retry_after = status, text, retry_after
 
 
 def retry_later(text: str) -> HttpError:
@@ -144,7 +139,7 @@ class Relay:
         self.counts = Counts()
         self.ledger = Ledger()
         self._closed = threading.Event()
-        self._server = _RelayServer(self)
+        self._server = RelayServer(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -262,103 +257,3 @@ class Relay:
     def relayed_before(self, scope_name: str, record: DecodedRecord) -> bool:
         """Whether this record is among the last ones stored (see `Ledger`)."""
         return self.ledger.stored_before(scope_name, record)
-
-
-class _RelayServer(ThreadingHTTPServer):
-    """The relay's HTTP server on 127.0.0.1, a thread per connection."""
-
-    daemon_threads = True
-
-    def __init__(self, relay: Relay) -> None:
-        super().__init__(("127.0.0.1", 0), _RelayHandler)
-        self.relay = relay
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A connection that failed outside a request's answer (e.g. the
-        client went away): counted, never printed into the step's output."""
-        self.relay.counts.add(broken_requests=1)
-
-
-class _RelayHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the crate reuses connections
-    timeout = 60  # a stalled client frees its thread
-    server: _RelayServer
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the default prints each request to the step's stderr."""
-
-    def do_POST(self) -> None:
-        relay = self.server.relay
-        relay.counts.add(requests=1)
-        self._body_read = False
-        try:
-            body = self._checked_body(relay)
-            if body is None:
-                return  # the client went away mid-body
-            relay.accept(body, self.headers.get("Content-Encoding", ""))
-        except HttpError as e:
-            key = "failed_requests" if e.status >= 500 else "rejected_requests"
-            relay.counts.add(**{key: 1})
-            self._discard_body()
-            self._answer(e.status, e.text.encode(), "text/plain; charset=utf-8", e.retry_after)
-            return
-        self._answer(200, b"", "application/x-protobuf")
-
-    def _discard_body(self) -> None:
-        """Reads a small unread body, so the client sees the answer rather
-        than a connection reset."""
-        if self._body_read:
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return
-        if 0 < length <= DISCARD_BYTES:
-            self.rfile.read(length)
-
-    def _checked_body(self, relay: Relay) -> bytes | None:
-        """The body of an authorized logs request, or None when cut off."""
-        if not relay.authorized(self.headers.get("Authorization")):
-            raise HttpError(401, "missing or wrong bearer token")
-        if self.path.split("?", 1)[0] != LOGS_PATH:
-            raise HttpError(404, f"only {LOGS_PATH} is served here")
-        content_type = self.headers.get("Content-Type", "application/x-protobuf")
-        if content_type.split(";")[0].strip().lower() != "application/x-protobuf":
-            raise HttpError(415, f"Content-Type {content_type!r}: only application/x-protobuf")
-        length = self._content_length()
-        if length > relay.max_body_bytes:
-            raise HttpError(413, f"body larger than {relay.max_body_bytes} bytes")
-        body = self.rfile.read(length)
-        self._body_read = True
-        if len(body) < length:
-            relay.counts.add(broken_requests=1)
-            self.close_connection = True
-            return None
-        return body
-
-    def _content_length(self) -> int:
-        text = self.headers.get("Content-Length")
-        if text is None:
-            raise HttpError(411, "Content-Length required")
-        try:
-            length = int(text)
-        except ValueError:
-            length = -1
-        if length < 0:
-            raise HttpError(400, f"bad Content-Length {text!r}")
-        return length
-
-    def _answer(
-        self, status: int, body: bytes, content_type: str, retry_after: int | None = None
-    ) -> None:
-        if status != 200:
-            self.close_connection = True  # the request's body may be unread
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if retry_after is not None:
-            self.send_header("Retry-After", str(retry_after))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
