@@ -101,8 +101,16 @@ impl ZenmlOtelLayer {
                 KeyValue::new("service.name", config.service_name.clone()),
                 KeyValue::new("service.version", config.service_version.clone()),
                 KeyValue::new("service.instance.id", instance_id.clone()),
+                // `deployment.environment.name` is the current key; the semantic conventions'
+                // registry marks `deployment.environment` deprecated ("Replaced by
+                // `deployment.environment.name`", docs/registry/attributes/deployment.md of
+                // open-telemetry/semantic-conventions). Both, for backends of either age.
                 KeyValue::new(
                     "deployment.environment",
+                    config.deployment_environment.clone(),
+                ),
+                KeyValue::new(
+                    "deployment.environment.name",
                     config.deployment_environment.clone(),
                 ),
             ])

@@ -64,7 +64,12 @@ fn concurrent_runs_and_steps_each_land_under_their_own_resource() {
             assert_eq!(record.resource_attr(STEP_ID), Some(step_id), "{body}");
             assert_eq!(record.resource_attr(SOURCE).as_deref(), Some("step"));
         }
-        for key in ["service.name", "service.version", "deployment.environment"] {
+        for key in [
+            "service.name",
+            "service.version",
+            "deployment.environment",
+            "deployment.environment.name",
+        ] {
             assert!(
                 record.resource_attr(key).is_some(),
                 "{key} missing on {body}"
