@@ -334,7 +334,10 @@ fn console_fifo(name: &str) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("console");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::read(&path).unwrap());
@@ -381,7 +384,11 @@ fn every_record_is_written_to_the_handed_over_console_pipe_once_in_order() {
         else {
             panic!("a text body: {record:?}")
         };
-        shown.push((scope_logs.scope.unwrap().name, body, record.severity_text.clone()));
+        shown.push((
+            scope_logs.scope.unwrap().name,
+            body,
+            record.severity_text.clone(),
+        ));
     }
     let expected = [
         ("app::load", "loaded", "INFO"),

@@ -155,12 +155,16 @@ def test_a_killed_programs_spool_reaches_the_steps_logs(project, tmp_path, monke
     assert (record.filename, record.lineno, record.module) == ("src/fake.rs", 15, "fake::main")
     assert index(entries, "fake: record 6") < index(entries, "python: after")
     line = receipt(entries)
+    meta = step_metadata(run)[f"zenml-otel {PROG}"]
+    kept = Path(meta["spool_unreadable_kept"])  # the torn segment (test_spool_kept.py)
+    assert (kept / "0000000000000001.spool").is_file()
+    shutil.rmtree(kept)
     assert line.message == (
         f"zenml-otel: {PROG} killed by SIGKILL: left no stats (relay received 2); delivered 5 "
-        "records from its spool (2 already relayed, 1 torn tail skipped)"
+        f"records from its spool (2 already relayed, 1 torn tail skipped); what it could not "
+        f"read is kept in {kept}"
     )
     assert line.level.name in ("WARN", "WARNING")
-    meta = step_metadata(run)[f"zenml-otel {PROG}"]
     assert (meta["spool_delivered"], meta["spool_duplicates"], meta["spool_torn"]) == (5, 2, 1)
     spool = Path((tmp_path / "spool").read_text())
     assert spool.name.startswith("zenml-otel-spool-") and not spool.exists()
@@ -201,9 +205,11 @@ def test_a_killed_programs_spool_reaches_the_otel_stores_collector(project, tmp_
     assert scope["records"][3]["attributes"] == {
         "code.file.path": "src/fake.rs", "code.namespace": "fake::main", "code.line.number": 13, "i": 3}
     # Direct: no relay to say which ones the collector already had (at-least-once).
-    assert receipt_line.endswith(
-        "killed by SIGKILL: left no stats; delivered 4 records from its spool (1 torn tail skipped)")
     meta = step_metadata(run)[f"zenml-otel {PROG}"]
+    shutil.rmtree(meta["spool_unreadable_kept"])  # the torn segment (test_spool_kept.py)
+    assert receipt_line.endswith(
+        "killed by SIGKILL: left no stats; delivered 4 records from its spool (1 torn tail skipped)"
+        f"; what it could not read is kept in {meta['spool_unreadable_kept']}")
     assert (meta["logs"], meta["spool_delivered"]) == ("direct", 4)
     assert not Path((tmp_path / "spool").read_text()).exists()
 

@@ -11,6 +11,7 @@ import pytest
 import spool_testing as sp
 from conftest import REPO
 from zenml_otel import HANDOVER_VARIABLES
+from zenml_otel._delivery import MAX_REQUEST_BYTES
 from zenml_otel._handover import (
     CONFIG_FILE_VARIABLE,
     CONFIG_VARIABLE,
@@ -158,3 +159,11 @@ def test_the_stats_keys_are_the_crates():
     assert keys, "src/batch/receipt.rs: no `\"key\": stats.field` found"
     assert all(key == field for key, field in keys), keys
     assert tuple(key for key, _ in keys) == STATS_KEYS
+
+
+def test_the_request_size_limit_is_the_crates():
+    # Direct delivery of a spool cuts requests as the crate does by default.
+    pattern = r"^ +max_export_batch_bytes, with_max_export_batch_bytes: usize = ([\d_]+);"
+    found = re.findall(pattern, rust("config/model.rs"), re.M)
+    assert len(found) == 1, f"src/config/model.rs: no plain max_export_batch_bytes default: {found}"
+    assert int(found[0].replace("_", "")) == MAX_REQUEST_BYTES

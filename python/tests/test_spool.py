@@ -321,6 +321,8 @@ def test_torn_and_malformed_are_said(tmp_path):
     with Collector() as collector:
         report = deliver_spool(str(directory), handover(collector.endpoint), None)
     assert (report.delivered, report.malformed, report.torn, report.kept) == (3, 1, 1, False)
+    # The torn segment is kept beside the spool (test_spool_kept.py).
     assert spool_text(report) == (
         "; delivered 3 records from its spool (1 malformed record skipped, 1 torn tail skipped)"
+        f"; what it could not read is kept in {report.unreadable_kept}"
     )

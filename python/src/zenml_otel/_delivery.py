@@ -1,6 +1,8 @@
 """Delivering what a program's spool still holds, by the path its records took: into the
 step's logs through the relay (skipping those it already stored), or to the `otel` store's
-collector as OTLP/HTTP requests with the configuration the program was handed.
+collector as OTLP/HTTP requests with the configuration the program was handed (each request
+within the crate's size limit, redirects never followed). What the spool held that could not
+be read is kept (`_spool.keep_unreadable`) before the spool is removed.
 """
 
 from __future__ import annotations
@@ -8,21 +10,30 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 import shutil
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from ._handover import CONFIG_VARIABLE
 from ._ledger import digest
 from ._otlp import decode_log_record, decode_resource_logs, export_request
 from ._relay import LOGS_PATH, Item, Relay, in_logged_order
-from ._spool import SpooledRecord, read_spool, spool_lock
+from ._spool import SpooledRecord, Unreadable, keep_unreadable, read_spool, spool_lock
 
-# Records per OTLP request when delivering to the `otel` store's collector.
+# Records per OTLP request when delivering to the `otel` store's collector ...
 SPOOL_BATCH = 1000
+# ... and most bytes per request (encoded, before compression): the crate's default
+# `max_export_batch_bytes` (src/config/model.rs; test_shared_constants.py checks it), within
+# an OpenTelemetry Collector's default limits. A record too large for it is sent alone.
+MAX_REQUEST_BYTES = 4_000_000
+# What a request's framing may add: a field's tag and its length varint (1 + at most 10
+# bytes) per level of nesting.
+_FIELD_ROOM = 11
 # Attempts per request to the collector (a restarting collector gets a second and third
 # chance, as the crate's own retries would give it).
 SPOOL_ATTEMPTS = 3
@@ -42,8 +53,12 @@ class SpoolReport:
     malformed: int = 0  # records that do not decode: skipped
     torn: int = 0
     corrupt: int = 0
+    oversized: int = 0  # records too large for any request that the collector refused
     error: str = ""  # why some or all were not delivered
     kept: bool = False  # the directory was left in place (see `error`)
+    # Where the segments that could not be read whole were copied before the spool was
+    # removed ("" when there were none, or the spool itself was kept).
+    unreadable_kept: str = ""
 
     @property
     def undelivered(self) -> int:
@@ -60,7 +75,9 @@ def deliver_spool(directory: str, handover: Mapping[str, str], relay: Relay | No
             if not ours:
                 report.error, report.kept = "a live process still holds it", True
                 return report
-            _deliver_locked(directory, handover, relay, report)
+            unreadable = _deliver_locked(directory, handover, relay, report)
+            if unreadable and not report.kept:
+                _keep(unreadable, directory, report)
     except Exception as e:  # a report, never the step's failure
         report.error, report.kept = f"{e!r}", True
     if not report.kept:
@@ -70,19 +87,32 @@ def deliver_spool(directory: str, handover: Mapping[str, str], relay: Relay | No
 
 def _deliver_locked(
     directory: str, handover: Mapping[str, str], relay: Relay | None, report: SpoolReport
-) -> None:
+) -> list[Unreadable]:
+    """Delivers the spool's records; the segments it could not read whole."""
     spooled = read_spool(directory)
     report.found, report.torn, report.corrupt = (
         len(spooled.records), spooled.torn, spooled.corrupt,
     )  # fmt: skip
     if not spooled.records:
-        return
+        return spooled.unreadable
     if relay is not None:
         _deliver_to_step(spooled.records, relay, report)
     else:
         _deliver_to_collector(spooled.records, handover.get(CONFIG_VARIABLE), report)
     # A later process with this directory would replay what is left.
     report.kept = report.undelivered > 0
+    return spooled.unreadable
+
+
+def _keep(unreadable: list[Unreadable], directory: str, report: SpoolReport) -> None:
+    """Copies what could not be read beside the spool (for `run_rust_step`'s spools, the
+    system's temporary directory); when that fails, the whole spool stays instead: a
+    segment not read is never deleted."""
+    try:
+        report.unreadable_kept = keep_unreadable(unreadable, os.path.dirname(directory))
+    except OSError as e:
+        report.error = f"its unreadable segments could not be kept elsewhere: {e}"
+        report.kept = True
 
 
 def _deliver_to_step(records: list[SpooledRecord], relay: Relay, report: SpoolReport) -> None:
@@ -115,14 +145,48 @@ def _deliver_to_collector(
         return
     good = [r for r in records if _decodes(r)]
     report.malformed += len(records) - len(good)
-    for start in range(0, len(good), SPOOL_BATCH):
-        batch = good[start : start + SPOOL_BATCH]
+    for batch in _batches(good, MAX_REQUEST_BYTES):
+        body = export_request(batch)
         try:
-            _post_to_collector(config, export_request(batch))
-        except Exception as e:
-            report.error = str(e) or repr(e)
+            _post_to_collector(config, body)
+        except _Refused as e:
+            report.error = str(e)
+            if e.status == 413 and len(batch) == 1 and len(body) > MAX_REQUEST_BYTES:
+                report.oversized += 1  # too large for this collector alone: on to the rest
+                continue
             return  # the collector is not taking them: the rest would fail too
+        except Exception as e:  # e.g. a TLS file that does not load
+            report.error = str(e) or repr(e)
+            return
         report.delivered += len(batch)
+
+
+def _batches(records: Sequence[SpooledRecord], limit: int) -> Iterator[list[SpooledRecord]]:
+    """Consecutive runs of `records`, each at most `SPOOL_BATCH` records whose request is
+    at most `limit` bytes (as the crate cuts a batch, `src/otlp/limit.rs`); a record too
+    large for any request is a batch of its own. The size counted is an upper bound of
+    `export_request`'s: each record's field, and a ResourceLogs and ScopeLogs where one
+    starts (a tag and a longest length varint at every level)."""
+    batch: list[SpooledRecord] = []
+    size = 0
+    for record in records:
+        cost = _cost(batch[-1] if batch else None, record)
+        if batch and (size + cost > limit or len(batch) == SPOOL_BATCH):
+            yield batch
+            batch, size, cost = [], 0, _cost(None, record)
+        batch.append(record)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _cost(before: SpooledRecord | None, record: SpooledRecord) -> int:
+    """What `record` adds to a request after `before` (None: it starts the request)."""
+    cost = len(record.record) + _FIELD_ROOM
+    scope = len(record.scope.encode()) + 3 * _FIELD_ROOM  # ScopeLogs, its scope, the name
+    if before is None or before[:2] != record[:2]:
+        return cost + scope + len(record.resource) + len(record.schema_url) + _FIELD_ROOM
+    return cost + (scope if before.scope != record.scope else 0)
 
 
 def _decodes(item: SpooledRecord) -> bool:
@@ -159,12 +223,44 @@ def _ssl_context(config: Mapping[str, object]) -> ssl.SSLContext | None:
     return context
 
 
+class _Refused(RuntimeError):
+    """The collector did not take a request; `status` is its answer's (0: none)."""
+
+    def __init__(self, text: str, status: int) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib's default would send a 301/302/303 POST on as a GET to
+    wherever the answer points, with every header (the collector's credentials) and the
+    records gone. A 3xx is the collector's final answer, as it is to the crate."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: object,
+        code: int,
+        msg: str,
+        headers: object,
+        newurl: str,
+    ) -> None:
+        return None
+
+
+def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 def _post_to_collector(config: Mapping[str, object], body: bytes) -> None:
     """POSTs one request, retrying what a collector may answer differently
     a moment later (429, 502-504, no connection).
 
     Raises:
-        RuntimeError: If the collector did not take it.
+        _Refused: If the collector did not take it.
     """
     configured = config.get("headers")
     headers = {}
@@ -179,26 +275,39 @@ def _post_to_collector(config: Mapping[str, object], body: bytes) -> None:
     )
     millis = config.get("export_timeout_millis")
     timeout = (millis if isinstance(millis, (int, float)) and millis else 10_000) / 1000
+    opener = _opener(_ssl_context(config))
     for attempt in range(SPOOL_ATTEMPTS):
-        error = _post_once(request, timeout, _ssl_context(config))
+        error = _post_once(opener, request, timeout)
         if error is None:
             return
-        text, retry = error
+        text, status, retry = error
         if not retry or attempt + 1 == SPOOL_ATTEMPTS:
-            raise RuntimeError(text)
+            raise _Refused(text, status)
         time.sleep(0.5 * 2**attempt)
 
 
 def _post_once(
-    request: urllib.request.Request, timeout: float, context: ssl.SSLContext | None
-) -> tuple[str, bool] | None:
-    """None when the collector took the request; else why not, and whether
-    trying again could help."""
+    opener: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float
+) -> tuple[str, int, bool] | None:
+    """None when the collector took the request; else why not, the status (0: no answer),
+    and whether trying again could help."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+        with opener.open(request, timeout=timeout) as answer:
             answer.read()
         return None
     except urllib.error.HTTPError as e:
-        return f"{request.full_url} answered {e.code} {e.reason}", e.code in (429, 502, 503, 504)
+        text = f"{request.full_url} answered {e.code} {e.reason}"
+        if 300 <= e.code < 400:
+            text += f" (redirects are not followed; Location: {_shown(e.headers.get('Location'))})"
+        return text, e.code, e.code in (429, 502, 503, 504)
     except (urllib.error.URLError, OSError) as e:
-        return f"{request.full_url}: {getattr(e, 'reason', e)}", True
+        return f"{request.full_url}: {getattr(e, 'reason', e)}", 0, True
+
+
+def _shown(url: str | None) -> str:
+    """A URL for a message: without userinfo, query or fragment, which may hold secrets."""
+    if not url:
+        return "none"
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

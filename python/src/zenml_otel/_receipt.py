@@ -101,6 +101,8 @@ def spool_text(report: SpoolReport | None) -> str:
             text += f"; {report.undelivered} not delivered: {report.error}"
     if report.kept:
         text += f" (spool kept in {report.directory})"
+    if report.unreadable_kept:
+        text += f"; what it could not read is kept in {report.unreadable_kept}"
     return text
 
 
@@ -108,6 +110,7 @@ def _spool_notes(report: SpoolReport) -> str:
     skipped = (
         (report.duplicates, "already relayed", "already relayed"),
         (report.malformed, "malformed record skipped", "malformed records skipped"),
+        (report.oversized, "record too large refused", "records too large refused"),
         (report.torn, "torn tail skipped", "torn tails skipped"),
         (report.corrupt, "unreadable segment skipped", "unreadable segments skipped"),
     )
@@ -122,12 +125,15 @@ def _spool_metadata(report: SpoolReport | None) -> ReceiptMetadata:
     counts = (
         ("found", report.found), ("duplicates", report.duplicates),
         ("malformed", report.malformed), ("torn", report.torn), ("corrupt", report.corrupt),
+        ("oversized", report.oversized),
     )  # fmt: skip
     result.update((f"spool_{key}", count) for key, count in counts if count)
     if report.error:
         result["spool_error"] = report.error
     if report.kept:
         result["spool_kept"] = report.directory
+    if report.unreadable_kept:
+        result["spool_unreadable_kept"] = report.unreadable_kept
     return result
 
 
@@ -154,7 +160,9 @@ def receipt(
         result["relay_stored"] = relay.counts.get("relayed")
     result.update(_spool_metadata(spool))
     lost = any((stats or {}).get(k, 0) for k in ("dropped", "failed", "rejected"))
-    ok = returncode == 0 and stats is not None and not lost and not (spool and spool.error)
+    # Kept segments that could not be read may hold records the step's logs lack.
+    spool_ok = not (spool and (spool.error or spool.unreadable_kept))
+    ok = returncode == 0 and stats is not None and not lost and spool_ok
     return line, result, ok
 
 

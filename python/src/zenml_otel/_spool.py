@@ -14,13 +14,15 @@ import dataclasses
 import errno
 import os
 import re
+import shutil
 import stat
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Callable, NamedTuple
 
+from ._handover import write_private
 from ._otlp import prefixed
 
 SPOOL_MAGIC = b"ZOTSPOOL"
@@ -46,6 +48,15 @@ class SpooledRecord(NamedTuple):
     record: bytes  # the LogRecord message
 
 
+class Unreadable(NamedTuple):
+    """A segment file `read_spool` could not read whole, as it found it."""
+
+    name: str  # its file name in the spool
+    data: bytes
+    acks: bytes | None  # its acknowledgement log, if any
+    why: str
+
+
 @dataclasses.dataclass
 class Spooled:
     """What `read_spool` found."""
@@ -53,6 +64,8 @@ class Spooled:
     records: list[SpooledRecord] = dataclasses.field(default_factory=list)
     torn: int = 0  # segments whose last entry was cut short or corrupt
     corrupt: int = 0  # segment files skipped whole (no/bad header, unknown version)
+    # The torn and corrupt segments that are regular files, for `keep_unreadable`.
+    unreadable: list[Unreadable] = dataclasses.field(default_factory=list)
 
 
 def read_spool(directory: str) -> Spooled:
@@ -68,21 +81,37 @@ def read_spool(directory: str) -> Spooled:
     contexts: dict[int, _Context] = {}
     for path in _segment_paths(directory):
         data = _segment_bytes(path)
-        if data is None or not _segment_header_ok(data):
+        if data is None:  # no regular file: no records of the crate's to keep
             spooled.corrupt += 1
+            continue
+        problem = _header_problem(data)
+        if problem is not None:
+            spooled.corrupt += 1
+            spooled.unreadable.append(_unreadable(path, data, problem))
             continue
         records, torn = _segment_records(data, contexts)
         acknowledged = _acknowledged(path)
         spooled.records += [r for i, r in enumerate(records) if not acknowledged(i)]
         spooled.torn += torn
+        if torn:
+            why = f"an entry cut short or corrupt after its first {len(records)} records"
+            spooled.unreadable.append(_unreadable(path, data, why))
     return spooled
+
+
+def _unreadable(path: str, data: bytes, why: str) -> Unreadable:
+    return Unreadable(os.path.basename(path), data, _segment_bytes(_acks_path(path)), why)
+
+
+def _acks_path(segment: str) -> str:
+    return segment[: -len(SEGMENT_EXTENSION)] + ACKS_EXTENSION
 
 
 def _acknowledged(segment: str) -> Callable[[int], bool]:
     """Whether a segment's record (by ordinal) is in its acknowledgement log,
     `{number:016x}.acks`: entries of a u32 first ordinal and a u32 count (a
     torn last entry is ignored). A collector has those records already."""
-    data = _segment_bytes(segment[: -len(SEGMENT_EXTENSION)] + ACKS_EXTENSION) or b""
+    data = _segment_bytes(_acks_path(segment)) or b""
     ranges: list[tuple[int, int]] = [
         struct.unpack_from("<II", data, at) for at in range(0, len(data) - len(data) % 8, 8)
     ]
@@ -119,11 +148,16 @@ def _segment_bytes(path: str) -> bytes | None:
         os.close(fd)
 
 
-def _segment_header_ok(data: bytes) -> bool:
-    if len(data) < SPOOL_HEADER_LEN or data[:8] != SPOOL_MAGIC:
-        return False
+def _header_problem(data: bytes) -> str | None:
+    """Why a segment's header is not one this reader reads; None when it is."""
+    if len(data) < SPOOL_HEADER_LEN:
+        return f"a header cut short ({len(data)} bytes)"
+    if data[:8] != SPOOL_MAGIC:
+        return "no spool header"
     version: int = struct.unpack_from("<I", data, 8)[0]
-    return version == SPOOL_VERSION
+    if version != SPOOL_VERSION:
+        return f"spool format version {version} (this helper reads {SPOOL_VERSION})"
+    return None
 
 
 def _segment_records(
@@ -211,3 +245,48 @@ def new_spool_dir() -> str | None:
     except ImportError:
         return None
     return tempfile.mkdtemp(prefix="zenml-otel-spool-")
+
+
+def keep_unreadable(unreadable: Sequence[Unreadable], parent: str) -> str:
+    """Copies the segments `read_spool` could not read whole, with their
+    acknowledgement logs, into a new directory of this user's alone (0700) in
+    `parent`, each file created 0600 without following a link, and a README
+    saying why each is there; returns the directory. They may hold records a
+    newer helper (another format version) or a person can still read.
+
+    Raises:
+        OSError: If they could not all be written (the caller keeps the spool; the
+            directory begun is removed).
+    """
+    directory = tempfile.mkdtemp(prefix="zenml-otel-kept-", dir=parent)
+    try:
+        _write_kept(unreadable, directory)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def _write_kept(unreadable: Sequence[Unreadable], directory: str) -> None:
+    lines = [
+        "Spool segments of a zenml-otel program that its step's helper (spool format "
+        f"{SPOOL_VERSION}) could not read whole; the records it could read before a damaged "
+        "entry were delivered. The .acks file next to a segment lists its records a "
+        "collector had acknowledged.",
+        "",
+    ]
+    for segment in unreadable:
+        _write_private_bytes(os.path.join(directory, segment.name), segment.data)
+        if segment.acks is not None:
+            acks = segment.name[: -len(SEGMENT_EXTENSION)] + ACKS_EXTENSION
+            _write_private_bytes(os.path.join(directory, acks), segment.acks)
+        lines.append(f"{segment.name}: {segment.why}")
+    write_private(os.path.join(directory, "README.txt"), "\n".join(lines) + "\n")
+
+
+def _write_private_bytes(path: str, data: bytes) -> None:
+    """`_handover.write_private` for bytes: created 0600, never through a link, never over
+    an existing file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as file:
+        file.write(data)
