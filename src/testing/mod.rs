@@ -13,6 +13,13 @@
 //!   `opentelemetry.proto.collector.logs.v1.LogsService/Export` call, with
 //!   `grpc-encoding` `gzip`, `zstd` or none.
 //!
+//! It takes OTLP metrics too, on the same port, stored apart from the logs: `POST` on any
+//! path ending in `/v1/metrics` (protobuf or JSON, compressed or not) and the gRPC
+//! `opentelemetry.proto.collector.metrics.v1.MetricsService/Export` call. See
+//! [`OtlpReceiver::metrics`], [`OtlpReceiver::wait_for_metrics`] and
+//! [`OtlpReceiver::set_metrics_fault`] (the logs' faults never apply to metrics, nor theirs to
+//! logs).
+//!
 //! [`OtlpReceiver::start_tls`] serves the same over TLS (optionally mutual
 //! TLS). The receiver owns its async runtime, on its own thread, so tests need
 //! none.
@@ -74,10 +81,12 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use tokio::sync::watch;
 
 pub use fault::Fault;
+pub use metrics::{MetricPoint, ReceivedMetrics};
 
 mod fault;
 mod grpc;
 mod json;
+mod metrics;
 mod otlp_http;
 mod server;
 mod tls;
@@ -139,12 +148,16 @@ struct Shared {
     /// The accept loop's acknowledgement of `control`, which `set_fault` waits for.
     applied: Mutex<fault::Applied>,
     applied_changed: Condvar,
+    /// The fault of every metrics request (`set_metrics_fault`), and how many arrived.
+    metrics_fault: Mutex<Option<Fault>>,
+    metrics_attempts: AtomicUsize,
 }
 
 #[derive(Default)]
 struct State {
     requests: Vec<ReceivedRequest>,
     records: Vec<ReceivedRecord>,
+    metrics: Vec<ReceivedMetrics>,
 }
 
 /// One decoded export request, as received.
@@ -352,9 +365,46 @@ impl OtlpReceiver {
         self.shared.max_request_bytes.store(max, Ordering::Release);
     }
 
-    /// Every request that reached the receiver so far, faulted or not, malformed ones
-    /// included. Connections refused under [`Fault::Refuse`] never reach it and are not
-    /// counted.
+    /// The OTLP/HTTP metrics URL, e.g. `http://127.0.0.1:4318/v1/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("{}/v1/metrics", self.endpoint())
+    }
+
+    /// Every metrics request decoded so far, in arrival order (faulted ones are not kept,
+    /// except under [`Fault::PartialSuccess`] and [`Fault::Delay`]).
+    pub fn metrics(&self) -> Vec<ReceivedMetrics> {
+        self.shared.lock().metrics.clone()
+    }
+
+    /// Blocks until at least `n` metrics requests have been stored or `timeout` passes, then
+    /// returns all so far either way.
+    pub fn wait_for_metrics(&self, n: usize, timeout: Duration) -> Vec<ReceivedMetrics> {
+        let (state, _) = self
+            .shared
+            .arrived
+            .wait_timeout_while(self.shared.lock(), timeout, |s| s.metrics.len() < n)
+            .unwrap_or_else(|e| e.into_inner());
+        state.metrics.clone()
+    }
+
+    /// Makes every later metrics request fail with `fault` (`None`: served normally), as
+    /// [`set_fault`](Self::set_fault) does for logs; the two never mix. [`Fault::Refuse`]
+    /// closes each metrics request's connection without an answer (the port stays open), and
+    /// [`Fault::Blackhole`] holds it until [`set_fault`](Self::set_fault) is called or the
+    /// receiver is dropped.
+    pub fn set_metrics_fault(&self, fault: Option<Fault>) {
+        *crate::sync::lock(&self.shared.metrics_fault) = fault;
+    }
+
+    /// Every metrics request that reached the receiver, faulted or not. Not counted by
+    /// [`attempts`](Self::attempts).
+    pub fn metrics_attempts(&self) -> usize {
+        self.shared.metrics_attempts.load(Ordering::Acquire)
+    }
+
+    /// Every logs request that reached the receiver so far, faulted or not, malformed ones
+    /// included (metrics requests: [`metrics_attempts`](Self::metrics_attempts)). Connections
+    /// refused under [`Fault::Refuse`] never reach it and are not counted.
     pub fn attempts(&self) -> usize {
         self.shared.attempts.load(Ordering::Acquire)
     }
@@ -446,7 +496,24 @@ impl Shared {
             control: watch::Sender::new(fault::Control::default()),
             applied: Mutex::default(),
             applied_changed: Condvar::new(),
+            metrics_fault: Mutex::default(),
+            metrics_attempts: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a metrics request and picks its fault.
+    fn next_metrics_fault(&self) -> fault::Plan {
+        self.metrics_attempts.fetch_add(1, Ordering::AcqRel);
+        fault::Plan {
+            fault: crate::sync::lock(&self.metrics_fault).clone(),
+            generation: self.control.borrow().generation,
+        }
+    }
+
+    /// Stores a decoded metrics request and wakes waiters, before the answer goes out.
+    fn store_metrics(&self, metrics: ReceivedMetrics) {
+        self.lock().metrics.push(metrics);
+        self.arrived.notify_all();
     }
 
     fn faults(&self) -> MutexGuard<'_, fault::Faults> {

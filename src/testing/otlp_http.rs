@@ -17,13 +17,13 @@ use super::{header_pairs, json, Encoding, ReceivedRequest, MAX_BODY_BYTES};
 
 /// Why a request was refused: the status and a plain-text explanation.
 #[derive(Debug)]
-struct Rejection {
+pub(super) struct Rejection {
     status: StatusCode,
     message: String,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, message: impl Into<String>) -> Rejection {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Rejection {
         Rejection {
             status,
             message: message.into(),
@@ -73,7 +73,7 @@ pub(super) async fn handle(
     }
 }
 
-fn refuse(rejection: Rejection) -> Response<tonic::body::Body> {
+pub(super) fn refuse(rejection: Rejection) -> Response<tonic::body::Body> {
     let mut message = rejection.message;
     message.push('\n');
     respond(
@@ -85,7 +85,7 @@ fn refuse(rejection: Rejection) -> Response<tonic::body::Body> {
 
 /// The answer of a `Fault::Status`: that status, a `google.rpc.Status` body in the
 /// request's encoding, and `Retry-After` if asked for.
-fn fault_status(
+pub(super) fn fault_status(
     headers: &HeaderMap,
     code: u16,
     retry_after: Option<u64>,
@@ -135,7 +135,7 @@ fn success(
     }
 }
 
-fn respond(
+pub(super) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
@@ -148,7 +148,7 @@ fn respond(
     response
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, Rejection> {
+pub(super) async fn read_body(body: Incoming) -> Result<Bytes, Rejection> {
     Ok(Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
@@ -209,7 +209,7 @@ fn decode(
 }
 
 /// The body encoding named by `content-type` (parameters such as `charset` are ignored).
-fn content_type(headers: &HeaderMap) -> Result<Encoding, Rejection> {
+pub(super) fn content_type(headers: &HeaderMap) -> Result<Encoding, Rejection> {
     let value = headers
         .get(CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -232,13 +232,13 @@ fn content_type(headers: &HeaderMap) -> Result<Encoding, Rejection> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
+pub(super) enum Compression {
     Identity,
     Gzip,
     Zstd,
 }
 
-fn content_encoding(headers: &HeaderMap) -> Result<Compression, Rejection> {
+pub(super) fn content_encoding(headers: &HeaderMap) -> Result<Compression, Rejection> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(Compression::Identity);
     };
@@ -256,7 +256,7 @@ fn content_encoding(headers: &HeaderMap) -> Result<Compression, Rejection> {
 
 impl Compression {
     /// Decompresses `body`, refusing to inflate past [`MAX_BODY_BYTES`].
-    fn decode(self, body: &[u8]) -> Result<Vec<u8>, Rejection> {
+    pub(super) fn decode(self, body: &[u8]) -> Result<Vec<u8>, Rejection> {
         let (name, reader): (&str, Box<dyn Read + '_>) = match self {
             Compression::Identity => return Ok(body.to_vec()),
             // Collectors forwarding to us (rotel does) gzip their requests.

@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use super::fault::{race, refusing, Conn, Either, Fault};
-use super::{grpc, otlp_http, Shared};
+use super::{grpc, metrics, otlp_http, Shared};
 
 /// A client that has not finished its TLS handshake by then is dropped (and counted as a failure).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,6 +261,10 @@ where
 }
 
 async fn dispatch(request: Request<Incoming>, conn: Conn) -> Response<tonic::body::Body> {
+    if metrics::is_metrics(&request) {
+        let grpc = is_grpc(&request);
+        return metrics::handle(request, conn, grpc).await;
+    }
     let plan = conn.shared.next_fault();
     if plan.fault == Some(Fault::Refuse) {
         return conn.cut().await;

@@ -615,3 +615,111 @@ fn dropping_the_receiver_releases_black_holed_requests() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(closed_without_answer(&mut stream));
 }
+
+fn metrics_request(
+    value: i64,
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue("svc".into()))],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "otel.sdk.log.created".into(),
+                    unit: "{log_record}".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![kv("error.type", Value::StringValue("x".into()))],
+                            value: Some(number_data_point::Value::AsInt(value)),
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn metrics_are_taken_apart_from_logs_with_their_own_fault() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let protobuf = metrics_request(7).encode_to_vec();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&protobuf).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let (status, head, _) = post(
+        &receiver,
+        "/v1/metrics",
+        &[("Content-Encoding", "gzip")],
+        &gzip,
+    );
+    assert_eq!(status, 200, "{head}");
+    let json = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","sum":{"dataPoints":[{"asInt":"3"}],"aggregationTemporality":2,"isMonotonic":true}}]}]}]}"#;
+    let (status, head, body) = post(
+        &receiver,
+        "/prefix/v1/metrics",
+        &[("Content-Type", "application/json")],
+        json,
+    );
+    assert_eq!((status, body.as_slice()), (200, &b"{}"[..]), "{head}");
+    let (status, _, _) = post(&receiver, "/v1/metrics", &[], b"\xff\xff");
+    assert_eq!(status, 400, "a body that is no metrics request");
+    let metrics = receiver.metrics();
+    assert_eq!(metrics.len(), 2);
+    assert_eq!(
+        metrics[0].sum("otel.sdk.log.created", &[("error.type", "x")]),
+        Some(7.0)
+    );
+    assert_eq!(
+        metrics[0].points()[0]
+            .resource_attr("service.name")
+            .as_deref(),
+        Some("svc")
+    );
+    assert_eq!(metrics[1].encoding, Encoding::Json);
+    assert_eq!(metrics[1].sum("m", &[]), Some(3.0));
+    assert_eq!(receiver.record_count(), 0, "metrics are not logs");
+    assert_eq!(receiver.attempts(), 0, "nor counted as their requests");
+    assert_eq!(receiver.metrics_attempts(), 3);
+
+    // Each side's fault is its own.
+    receiver.set_metrics_fault(Some(Fault::Status {
+        code: 503,
+        retry_after: None,
+    }));
+    receiver.fail_next(
+        1,
+        Fault::Status {
+            code: 500,
+            retry_after: None,
+        },
+    );
+    assert_eq!(post(&receiver, "/v1/metrics", &[], &protobuf).0, 503);
+    let (status, _, _) = post(
+        &receiver,
+        "/v1/logs",
+        &[],
+        &export_request(&["x"]).encode_to_vec(),
+    );
+    assert_eq!(status, 500, "the logs' fault was left for the logs");
+    let (status, _, _) = post(
+        &receiver,
+        "/v1/logs",
+        &[],
+        &export_request(&["y"]).encode_to_vec(),
+    );
+    assert_eq!(status, 200);
+    receiver.set_metrics_fault(None);
+    assert_eq!(post(&receiver, "/v1/metrics", &[], &protobuf).0, 200);
+    assert_eq!(receiver.metrics().len(), 3);
+}
