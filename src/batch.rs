@@ -7,6 +7,7 @@
 mod coordinator;
 mod handle;
 mod ledger;
+mod observe;
 mod order;
 mod receipt;
 pub(crate) mod retry;
@@ -22,7 +23,9 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
 use self::coordinator::Coordinator;
 pub use self::handle::{ExportStats, LogStoreHandle, ShutdownGuard};
+pub(crate) use self::ledger::DropReason;
 use self::ledger::{Ledger, Outcome};
+pub(crate) use self::observe::{AtShutdown, Observation, Observer};
 use crate::config::Settings;
 use crate::record::EncodedRecord;
 use crate::span_context::{Resolved, Run};
@@ -43,7 +46,7 @@ pub(crate) fn on_export_thread() -> bool {
     ON_EXPORT_THREAD.with(Cell::get)
 }
 
-fn mark_export_thread() {
+pub(crate) fn mark_export_thread() {
     ON_EXPORT_THREAD.with(|flag| flag.set(true));
 }
 
@@ -176,6 +179,8 @@ struct Shared {
     /// Parked records are not sent again before this: the server asked for a delay longer
     /// than the retry window (`Retry-After`, `RetryInfo`), clamped to that window.
     resend_after: Mutex<Option<Instant>>,
+    /// Run by `shutdown()` once the records are counted (`observe.rs`).
+    at_shutdown: std::sync::OnceLock<AtShutdown>,
 }
 
 impl Shared {
@@ -214,7 +219,7 @@ impl Shared {
             }
             self.ledger.park_new(kept);
             if dropped > 0 {
-                self.count_dropped(dropped);
+                self.count_dropped(dropped, DropReason::AlreadyShutdown);
             }
         }
     }
@@ -251,7 +256,8 @@ impl Shared {
                     let mut after = crate::sync::lock(&self.resend_after);
                     *after = Some(after.map_or(not_before, |at| at.max(not_before)));
                 }
-                self.ledger.settle((n - kept) as u64, Outcome::Failed);
+                self.ledger
+                    .settle((n - kept) as u64, Outcome::Failed(error.error_type));
                 self.warn(&format!(
                     "export of {n} records failed, {kept} kept in the spool to be sent again: {}",
                     error.message
@@ -259,7 +265,8 @@ impl Shared {
                 kept == n
             }
             _ => {
-                self.ledger.settle(n as u64, Outcome::Failed);
+                self.ledger
+                    .settle(n as u64, Outcome::Failed(error.error_type));
                 if let Some(spool) = &self.spool {
                     spool.acknowledge(spooled());
                 }
@@ -302,7 +309,7 @@ impl Shared {
                 self.ledger.park_new(1);
                 self.warn("records kept in the spool to be sent later: the export queue is full");
             }
-            _ => self.count_dropped(1),
+            _ => self.count_dropped(1, DropReason::QueueFull),
         }
     }
 
@@ -319,8 +326,8 @@ impl Shared {
         }
     }
 
-    fn count_dropped(&self, n: u64) {
-        self.ledger.dropped.fetch_add(n, Ordering::Relaxed);
+    fn count_dropped(&self, n: u64, reason: DropReason) {
+        self.ledger.drop(reason, n);
         self.warn("records dropped: the export queue is full or the log store is shut down");
     }
 
@@ -341,7 +348,7 @@ impl Shared {
                 "zenml-otel: {what} (emitted {}, exported {}, dropped {}, failed {}, rejected {})",
                 l.emitted.load(Ordering::Relaxed),
                 l.exported.load(Ordering::Relaxed),
-                l.dropped.load(Ordering::Relaxed),
+                l.dropped(),
                 l.failed.load(Ordering::Relaxed),
                 l.rejected.load(Ordering::Relaxed),
             );
@@ -370,7 +377,12 @@ impl Emitter {
         let full = self.block.is_none() && self.shared.spool.is_none() && self.records.is_full();
         if closed || full {
             self.shared.ledger.emitted.fetch_add(1, Ordering::SeqCst);
-            self.shared.count_dropped(1);
+            let reason = if closed {
+                DropReason::AlreadyShutdown
+            } else {
+                DropReason::QueueFull
+            };
+            self.shared.count_dropped(1, reason);
             return true;
         }
         false
@@ -381,13 +393,16 @@ impl Emitter {
         // every record either counted here as dropped or in the queue it drains.
         self.shared.ledger.emitted.fetch_add(1, Ordering::SeqCst);
         if self.shared.closed.load(Ordering::SeqCst) {
-            self.shared.count_dropped(1);
+            self.shared.count_dropped(1, DropReason::AlreadyShutdown);
             return;
         }
         if let Some(spool) = &self.shared.spool {
             match spool.append(&record.context, &record.record) {
                 Ok(at) => record.spooled = Some(at),
-                Err(Refused::Closed) => return self.shared.count_dropped(1),
+                // The spool closes at shutdown: the record came after it.
+                Err(Refused::Closed) => {
+                    return self.shared.count_dropped(1, DropReason::AlreadyShutdown)
+                }
                 Err(refused) => self.shared.count_unspooled(&refused),
             }
         }
@@ -504,6 +519,7 @@ pub(crate) fn start(
         spool_torn,
         retry_window: settings.retry_window,
         resend_after: Mutex::new(None),
+        at_shutdown: std::sync::OnceLock::new(),
     });
     let (built_tx, built_rx) = bounded(1);
     let worker_settings = settings.clone();

@@ -115,7 +115,11 @@ impl ZenmlOtelLayer {
                 ),
             ])
             .build();
+        let metrics = crate::metrics::Metrics::build(&settings, &base)?;
         let (emitter, handle) = batch::start(&config, &settings, crate::otlp::exporters())?;
+        if let Some(metrics) = metrics {
+            metrics.start(&handle);
+        }
         if let Some(path) = handover.stats_file.clone() {
             handle.report_stats_to(path);
         }

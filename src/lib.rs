@@ -17,6 +17,7 @@ pub mod fields;
 pub mod handover;
 mod last_context;
 mod layer;
+mod metrics;
 mod otlp;
 mod panic_hook;
 mod private_file;

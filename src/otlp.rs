@@ -27,7 +27,7 @@ mod quickack;
 
 use std::sync::Arc;
 
-use crate::batch::retry::{Failure, Retry};
+use crate::batch::retry::{ErrorType, Failure, Retry};
 use crate::batch::{Export, Exporters, QueuedRecord, Settle};
 use crate::config::{missing_feature, Protocol, Settings};
 use crate::Error;
@@ -103,6 +103,7 @@ fn attempt_until_final<'r, T: Transport>(
                          than the collector takes",
                         transport.max_request_bytes()
                     ),
+                    error_type: ErrorType::TooLarge,
                     retryable: false,
                     retry_after: None,
                 })
@@ -130,6 +131,7 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> Failure {
     let what = crate::sync::panic_message(panic, "no message");
     Failure {
         message: format!("the exporter panicked: {what}"),
+        error_type: ErrorType::Panic,
         retryable: true,
         retry_after: None,
     }
@@ -193,6 +195,67 @@ impl Exporter {
                 max_request_bytes: settings.max_request_bytes,
             })
             .collect())
+    }
+}
+
+/// An exporter of another signal's requests (the layer's metrics, `src/metrics`): the logs'
+/// transport code (client, TLS, proxy, headers as metadata, compression) built for that
+/// signal's endpoint and headers, with connections of its own, so the logs never wait on it
+/// nor it on them. No retries: each request is complete in itself.
+#[derive(Debug)]
+pub(crate) struct SignalExporter {
+    kind: Kind,
+}
+
+impl SignalExporter {
+    /// An exporter to `settings.endpoint` with `settings.headers`, calling `grpc_path` over
+    /// gRPC.
+    pub(crate) fn build(settings: &Settings, grpc_path: &'static str) -> Result<Self, Error> {
+        let _ = grpc_path; // read by gRPC only
+        let kind = match settings.protocol {
+            #[cfg(feature = "grpc")]
+            Protocol::Grpc => {
+                let mut transports = grpc::GrpcTransport::build(settings, 1)?;
+                Kind::Grpc(transports.remove(0).with_path(grpc_path))
+            }
+            #[cfg(feature = "http-proto")]
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let mut transports = http::HttpTransport::build(settings, 1)?;
+                Kind::Http(transports.remove(0))
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                let feature = crate::config::feature_of(other);
+                return Err(Error::config("protocol", missing_feature(feature)));
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// Whether a request goes as OTLP/JSON (else protobuf).
+    pub(crate) fn json(&self) -> bool {
+        match &self.kind {
+            #[cfg(feature = "http-proto")]
+            Kind::Http(http) => http.json(),
+            #[cfg(feature = "grpc")]
+            Kind::Grpc(_) => false,
+        }
+    }
+
+    /// Sends one encoded request once, within `timeout`: `Ok` with how many items the
+    /// collector rejected in a partial success.
+    pub(crate) fn send(
+        &mut self,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<u64, Failure> {
+        let send = std::panic::AssertUnwindSafe(|| match &mut self.kind {
+            #[cfg(feature = "http-proto")]
+            Kind::Http(http) => http.send_encoded(body, timeout),
+            #[cfg(feature = "grpc")]
+            Kind::Grpc(grpc) => grpc.send_encoded(body, timeout),
+        });
+        std::panic::catch_unwind(send).unwrap_or_else(|panic| Err(panicked(&*panic)))
     }
 }
 

@@ -278,6 +278,11 @@ impl Spool {
         records
     }
 
+    /// Bytes the spool's files take now (the metrics' `zenml_otel.spool.size`).
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
+        self.disk.bytes_on_disk()
+    }
+
     /// Writes what was spooled since the last call through to the disk (`spool_sync_millis`);
     /// returns how many segments it synced.
     pub(crate) fn sync(&self) -> std::io::Result<u64> {

@@ -37,6 +37,15 @@ const HOSTILE: &[(&str, &str)] = &[
     ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2"),
     ("ZENML_OTEL_SPAN_FIELDS", "request_id"),
     ("ZENML_OTEL_SPOOL_DIR", "/from-env/spool"),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "http://elsewhere.invalid:4318/v1/metrics",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        "x-env=meant-for-elsewhere",
+    ),
+    ("ZENML_OTEL_METRICS_INTERVAL_MILLIS", "250"),
 ];
 
 /// The part of [`HOSTILE`] a layer can be built under (no TLS files, no `http/json`, no spool),
@@ -238,7 +247,10 @@ fn a_handover_closes_the_transport_to_the_environment() {
     assert_eq!(config.certificate_file, None);
     assert_eq!(config.client_key_file, None);
     assert_eq!(config.client_certificate_file, None);
+    assert_eq!(config.metrics_endpoint, None);
+    assert!(config.metrics_headers.is_empty());
     // The rest still follows the environment.
+    assert_eq!(config.metrics_interval_millis, 250);
     assert_eq!(config.service_version, "2.0.0");
     assert_eq!(config.service_name, "from-env");
     assert_eq!(config.max_export_batch_size, 2);
@@ -374,4 +386,78 @@ fn an_explicit_config_prints_no_header_value() {
     let shown = format!("{config:?}");
     assert!(shown.contains("authorization"), "{shown}");
     assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[test]
+fn a_handovers_metrics_go_to_the_handed_over_collector_not_the_environments() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let json = serde_json::json!({ "endpoint": receiver.endpoint() }).to_string();
+    let _env = Env::with(&[
+        (handover::LOG_STORE_CONFIG, &json),
+        ("ZENML_OTEL_METRICS_INTERVAL_MILLIS", "20"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://elsewhere.invalid:4318/v1/metrics",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "x-env=meant-for-elsewhere",
+        ),
+    ]);
+    export_three(OtelLogStoreConfig::default(), &receiver);
+    let metrics = receiver.metrics();
+    assert!(
+        !metrics.is_empty(),
+        "the interval comes from the environment"
+    );
+    assert_eq!(metrics[0].path, "/v1/metrics", "the handed-over endpoint's");
+    assert_eq!(
+        metrics[0].header("x-env"),
+        None,
+        "no header from the environment"
+    );
+}
+
+#[test]
+fn the_metrics_fields_follow_the_sources_like_the_others() {
+    // A setter at the default (off) wins over the environment's interval.
+    let _env = Env::with(HOSTILE);
+    let config = OtelLogStoreConfig::default()
+        .with_metrics_interval_millis(0)
+        .resolved()
+        .unwrap();
+    assert_eq!(config.metrics_interval_millis, 0);
+    let from_env = OtelLogStoreConfig::from_env().unwrap();
+    assert_eq!(from_env.metrics_interval_millis, 250);
+    assert_eq!(
+        from_env.metrics_endpoint.as_deref(),
+        Some("http://elsewhere.invalid:4318/v1/metrics")
+    );
+    assert_eq!(from_env.metrics_headers["x-env"], "meant-for-elsewhere");
+    drop(_env);
+    // A malformed or too large value is an error naming the variable.
+    for value in ["soon", "86400001"] {
+        let _env = Env::with(&[("ZENML_OTEL_METRICS_INTERVAL_MILLIS", value)]);
+        let error = OtelLogStoreConfig::from_env().unwrap_err();
+        assert_eq!(
+            error.field(),
+            Some("ZENML_OTEL_METRICS_INTERVAL_MILLIS"),
+            "{value}: {error}"
+        );
+    }
+    // A bad metrics endpoint or header is named by its field.
+    let bad = OtelLogStoreConfig {
+        metrics_interval_millis: 100,
+        metrics_endpoint: Some("ftp://metrics".into()),
+        ..OtelLogStoreConfig::default()
+    };
+    let error = ZenmlOtelLayer::new(bad).unwrap_err();
+    assert_eq!(error.field(), Some("metrics_endpoint"), "{error}");
+    let bad = OtelLogStoreConfig {
+        metrics_interval_millis: 100,
+        metrics_headers: [("bad header".to_owned(), "v".to_owned())].into(),
+        ..OtelLogStoreConfig::default()
+    };
+    let error = ZenmlOtelLayer::new(bad).unwrap_err();
+    assert_eq!(error.field(), Some("metrics_headers"), "{error}");
 }

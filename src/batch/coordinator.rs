@@ -328,6 +328,7 @@ impl Coordinator {
     }
 
     fn stop(mut self, ack: Option<Sender<Result<(), String>>>) {
+        let without_shutdown = ack.is_none();
         // Bounds the senders' retries, also when every handle went away without a shutdown
         // (`shutdown()` set its own deadline before asking).
         self.shared.stop.request(Instant::now() + self.timeout);
@@ -352,6 +353,10 @@ impl Coordinator {
         }
         for sender in self.senders.drain(..) {
             let _ = sender.join();
+        }
+        // Every handle went away without a `shutdown()`, which would have run it.
+        if without_shutdown {
+            self.shared.at_shutdown(Instant::now() + self.timeout);
         }
     }
 }

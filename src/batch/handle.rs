@@ -58,6 +58,13 @@ pub struct ExportStats {
     /// went on in memory only, as without a spool, and a kill meanwhile loses them. Also
     /// counted in their outcome: not a loss class of its own.
     pub unspooled: u64,
+    /// With `metrics_interval_millis`: the layer's metrics requests the collector answered
+    /// (counted apart from the records: a metrics failure never touches them).
+    pub metric_exports: u64,
+    /// With `metrics_interval_millis`: the layer's metrics requests that failed (or found
+    /// no time left in shutdown's bound); each is complete in itself, so the next one makes
+    /// up for a lost one.
+    pub metric_export_failures: u64,
 }
 
 /// Controls a layer's export pipeline from anywhere: flush, shut down, read the counters.
@@ -110,12 +117,15 @@ impl LogStoreHandle {
     /// exported by then is counted as failed or dropped, as are records emitted afterwards.
     /// Calling it again returns `Ok(())` at once.
     pub fn shutdown(&self) -> Result<(), Error> {
+        let bound = Instant::now() + self.shared.timeout + SHUTDOWN_SLACK;
         let result = self.stop_within_deadline();
         if let Some(spool) = &self.shared.spool {
             // Removed once all of it is acknowledged; else left for the next start.
             spool.close();
         }
         self.write_receipt();
+        // The metrics' final export, of the final counts, in what is left of the bound.
+        self.shared.at_shutdown(bound);
         result
     }
 
@@ -184,27 +194,36 @@ impl LogStoreHandle {
 
     /// The pipeline's counters now.
     pub fn stats(&self) -> ExportStats {
-        self.shared.count_stragglers();
-        let ledger = &self.shared.ledger;
-        ExportStats {
-            emitted: ledger.emitted.load(Ordering::Relaxed),
-            exported: ledger.exported.load(Ordering::Relaxed),
-            dropped: ledger.dropped.load(Ordering::Relaxed),
-            failed: ledger.failed.load(Ordering::Relaxed),
-            rejected: ledger.rejected.load(Ordering::Relaxed),
-            truncated: ledger.truncated.load(Ordering::Relaxed),
-            live_runs: self.shared.live_runs.load(Ordering::Relaxed),
-            recovered: ledger.recovered.load(Ordering::Relaxed),
-            spool_torn: self.shared.spool_torn,
-            spooled: ledger.parked(),
-            unspooled: ledger.unspooled.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// A guard that shuts the pipeline down when dropped. See [`ShutdownGuard`].
     pub fn guard(&self) -> ShutdownGuard {
         ShutdownGuard {
             handle: self.clone(),
+        }
+    }
+}
+
+impl Shared {
+    /// The counters now (`LogStoreHandle::stats`).
+    pub(super) fn stats(&self) -> ExportStats {
+        self.count_stragglers();
+        let ledger = &self.ledger;
+        ExportStats {
+            emitted: ledger.emitted.load(Ordering::Relaxed),
+            exported: ledger.exported.load(Ordering::Relaxed),
+            dropped: ledger.dropped(),
+            failed: ledger.failed.load(Ordering::Relaxed),
+            rejected: ledger.rejected.load(Ordering::Relaxed),
+            truncated: ledger.truncated.load(Ordering::Relaxed),
+            live_runs: self.live_runs.load(Ordering::Relaxed),
+            recovered: ledger.recovered.load(Ordering::Relaxed),
+            spool_torn: self.spool_torn,
+            spooled: ledger.parked(),
+            unspooled: ledger.unspooled.load(Ordering::Relaxed),
+            metric_exports: ledger.metric_exports.load(Ordering::Relaxed),
+            metric_export_failures: ledger.metric_export_failures.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,12 +1,35 @@
 //! Where every record's fate is written, exactly once: exported, dropped, failed or rejected
 //! (or, with a spool, parked there until it is sent again or the process ends).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_channel::Receiver;
 
+use super::retry::ErrorType;
 use super::QueuedRecord;
+
+/// Why records were dropped, for the metrics' `error.type` (`src/metrics/names.rs`);
+/// `ExportStats::dropped` is their sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The queue was full (or, with `on_full = "block"`, stayed full).
+    QueueFull,
+    /// Emitted after the pipeline shut down (or while it was shutting down, past its last
+    /// export).
+    AlreadyShutdown,
+    /// Shutdown's deadline passed before they could be sent.
+    ShutdownDeadline,
+}
+
+impl DropReason {
+    pub(crate) const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::AlreadyShutdown,
+        DropReason::ShutdownDeadline,
+    ];
+}
 
 /// The counters, and the book that keeps the export thread and an abandoning `shutdown()` from
 /// both counting the same records.
@@ -14,7 +37,8 @@ use super::QueuedRecord;
 pub(super) struct Ledger {
     pub(super) emitted: AtomicU64,
     pub(super) exported: AtomicU64,
-    pub(super) dropped: AtomicU64,
+    /// By `DropReason`, in its order.
+    dropped: [AtomicU64; 3],
     pub(super) failed: AtomicU64,
     pub(super) rejected: AtomicU64,
     /// Records cut to fit a request: also counted in their outcome (not a loss class).
@@ -24,6 +48,16 @@ pub(super) struct Ledger {
     /// Records the spool refused (full, a disk error), which went on in memory only: also
     /// counted in their outcome (not a loss class).
     pub(super) unspooled: AtomicU64,
+    /// Records handed to an exporter (each time: a record sent again from the spool counts
+    /// again), as `otel.sdk.processor.log.processed` counts them.
+    pub(super) processed: AtomicU64,
+    /// Records an exporter holds now, from when a sender hands them over until its export
+    /// ends (`otel.sdk.exporter.log.inflight`).
+    pub(super) exporting: AtomicU64,
+    /// The metrics' own requests (`src/metrics`), counted apart from the records': answered
+    /// by the collector, and failed.
+    pub(super) metric_exports: AtomicU64,
+    pub(super) metric_export_failures: AtomicU64,
     book: Mutex<Book>,
 }
 
@@ -37,6 +71,8 @@ struct Book {
     /// Records given up in memory (a full queue, retries spent) that only the spool holds:
     /// sent again from there, or left there for the next start (`ExportStats::spooled`).
     parked: u64,
+    /// `failed` by the class of the failure.
+    failed_by: BTreeMap<ErrorType, u64>,
 }
 
 /// How an export of `n` records ended.
@@ -46,7 +82,7 @@ pub(super) enum Outcome {
     Exported {
         rejected: u64,
     },
-    Failed,
+    Failed(ErrorType),
     /// Never sent (the shutdown deadline had passed).
     Dropped,
 }
@@ -121,12 +157,11 @@ impl Ledger {
                 self.exported.fetch_add(n - rejected, Ordering::Relaxed);
                 self.rejected.fetch_add(rejected, Ordering::Relaxed);
             }
-            Outcome::Failed => {
+            Outcome::Failed(error_type) => {
                 self.failed.fetch_add(n, Ordering::Relaxed);
+                *book.failed_by.entry(error_type).or_default() += n;
             }
-            Outcome::Dropped => {
-                self.dropped.fetch_add(n, Ordering::Relaxed);
-            }
+            Outcome::Dropped => self.drop(DropReason::ShutdownDeadline, n),
         }
     }
 
@@ -155,7 +190,27 @@ impl Ledger {
             (0, in_flight + (kept.len() + lost.len()) as u64)
         };
         book.parked += kept;
-        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        self.drop(DropReason::ShutdownDeadline, lost);
         (lost, kept)
+    }
+
+    /// Counts `n` records dropped for `reason`.
+    pub(super) fn drop(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records dropped, for every reason.
+    pub(super) fn dropped(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.dropped_for(r)).sum()
+    }
+
+    pub(super) fn dropped_for(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// `failed` by the class of the failure.
+    pub(super) fn failed_by(&self) -> Vec<(ErrorType, u64)> {
+        let book = crate::sync::lock(&self.book);
+        book.failed_by.iter().map(|(&t, &n)| (t, n)).collect()
     }
 }

@@ -53,6 +53,8 @@ impl Stop {
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) message: String,
+    /// Its class, for the metrics' `error.type` (`src/metrics/names.rs`).
+    pub(crate) error_type: ErrorType,
     pub(crate) retryable: bool,
     /// The server's `Retry-After` (gRPC: `RetryInfo`): the next attempt waits at least this
     /// long. Any value a server sends, read through [`delay`](Self::delay).
@@ -66,6 +68,31 @@ impl Failure {
     pub(crate) fn delay(&self, window: Duration) -> Duration {
         self.retry_after.unwrap_or_default().min(window)
     }
+}
+
+/// The class of a failed export, low in cardinality: what the metrics' `error.type` of
+/// `otel.sdk.exporter.log.exported` says (`src/metrics/names.rs` spells them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum ErrorType {
+    /// The collector answered this HTTP status (an error, or a redirect never followed).
+    Http(u16),
+    /// The collector answered this gRPC status code.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    Grpc(i32),
+    /// No answer within the export timeout.
+    Timeout,
+    /// No connection, or it broke (refused, reset, a host that does not resolve).
+    Connection,
+    /// TLS refused the collector's certificate (or the collector refused ours).
+    Tls,
+    /// One record's request is larger than `max_export_batch_bytes` or the collector takes.
+    TooLarge,
+    /// The request could not be written (OTLP/JSON, compression).
+    Encoding,
+    /// The exporter panicked.
+    Panic,
+    /// Shutdown's deadline passed before the request's turn.
+    ShutdownDeadline,
 }
 
 /// What the senders share about retries: the batches (by dispatch order) with a request
@@ -150,6 +177,7 @@ impl<'a> Retry<'a> {
             message: "shutdown's deadline passed while an older request of the same run was \
                       in flight"
                 .into(),
+            error_type: ErrorType::ShutdownDeadline,
             retryable: true,
             retry_after: None,
         })
@@ -233,6 +261,7 @@ mod tests {
 
     fn refused() -> Failure {
         Failure {
+            error_type: ErrorType::Connection,
             message: "refused".into(),
             retryable: true,
             retry_after: None,
@@ -245,6 +274,7 @@ mod tests {
         let stop = Stop::default();
         let mut retry = Retry::new(&outage, 0, &stop, Duration::from_secs(60));
         let final_failure = Failure {
+            error_type: ErrorType::Connection,
             message: "400".into(),
             retryable: false,
             ..refused()

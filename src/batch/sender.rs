@@ -107,6 +107,10 @@ impl SenderThread {
         let retry =
             || Retry::new(&shared.outage, seq, &shared.stop, window).in_order(&shared.order);
         let transport = &mut self.transport;
+        // The records are processed, and the exporter's, until its export ends (the metrics').
+        let n = job.records.len() as u64;
+        ledger.processed.fetch_add(n, Ordering::Relaxed);
+        ledger.exporting.fetch_add(n, Ordering::Relaxed);
         let export = std::panic::AssertUnwindSafe(|| {
             transport.export(
                 &mut job.records,
@@ -124,11 +128,15 @@ impl SenderThread {
             let what = crate::sync::panic_message(panic.as_ref(), "no message");
             let message =
                 format!("export of {unsettled} records failed: the exporter panicked: {what}");
-            ledger.settle(unsettled as u64, Outcome::Failed);
+            ledger.settle(
+                unsettled as u64,
+                Outcome::Failed(super::retry::ErrorType::Panic),
+            );
             shared.warn(&message);
             failure = Some(message);
             0
         });
+        ledger.exporting.fetch_sub(n, Ordering::Relaxed);
         ledger.truncated.fetch_add(truncated, Ordering::Relaxed);
         failure
     }

@@ -153,6 +153,7 @@ impl Pipeline {
 fn failure(retryable: bool) -> Failure {
     Failure {
         message: format!("mock failure (retryable: {retryable})"),
+        error_type: super::retry::ErrorType::Connection,
         retryable,
         retry_after: None,
     }

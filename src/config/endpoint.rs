@@ -6,6 +6,12 @@
 //! - gRPC: a URL without a path; a scheme-less `host[:port]` gets `http://` when `insecure`,
 //!   `https://` otherwise, and port 4317 when it has none; the same for both variables;
 //!   default `http://localhost:4317`.
+//! - Metrics (`metrics_interval_millis`): `metrics_endpoint` (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`)
+//!   as is (gRPC: by the gRPC rules); else for OTLP/HTTP the logs URL with its `/v1/logs`
+//!   replaced by `/v1/metrics`, or, when the logs URL ends otherwise (an
+//!   `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` used as is), `OTEL_EXPORTER_OTLP_ENDPOINT` +
+//!   `/v1/metrics`; else none (metrics off). For gRPC the logs' endpoint (the metrics service
+//!   is another method on it).
 
 use http::Uri;
 
@@ -15,6 +21,7 @@ use crate::environ::Env;
 use crate::Error;
 
 const LOGS_PATH: &str = "/v1/logs";
+const METRICS_PATH: &str = "/v1/metrics";
 /// The endpoint's variables (`model.rs`): the signal's own, used as is, then the generic base.
 const ENV_LOGS_ENDPOINT: &str = vars::endpoint[0];
 const ENV_ENDPOINT: &str = vars::endpoint[1];
@@ -51,6 +58,43 @@ pub(super) fn resolve(
         return logs_url(ENV_ENDPOINT, &endpoint);
     }
     logs_url("endpoint", "http://localhost:4318")
+}
+
+/// Where the layer's metrics go: `Ok(Err(why))` when the logs' endpoint gives no metrics URL.
+pub(super) fn metrics(
+    protocol: Protocol,
+    configured: Option<&str>,
+    logs_endpoint: &str,
+    insecure: bool,
+    env: Env<'_>,
+) -> Result<Result<String, String>, Error> {
+    const FIELD: &str = "metrics_endpoint";
+    let configured = configured.filter(|endpoint| !endpoint.trim().is_empty());
+    if protocol == Protocol::Grpc {
+        return match configured {
+            Some(endpoint) => grpc_url(FIELD, endpoint, insecure).map(Ok),
+            None => Ok(Ok(logs_endpoint.to_owned())),
+        };
+    }
+    if let Some(endpoint) = configured {
+        check_url(FIELD, endpoint.trim())?;
+        return Ok(Ok(endpoint.trim().to_owned()));
+    }
+    if let Some(base) = logs_endpoint.strip_suffix(LOGS_PATH) {
+        return Ok(Ok(format!("{base}{METRICS_PATH}")));
+    }
+    if let Some(base) = env(ENV_ENDPOINT)?.filter(|value| !value.trim().is_empty()) {
+        check_url(ENV_ENDPOINT, base.trim())?;
+        return Ok(Ok(format!(
+            "{}{METRICS_PATH}",
+            base.trim().trim_end_matches('/')
+        )));
+    }
+    Ok(Err(format!(
+        "the logs' endpoint `{}` does not end in {LOGS_PATH}, so it gives no metrics URL; set \
+         metrics_endpoint (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) or OTEL_EXPORTER_OTLP_ENDPOINT",
+        crate::redact::url(logs_endpoint)
+    )))
 }
 
 fn logs_url(field: &str, endpoint: &str) -> Result<String, Error> {
@@ -188,6 +232,61 @@ mod tests {
     fn a_bad_environment_endpoint_names_the_variable() {
         let env = |name: &str| (name == ENV_ENDPOINT).then(|| "not a url".to_owned());
         assert_eq!(http(None, &env).unwrap_err().field(), Some(ENV_ENDPOINT));
+    }
+
+    fn metrics_http(
+        configured: Option<&str>,
+        logs: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
+        metrics(Protocol::HttpProtobuf, configured, logs, false, &|name| {
+            Ok(env(name))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn metrics_urls_follow_the_logs_unless_given() {
+        let logs = "http://c:4318/prefix/v1/logs";
+        assert_eq!(
+            metrics_http(None, logs, &no_env).unwrap(),
+            "http://c:4318/prefix/v1/metrics",
+            "the logs' /v1/logs is replaced"
+        );
+        assert_eq!(
+            metrics_http(Some("http://m:1/custom"), logs, &no_env).unwrap(),
+            "http://m:1/custom",
+            "metrics_endpoint is used as is"
+        );
+        let base = |name: &str| (name == ENV_ENDPOINT).then(|| "http://base:2/".to_owned());
+        assert_eq!(
+            metrics_http(None, "http://logs:1/custom", &base).unwrap(),
+            "http://base:2/v1/metrics",
+            "a custom logs URL: the base variable + /v1/metrics"
+        );
+        let why = metrics_http(None, "http://logs:1/custom", &no_env).unwrap_err();
+        assert!(why.contains("gives no metrics URL"), "{why}");
+        let error = metrics(
+            Protocol::HttpProtobuf,
+            Some("ftp://m"),
+            logs,
+            false,
+            &|_| Ok(None),
+        )
+        .unwrap_err();
+        assert_eq!(error.field(), Some("metrics_endpoint"));
+        let grpc = |configured| {
+            metrics(Protocol::Grpc, configured, "http://c:4317", true, &|_| {
+                Ok(None)
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            grpc(None).unwrap(),
+            "http://c:4317",
+            "gRPC: the same endpoint"
+        );
+        assert_eq!(grpc(Some("m:9")).unwrap(), "http://m:9", "gRPC rules apply");
     }
 
     #[test]

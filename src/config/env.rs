@@ -27,6 +27,11 @@ pub(super) fn text(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Any text, for a field where `None` means not given.
+pub(super) fn some_text(text: &str) -> Result<Option<String>, String> {
+    Ok(Some(text.to_owned()))
+}
+
 /// A value of one of the configuration's enums, by its name.
 pub(super) fn parsed<T: FromStr<Err = String>>(text: &str) -> Result<T, String> {
     text.parse()

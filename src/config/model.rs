@@ -158,6 +158,24 @@ config_fields! {
     spool_sync_millis, with_spool_sync_millis: u64 = 0;
         env ["ZENML_OTEL_SPOOL_SYNC_MILLIS"] => env::at_most(MAX_MILLIS);
         flavor false, transport false;
+    /// How often the layer exports OTLP metrics about itself to the logs' collector (the
+    /// `otel.sdk.*` self-observability metrics of the semantic conventions and the crate's own
+    /// `zenml_otel.*`; see the README's Metrics), in milliseconds, and once more at shutdown
+    /// with the final counts (`ZENML_OTEL_METRICS_INTERVAL_MILLIS`). Default 0: off.
+    metrics_interval_millis, with_metrics_interval_millis: u64 = 0;
+        env ["ZENML_OTEL_METRICS_INTERVAL_MILLIS"] => env::at_most(MAX_MILLIS);
+        flavor false, transport false;
+    /// Where metrics go, used as is: for OTLP/HTTP the full URL, for gRPC the endpoint
+    /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`). `None`: derived from the logs' endpoint (the
+    /// README's endpoint rules). Read only with `metrics_interval_millis` set.
+    metrics_endpoint, with_metrics_endpoint: Option<String> = None;
+        env ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] => env::some_text;
+        flavor false, transport true;
+    /// Headers (gRPC metadata) of metrics requests, instead of `headers`
+    /// (`OTEL_EXPORTER_OTLP_METRICS_HEADERS`). Empty: the logs' `headers`. Never printed.
+    metrics_headers, with_metrics_headers: HashMap<String, String> = HashMap::new();
+        env ["OTEL_EXPORTER_OTLP_METRICS_HEADERS"] => env::headers;
+        flavor false, transport true, debug redacted, serde(deserialize_with = "super::sources::headers_json");
 }
 
 /// Header names with their values hidden: values are usually credentials.
@@ -382,6 +400,8 @@ mod tests {
                 "certificate_file",
                 "client_certificate_file",
                 "client_key_file",
+                "metrics_endpoint",
+                "metrics_headers",
             ]
         );
     }

@@ -37,7 +37,7 @@ impl OtelLogStoreConfig {
         self.check_features()?;
         self.check_names()?;
         self.check_sizes()?;
-        let headers = self.checked_headers()?;
+        let headers = checked_headers("headers", &self.headers)?;
         if self
             .resource_attributes
             .keys()
@@ -48,6 +48,7 @@ impl OtelLogStoreConfig {
         check_span_fields(&self.span_fields)?;
         let tls = self.read_tls()?;
         let endpoint = self.checked_endpoint(&tls, endpoint_env)?;
+        let metrics = self.checked_metrics(&endpoint, &headers, &tls, endpoint_env)?;
         Ok(Settings {
             endpoint,
             protocol: self.protocol,
@@ -64,7 +65,61 @@ impl OtelLogStoreConfig {
             },
             spool_sync: (self.spool_sync_millis > 0)
                 .then(|| Duration::from_millis(self.spool_sync_millis)),
+            metrics,
         })
+    }
+
+    /// With `metrics_interval_millis`: where metrics go and with which headers. A logs
+    /// endpoint that gives no metrics URL is no error: metrics are then off, and the layer
+    /// says so once.
+    fn checked_metrics(
+        &self,
+        logs_endpoint: &str,
+        logs_headers: &Headers,
+        tls: &Tls,
+        env: Env<'_>,
+    ) -> Result<Option<MetricsSettings>, Error> {
+        if self.metrics_interval_millis == 0 {
+            return Ok(None);
+        }
+        let headers = if self.metrics_headers.is_empty() {
+            logs_headers.clone()
+        } else {
+            checked_headers("metrics_headers", &self.metrics_headers)?
+        };
+        let endpoint = endpoint::metrics(
+            self.protocol,
+            self.metrics_endpoint.as_deref(),
+            logs_endpoint,
+            self.insecure,
+            env,
+        )?;
+        if let Ok(url) = &endpoint {
+            let shown = crate::redact::url(url);
+            if tls.is_custom() && !url.starts_with("https://") {
+                return Err(Error::config(
+                    "metrics_endpoint",
+                    format!(
+                        "`{shown}` is not https://, but TLS files are set: metrics go with the \
+                         logs' TLS"
+                    ),
+                ));
+            }
+            if url.starts_with("https://")
+                && self.protocol != Protocol::Grpc
+                && !cfg!(feature = "tls")
+            {
+                return Err(Error::config(
+                    "metrics_endpoint",
+                    format!("`{shown}` is https://, which {}", missing_feature("tls")),
+                ));
+            }
+        }
+        Ok(Some(MetricsSettings {
+            interval: Duration::from_millis(self.metrics_interval_millis),
+            endpoint,
+            headers,
+        }))
     }
 
     /// The service fields are not blank.
@@ -98,6 +153,7 @@ impl OtelLogStoreConfig {
             ("schedule_delay_millis", self.schedule_delay_millis),
             ("export_timeout_millis", self.export_timeout_millis),
             ("spool_sync_millis", self.spool_sync_millis),
+            ("metrics_interval_millis", self.metrics_interval_millis),
         ] {
             if value > MAX_MILLIS || (value == 0 && field == "max_retry_elapsed_millis") {
                 return Err(Error::config(
@@ -171,33 +227,6 @@ impl OtelLogStoreConfig {
         Ok(())
     }
 
-    /// The headers as HTTP takes them; a bad one is named, its value never echoed.
-    fn checked_headers(&self) -> Result<Headers, Error> {
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for (name, value) in &self.headers {
-            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                Error::config(
-                    "headers",
-                    format!("`{name}` is not a valid HTTP header name"),
-                )
-            })?;
-            // The value is not echoed: it is usually a credential.
-            let mut header_value = HeaderValue::from_str(value).map_err(|_| {
-                Error::config(
-                    "headers",
-                    format!(
-                        "the value of `{name}` is not a valid HTTP header value \
-                         (control characters or non-ASCII)"
-                    ),
-                )
-            })?;
-            // h2's and the clients' own debug output then print `Sensitive`.
-            header_value.set_sensitive(true);
-            headers.push((header_name, header_value));
-        }
-        Ok(Headers(headers))
-    }
-
     /// The custom CA and the client identity, read from their files.
     fn read_tls(&self) -> Result<Tls, Error> {
         Ok(Tls {
@@ -256,6 +285,33 @@ impl OtelLogStoreConfig {
     }
 }
 
+/// `headers` as HTTP takes them; a bad one is named (with `field`), its value never echoed.
+fn checked_headers(
+    field: &str,
+    headers: &std::collections::HashMap<String, String>,
+) -> Result<Headers, Error> {
+    let mut checked = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Error::config(field, format!("`{name}` is not a valid HTTP header name"))
+        })?;
+        // The value is not echoed: it is usually a credential.
+        let mut header_value = HeaderValue::from_str(value).map_err(|_| {
+            Error::config(
+                field,
+                format!(
+                    "the value of `{name}` is not a valid HTTP header value \
+                     (control characters or non-ASCII)"
+                ),
+            )
+        })?;
+        // h2's and the clients' own debug output then print `Sensitive`.
+        header_value.set_sensitive(true);
+        checked.push((header_name, header_value));
+    }
+    Ok(Headers(checked))
+}
+
 fn read_pem(field: &str, path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
     let Some(path) = path else { return Ok(None) };
     let bytes = std::fs::read(path).map_err(|e| {
@@ -295,6 +351,19 @@ pub(crate) struct Settings {
     pub(crate) block: Option<Duration>,
     /// How often the spool is synced to the disk, if at all.
     pub(crate) spool_sync: Option<Duration>,
+    /// With `metrics_interval_millis`: the metrics' export (`src/metrics`).
+    pub(crate) metrics: Option<MetricsSettings>,
+}
+
+/// Where and how often the layer's own metrics go.
+#[derive(Clone, Debug)]
+pub(crate) struct MetricsSettings {
+    pub(crate) interval: Duration,
+    /// The metrics URL (OTLP/HTTP) or gRPC endpoint; `Err` says why the logs' endpoint gives
+    /// none (metrics are then off, said once).
+    pub(crate) endpoint: Result<String, String>,
+    /// `metrics_headers`, else the logs' `headers`.
+    pub(crate) headers: Headers,
 }
 
 /// Headers (gRPC metadata) as HTTP takes them, each value marked sensitive; printed by name

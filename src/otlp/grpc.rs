@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 
 use super::protobuf::Encoder as RequestEncoder;
 use super::{Sent, Transport};
-use crate::batch::retry::{Failure, Retry};
+use crate::batch::retry::{ErrorType, Failure, Retry};
 use crate::batch::QueuedRecord;
 use crate::config::{Compression, Settings};
 use crate::Error;
@@ -37,6 +37,8 @@ pub(super) struct GrpcTransport {
     timeout: Duration,
     endpoint: String,
     max_request_bytes: usize,
+    /// The method called: `LogsService/Export`, or another signal's (`with_path`).
+    path: &'static str,
 }
 
 impl GrpcTransport {
@@ -83,8 +85,40 @@ impl GrpcTransport {
                 timeout: settings.timeout,
                 endpoint: settings.endpoint.clone(),
                 max_request_bytes: settings.max_request_bytes,
+                path: EXPORT_PATH,
             })
             .collect())
+    }
+
+    /// This transport calling another signal's `Export` (the layer's metrics).
+    pub(super) fn with_path(mut self, path: &'static str) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// One call with a request of another signal, already encoded, within `timeout`: `Ok`
+    /// with how many items the collector rejected.
+    pub(super) fn send_encoded(
+        &mut self,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u64, Failure> {
+        match self.call(body, timeout) {
+            Ok(response) => Ok(super::rejected_in(&response)),
+            Err(status) => match self.failed(&status) {
+                Sent::Done(Err(failure)) => Err(failure),
+                _ => Err(Failure {
+                    message: format!(
+                        "the collector answered {:?} to {}: the request is too large",
+                        status.code(),
+                        crate::redact::url(&self.endpoint)
+                    ),
+                    error_type: ErrorType::Grpc(status.code() as i32),
+                    retryable: false,
+                    retry_after: None,
+                }),
+            },
+        }
     }
 
     /// One call of `LogsService/Export` with an encoded request, within `timeout`; the
@@ -94,6 +128,7 @@ impl GrpcTransport {
         *request.metadata_mut() = self.metadata.clone();
         request.set_timeout(timeout);
         let client = &mut self.client;
+        let path = self.path;
         self.runtime
             .block_on(async move {
                 // The channel's own timeout covers the request; this also bounds connecting.
@@ -102,7 +137,7 @@ impl GrpcTransport {
                         .ready()
                         .await
                         .map_err(|e| Status::unavailable(format!("{e}: {}", sources(&e))))?;
-                    let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                    let path = http::uri::PathAndQuery::from_static(path);
                     client.unary(request, path, PassThrough).await
                 })
                 .await
@@ -135,6 +170,7 @@ impl GrpcTransport {
             && !message.to_ascii_lowercase().contains("certificate");
         Sent::Done(Err(Failure {
             message,
+            error_type: ErrorType::Grpc(status.code() as i32),
             retryable,
             retry_after,
         }))

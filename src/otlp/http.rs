@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::compress::Compressor;
 use super::protobuf::Encoder;
-use crate::batch::retry::{self, Failure, Retry};
+use crate::batch::retry::{self, ErrorType, Failure, Retry};
 use crate::batch::QueuedRecord;
 use crate::config::{Protocol, Settings};
 use crate::redact;
@@ -123,6 +123,7 @@ impl HttpTransport {
                      redirects are not followed: configure the endpoint it names",
                     location.as_deref().unwrap_or("nowhere")
                 ),
+                error_type: ErrorType::Http(status.as_u16()),
                 retryable: false,
                 retry_after: None,
             }));
@@ -130,9 +131,43 @@ impl HttpTransport {
         let text = redact::untrusted(&error_text(&content_type, &body));
         Sent::Done(Err(Failure {
             message: format!("the collector answered {status} to {url}: {text}"),
+            error_type: ErrorType::Http(status.as_u16()),
             retryable: retry::retryable_status(status.as_u16()),
             retry_after,
         }))
+    }
+}
+
+impl HttpTransport {
+    /// Posts one request of another signal (the layer's metrics), already encoded in this
+    /// transport's encoding (`json`), once, within `timeout`: `Ok` with how many items the
+    /// collector rejected.
+    pub(super) fn send_encoded(
+        &mut self,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u64, Failure> {
+        let (bytes, encoding) = self.compressor.compress(body).map_err(final_failure)?;
+        match self.post(PreparedBody { bytes, encoding }, timeout) {
+            Ok(response) => match self.answered(response) {
+                Sent::Done(result) => result,
+                Sent::TooLarge => Err(Failure {
+                    message: format!(
+                        "the collector answered 413 to {}: the request is too large",
+                        redact::url(&self.url)
+                    ),
+                    error_type: ErrorType::Http(413),
+                    retryable: false,
+                    retry_after: None,
+                }),
+            },
+            Err(error) => Err(transport_failure(&error)),
+        }
+    }
+
+    /// Whether requests go as OTLP/JSON.
+    pub(super) fn json(&self) -> bool {
+        self.json
     }
 }
 
@@ -176,11 +211,19 @@ fn transport_failure(error: &ureq::Error) -> Failure {
         message.push_str(&inner.to_string());
         source = inner.source();
     }
-    let retryable =
-        !message.to_ascii_lowercase().contains("certificate") || retry::is_timeout(&message);
+    let timeout = retry::is_timeout(&message);
+    let certificate = message.to_ascii_lowercase().contains("certificate");
+    let error_type = if timeout {
+        ErrorType::Timeout
+    } else if certificate {
+        ErrorType::Tls
+    } else {
+        ErrorType::Connection
+    };
     Failure {
         message: redact::untrusted(&message),
-        retryable,
+        error_type,
+        retryable: !certificate || timeout,
         retry_after: None,
     }
 }
@@ -188,6 +231,7 @@ fn transport_failure(error: &ureq::Error) -> Failure {
 fn final_failure(message: String) -> Failure {
     Failure {
         message,
+        error_type: ErrorType::Encoding,
         retryable: false,
         retry_after: None,
     }
@@ -256,8 +300,13 @@ fn rejected_records(json: bool, body: &[u8]) -> u64 {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return 0;
         };
-        // The OTLP/JSON int64 may be a string or a number.
-        match &value["partialSuccess"]["rejectedLogRecords"] {
+        // The OTLP/JSON int64 may be a string or a number; a metrics answer counts points.
+        let partial = &value["partialSuccess"];
+        let rejected = match &partial["rejectedLogRecords"] {
+            serde_json::Value::Null => &partial["rejectedDataPoints"],
+            rejected => rejected,
+        };
+        match rejected {
             serde_json::Value::String(text) => text.parse().unwrap_or(0),
             other => other.as_u64().unwrap_or(0),
         }

@@ -56,6 +56,11 @@ pub(super) struct Disk {
 }
 
 impl Disk {
+    /// Bytes of the segment files that exist now, free ones included.
+    pub(super) fn bytes_on_disk(&self) -> u64 {
+        self.on_disk.load(Ordering::Relaxed)
+    }
+
     pub(super) fn new(dir: &Path, max_bytes: u64, next_number: u64, user: u32) -> Self {
         let segment_bytes = (max_bytes / SEGMENTS_PER_SPOOL)
             .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
