@@ -6,6 +6,10 @@
 //!
 //! - `no_layer`: a bare `tracing_subscriber::registry()`, the floor.
 //! - `zenml_otel`: registry + [`ZenmlOtelLayer`].
+//! - `zenml_otel_metrics`: `zenml_otel` with the layer's own metrics on
+//!   (`metrics_interval_millis` = 100, far more often than anyone would), exported to the same
+//!   sink: next to `zenml_otel` (metrics off), what they cost the logging thread (issue 28: it
+//!   should be nothing, the counters exist anyway).
 //! - `zenml_otel_spool`: the same with the crash-safe spool on (`spool_dir` in a temporary
 //!   directory): each event is also copied into a memory-mapped segment file.
 //! - `official_bridge`: registry + `opentelemetry_appender_tracing`'s `OpenTelemetryTracingBridge`
@@ -419,6 +423,16 @@ fn bench_event(c: &mut Criterion) {
         &mut group,
         "zenml_otel",
         zenml_config(&sink),
+        Duration::ZERO,
+    );
+    // The layer's own metrics on: a thread of theirs observes the counters every 100 ms.
+    bench_zenml_otel(
+        &mut group,
+        "zenml_otel_metrics",
+        OtelLogStoreConfig {
+            metrics_interval_millis: 100,
+            ..zenml_config(&sink)
+        },
         Duration::ZERO,
     );
     // The lossless policy on its fast path (room in the queue): what it costs when the
