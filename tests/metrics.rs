@@ -3,7 +3,7 @@
 //! shutdown whose points equal `stats()` name by name; a burst larger than the queue counted
 //! as `queue_full`; a pause longer than the interval still exported, cumulative; a collector
 //! that refuses (or never answers) metrics loses no log and keeps shutdown's bound; rotel
-//! forwarding them (`#[ignore]`d: it needs the rotel-agent binary).
+//! forwarding them (ignored in plain `cargo test`: it needs the rotel-agent binary).
 
 mod common;
 
