@@ -75,19 +75,24 @@ impl Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum ErrorType {
     /// The collector answered this HTTP status (an error, or a redirect never followed).
+    #[cfg_attr(not(feature = "http-proto"), allow(dead_code))]
     Http(u16),
     /// The collector answered this gRPC status code.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     Grpc(i32),
     /// No answer within the export timeout.
+    #[cfg_attr(not(feature = "http-proto"), allow(dead_code))]
     Timeout,
     /// No connection, or it broke (refused, reset, a host that does not resolve).
+    #[cfg_attr(not(feature = "http-proto"), allow(dead_code))]
     Connection,
     /// TLS refused the collector's certificate (or the collector refused ours).
+    #[cfg_attr(not(feature = "http-proto"), allow(dead_code))]
     Tls,
     /// One record's request is larger than `max_export_batch_bytes` or the collector takes.
     TooLarge,
     /// The request could not be written (OTLP/JSON, compression).
+    #[cfg_attr(not(feature = "http-proto"), allow(dead_code))]
     Encoding,
     /// The exporter panicked.
     Panic,
