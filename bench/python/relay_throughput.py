@@ -3,7 +3,7 @@
 Python `logging`, measured in the same step of the same run.
 
     PYTHONPATH=python/src "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
-        [--n 20000] [--reps 3] [--program target/release/examples/<a Rust program>]
+        [--n 20000] [--reps 3] [--program target/release/relay_load, or any Rust program]
 
 One pipeline with one step on ZenML's default stack (artifact log store on the local artifact
 store), in a throw-away ZenML config (a temporary ZENML_CONFIG_PATH, no server). In the step,
@@ -21,7 +21,8 @@ each repetition measures, one after the other:
 Both go through the same store, processor and log file (the step's logs entry). After each
 phase the log file is read back and the phase's lines counted: a phase that stored fewer than
 N lines is reported, not hidden. ZenML also prints the own records to the console (the
-step's stdout, here a pipe the parent discards); relayed records are only stored.
+step's stdout, here a pipe the parent discards), and so does `run_rust_step` with the relayed
+ones (its `console`, on by default: the program's console pipe read into ZenML's handlers).
 
 The program: `--program PATH` runs `PATH --n N` (a Rust program using
 `ZenmlOtelLayer::new(OtelLogStoreConfig::default())` that logs N records and exits). Without
@@ -98,7 +99,7 @@ def encode_bodies(n: int, handover: Dict[str, str], path: str) -> None:
                     body=f"relay: step progress i={i} rows=42", severity_number=9,
                     severity_text="INFO", time_unix_nano=now + i, observed_time_unix_nano=now + i,
                     attributes={
-                        "code.file.path": "examples/relay_load.rs", "code.line.number": 42,
+                        "code.file.path": "bench/src/relay_load.rs", "code.line.number": 42,
                         "code.namespace": "relay_load", "i": i, "rows": 42,
                         **zenml_attributes,
                     },

@@ -12,7 +12,7 @@ import pytest
 
 from otlp_testing import length, log_record, string, varint
 from zenml_otel import _console, _output
-from zenml_otel._console import ConsoleFrames
+from zenml_otel._console import Console, ConsoleFrames
 from zenml_otel._output import MAX_LINE, Backlog, Lines, Pump, plain_output
 
 
@@ -90,7 +90,7 @@ def root_at_info():
 
 def test_console_frames_are_shown_whole_however_the_pipe_cuts_them(root_at_info):
     shown = Shown()
-    frames = ConsoleFrames([shown])
+    frames = ConsoleFrames(Console([shown]))
     data = frame("app::load", "loaded") + frame("app::train", "slow", 13, "WARN")
     for i in range(len(data)):
         frames.feed(data[i : i + 1])
@@ -103,14 +103,14 @@ def test_console_frames_are_shown_whole_however_the_pipe_cuts_them(root_at_info)
 
 def test_records_below_zenmls_verbosity_are_not_printed(root_at_info):
     shown = Shown()
-    frames = ConsoleFrames([shown])
+    frames = ConsoleFrames(Console([shown]))
     frames.feed(frame("app", "detail", 5, "DEBUG") + frame("app", "kept"))
     assert [message for _, _, message in shown.records] == ["kept"]
 
 
 def test_a_stream_that_is_not_the_crates_stops_the_console_with_one_warning(caplog):
     shown = Shown()
-    frames = ConsoleFrames([shown])
+    frames = ConsoleFrames(Console([shown]))
     with caplog.at_level(logging.WARNING, logger="zenml_otel"):
         frames.feed(varint(_console.MAX_FRAME + 1) + b"junk")
         frames.feed(frame("app", "after"))

@@ -7,6 +7,7 @@ import threading
 import time
 
 import otlp_testing as otlp
+from zenml_otel._console import Console
 from zenml_otel._ledger import digest
 from zenml_otel._otlp import decode_log_record
 from zenml_otel._relay import Relay, in_logged_order
@@ -62,6 +63,43 @@ def test_a_store_that_fails_mid_request_is_retried_and_stores_each_record_once()
         statuses = post_until_200(relay, timed_request(4))
     assert statuses == [503, 200]
     assert got == ["r0", "r1", "r2", "r3"]
+
+
+class Printed(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_the_relay_shows_each_record_on_the_console_once_when_stored():
+    """Printed after the store took it: a record whose store failed is printed on the retry
+    that stores it, never twice; one below the root logger's level is stored, not printed."""
+    got: list[str] = []
+    failed: list[str] = []
+
+    def flaky(record, metadata):
+        if record.getMessage() == "r2" and not failed:
+            failed.append("r2")
+            raise OSError("disk full")
+        got.append(record.getMessage())
+
+    printed = Printed()
+    records = [otlp.log_record(body=f"r{i}", severity_number=9, time_unix_nano=10**18 + i)
+               for i in range(4)]
+    records.append(otlp.log_record(body="detail", severity_number=5, time_unix_nano=10**18 + 9))
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.INFO)
+    try:
+        with Relay(flaky, console=Console([printed])) as relay:
+            statuses = post_until_200(relay, otlp.request({"service.name": "s"}, ("t", ""), records))
+    finally:
+        root.setLevel(level)
+    assert statuses == [503, 200]
+    assert got == ["r0", "r1", "r2", "r3", "detail"]
+    assert printed.lines == ["r0", "r1", "r2", "r3"]
 
 
 def test_a_request_resent_while_its_first_copy_is_stored_stores_nothing_twice():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import logging
 import secrets
 import threading
 import zlib
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from typing import TypeVar, Union
 
 from . import _handover
+from ._console import Console
 from ._ledger import MINE, PENDING, Claim, Ledger, digest
 from ._otlp import DecodedRecord, decode_export_request
 from ._records import Emit, metadata, to_log_record
@@ -130,10 +132,14 @@ def unpack(body: bytes, encoding: str, limit: int) -> bytes:
 
 class Relay:
     """Receives a program's OTLP/HTTP logs on 127.0.0.1 and emits each record
-    through `emit` before answering; `start()`/`close()`, or `with`."""
+    through `emit` before answering, and shows it on `console` once stored;
+    `start()`/`close()`, or `with`."""
 
-    def __init__(self, emit: Emit, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, emit: Emit, max_body_bytes: int = MAX_BODY_BYTES, console: Console | None = None
+    ) -> None:
         self.emit = emit
+        self.console = console
         self.max_body_bytes = max_body_bytes
         self.secret = secrets.token_urlsafe(32)
         self.counts = Counts()
@@ -219,12 +225,13 @@ class Relay:
         claims = self.ledger.claim([d for _, _, d in items])
         pending: list[Claim] = []
         result = Stored()
+        stored: list[logging.LogRecord] = []  # for the console, once stored
         try:
             for (scope_name, record, _), claim in zip(items, claims):
                 if claim.kind == PENDING:
                     pending.append(claim)
                 elif claim.kind == MINE:
-                    self._emit_one(scope_name, record)
+                    self._emit_one(scope_name, record, stored)
                     self.ledger.settle(claim, stored=True)
                     result.stored += 1
                 else:
@@ -234,6 +241,8 @@ class Relay:
         finally:
             for claim in claims:  # after a failure: the rest is for a retry to store
                 self.ledger.settle(claim, stored=False)
+            if self.console is not None:
+                self.console.show(stored)
         if result.error is None and pending:
             if self.ledger.wait(pending, wait_seconds):
                 result.duplicates += len(pending)
@@ -241,7 +250,9 @@ class Relay:
                 result.error = retry_later("records of this request are still being stored")
         return result
 
-    def _emit_one(self, scope_name: str, record: DecodedRecord) -> None:
+    def _emit_one(
+        self, scope_name: str, record: DecodedRecord, stored: list[logging.LogRecord]
+    ) -> None:
         if self._closed.is_set():
             raise retry_later("the relay is closed: the step's logs are done")
         log_record = to_log_record(scope_name, record)
@@ -253,6 +264,7 @@ class Relay:
         except Exception as e:
             raise retry_later(f"ZenML did not take a record: {e!r}") from None
         self.counts.add(relayed=1)
+        stored.append(log_record)
 
     def relayed_before(self, scope_name: str, record: DecodedRecord) -> bool:
         """Whether this record is among the last ones stored (see `Ledger`)."""

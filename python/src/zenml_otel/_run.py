@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _spool, _zenml
-from ._console import console_pipe
+from ._console import Console, console_pipe
 from ._delivery import deliver_spool
 from ._handover import (
     CONFIG_VARIABLE,
@@ -44,14 +44,15 @@ def _relays(logs: str, store: object, context: object) -> bool:
 
 
 @contextlib.contextmanager
-def handover(logs: str) -> Iterator[tuple[Env, Relay | None]]:
-    """This step's handover variables, and the relay they point at, if any."""
+def handover(logs: str, console: Console | None = None) -> Iterator[tuple[Env, Relay | None]]:
+    """This step's handover variables, and the relay they point at, if any (showing what it
+    stores on `console`)."""
     env = handover_env()
     context = _zenml.logging_context()
     if not _relays(logs, _zenml.active_log_store(), context) or context is None:
         yield env, None
         return
-    with Relay(_zenml.emitter(context)) as relay:
+    with Relay(_zenml.emitter(context), console=console) as relay:
         env[CONFIG_VARIABLE] = relay.config_json()
         yield env, relay
 
@@ -105,7 +106,9 @@ def run_rust_step(cmd: Command, logs: str = "auto", console: bool = True, **kwar
     """
     kwargs.pop("check", None)
     base: Mapping[str, str] | None = kwargs.pop("env", None)
-    with handover(logs) as (handed_over, relay), private_dir() as directory:
+    handlers = _zenml.console_handlers() if console else []
+    shown = Console(handlers) if handlers else None
+    with handover(logs, shown) as (handed_over, relay), private_dir() as directory:
         env = child_env(handed_over, base)
         stats_file = env[STATS_FILE_VARIABLE] = os.path.join(directory, "stats.json")
         # Created by the first process that makes a layer: only it uses the stats file and
@@ -116,9 +119,8 @@ def run_rust_step(cmd: Command, logs: str = "auto", console: bool = True, **kwar
             env[SPOOL_VARIABLE] = spool_dir
         pump = Pump()
         plain_output(pump, kwargs, _zenml.flush_store)
-        handlers = _zenml.console_handlers() if console else []
-        if handlers:
-            env[CONSOLE_VARIABLE] = console_pipe(directory, pump, handlers)
+        if shown is not None and relay is None:  # the relay shows what it stores itself
+            env[CONSOLE_VARIABLE] = console_pipe(directory, pump, shown)
         with config_in_file(env):
             result = _run_program(cmd, env, kwargs, pump, spool_dir, handed_over, relay)
         spool = deliver_spool(spool_dir, handed_over, relay) if spool_dir else None
