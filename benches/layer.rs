@@ -12,6 +12,10 @@
 //!   should be nothing, the counters exist anyway).
 //! - `zenml_otel_spool`: the same with the crash-safe spool on (`spool_dir` in a temporary
 //!   directory): each event is also copied into a memory-mapped segment file.
+//! - `zenml_otel_console`: `zenml_otel` with the step's console pipe handed over
+//!   (`ZENML_OTEL_CONSOLE_FIFO`, as `run_rust_step` does), drained by a reader thread: next to
+//!   `zenml_otel`, what the console costs the logging thread (issue 26: nothing by construction,
+//!   the coordinator hands the batches' bytes to the console's own thread).
 //! - `official_bridge`: registry + `opentelemetry_appender_tracing`'s `OpenTelemetryTracingBridge`
 //!   (span attributes copied onto records) over an `SdkLoggerProvider` with the SDK
 //!   `BatchLogProcessor` and the `opentelemetry_otlp` HTTP exporter.
@@ -453,6 +457,15 @@ fn bench_event(c: &mut Criterion) {
         spool.config(zenml_config(&sink)),
         Duration::ZERO,
     );
+    {
+        let console = BenchConsole::new("event");
+        bench_zenml_otel(
+            &mut group,
+            "zenml_otel_console",
+            zenml_config(&sink),
+            Duration::ZERO,
+        );
+    }
     bench_bridge(
         &mut group,
         "official_bridge",
@@ -589,6 +602,52 @@ impl BenchSpool {
 impl Drop for BenchSpool {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A named pipe handed over as the step's console (in the environment, as `run_rust_step`
+/// does) until dropped, drained to its end by a thread as the helper's reader would.
+struct BenchConsole {
+    dir: std::path::PathBuf,
+    reader: Option<JoinHandle<u64>>,
+}
+
+impl BenchConsole {
+    fn new(case: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "zenml-otel-bench-console-{case}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let fifo = dir.join("console");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        std::env::set_var(zenml_otel::handover::CONSOLE_FIFO, &fifo);
+        let path = fifo.clone();
+        let reader = std::thread::spawn(move || {
+            let mut pipe = std::fs::File::open(&path).expect("the console pipe");
+            io::copy(&mut pipe, &mut io::sink()).expect("drain the console pipe")
+        });
+        Self {
+            dir,
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Drop for BenchConsole {
+    fn drop(&mut self) {
+        std::env::remove_var(zenml_otel::handover::CONSOLE_FIFO);
+        // The layer's shutdown closed the writing end; the reader has seen everything.
+        if let Some(reader) = self.reader.take() {
+            let bytes = reader.join().expect("the console reader");
+            assert!(bytes > 0, "nothing reached the console pipe");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -305,9 +305,17 @@ def decode_log_record(data: bytes) -> DecodedRecord:
     """
     record = _new_record()
     attributes = []
-    pos = 0
-    while pos < len(data):
+    pos, end = 0, len(data)
+    memo = _KEY_VALUES
+    while pos < end:
         if data[pos] == _ATTRIBUTE_KEY:  # the hot path, without the general field reader
+            size = data[pos + 1] if pos + 1 < end else 0x80
+            if size < 0x80 and pos + 2 + size <= end:  # a short one (most): inline, memoized
+                value = data[pos + 2 : pos + 2 + size]
+                pos += 2 + size
+                known = memo.get(value)
+                attributes.append(known if known is not None else _record_attribute(value))
+                continue
             size, start = read_varint(data, pos + 1)
             value, pos = take(data, start, size)
             attributes.append(_record_attribute(value))
