@@ -23,6 +23,7 @@ from datetime import datetime
 import pytest
 
 from conftest import TESTS
+from server_pipeline import PLAIN
 
 RUST = [
     ("rust: loading the features", logging.INFO),
@@ -83,12 +84,25 @@ def test_python_and_rust_records_in_time_order(step_logs, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", ["steps/{id}/logs", "logs/{id}/entries"])
+def test_plain_output_once_each_with_a_python_steps_levels(step_logs, endpoint):
+    """The program's stdout and stderr lines, as the dashboard shows a Python step's print
+    output (issue 26): each once, stdout at INFO and stderr at ERROR, after the records."""
+    entries = step_logs[endpoint]
+    text = [e["message"].rstrip("\n") for e in entries]
+    for line, level in zip(PLAIN, (logging.INFO, logging.ERROR)):
+        found = [e for e in entries if e["message"].rstrip("\n") == line]
+        assert [e["level"] for e in found] == [level], text
+    last_rust = max(i for i, m in enumerate(text) if m.startswith("rust: "))
+    assert last_rust < text.index(PLAIN[0]) < text.index("python: after the program"), text
+
+
+@pytest.mark.parametrize("endpoint", ["steps/{id}/logs", "logs/{id}/entries"])
 def test_receipt(step_logs, endpoint):
     entries = step_logs[endpoint]
     text = [e["message"] for e in entries]
     [receipt] = [e for e in entries if e["message"].startswith("zenml-otel: ")]
     assert receipt["message"] == (
-        "zenml-otel: zenml-step exited 0: 4 records emitted, 4 exported, 0 dropped, 0 failed "
+        "zenml-otel: sh exited 0: 4 records emitted, 4 exported, 0 dropped, 0 failed "
         "(relay received 4)"
     ), receipt
     assert receipt["level"] == logging.INFO
