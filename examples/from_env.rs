@@ -1,7 +1,7 @@
 //! A layer configured by environment variables alone: `OtelLogStoreConfig::default()`.
 //!
 //! `cargo run --example from_env`: fields left at their defaults take the standard `OTEL_*`
-//! variables (README, "Where values come from"). Here the endpoint, `service.name`, extra
+//! variables (docs/configuration.md, "Where values come from"). Here the endpoint, `service.name`, extra
 //! resource attributes and compression come from the environment; records go to an
 //! in-process OTLP receiver, which checks them.
 

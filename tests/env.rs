@@ -1,5 +1,5 @@
 //! Configuration from the environment: explicit config > environment > defaults, one test per
-//! row of the README's precedence table, and every malformed value named.
+//! row of the precedence table (docs/configuration.md), and every malformed value named.
 //!
 //! Tests here change process environment variables, so they hold one lock for their duration.
 

@@ -4,7 +4,7 @@
 //! refused as too large, count every record exactly once, keep `shutdown()` within its
 //! documented bound and never make the emitting thread wait.
 //!
-//! The classification (README, Delivery guarantees: Retries), the same for every transport:
+//! The classification (docs/delivery.md: Retries), the same for every transport:
 //! HTTP 429/502/503/504 and transport errors are retried (`Retry-After` as the backoff's floor),
 //! every other status (500 included) is not; 413 is split. gRPC UNAVAILABLE, CANCELLED,
 //! DEADLINE_EXCEEDED, ABORTED, DATA_LOSS and RESOURCE_EXHAUSTED with `RetryInfo` are retried

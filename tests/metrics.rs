@@ -65,7 +65,7 @@ fn error_type(point: &MetricPoint) -> Option<String> {
     point.attr_str("error.type")
 }
 
-/// Each `stats()` counter and the metric points the README says it is, side by side.
+/// Each `stats()` counter and the metric points docs/metrics.md says it is, side by side.
 fn by_name(metrics: &ReceivedMetrics, stats: &ExportStats) -> Vec<(&'static str, u64, u64)> {
     let all = |_: &MetricPoint| true;
     vec![

@@ -1,7 +1,8 @@
 //! The macro that turns the field table (`model.rs`) into everything that lists the fields:
 //! the public struct, its `Default` and redacting `Debug`, the per-field setters, the partial
 //! configuration each source yields (`Given`) with its merge, the environment overlay, and the
-//! table the documentation is checked against. A field is added in one place, the table.
+//! table the documentation is checked against, and the rustdoc line of each field naming its
+//! environment variables. A field is added in one place, the table.
 
 /// `$debug`, or `&self.$field` when the table gives no debug view.
 macro_rules! debug_view {
@@ -10,6 +11,29 @@ macro_rules! debug_view {
     };
     ($value:expr, $show:path) => {
         &$show($value)
+    };
+}
+
+/// The line of a field's rustdoc that names its environment variables, made from the same
+/// list the environment overlay reads (`env [...]`), so the two cannot disagree.
+macro_rules! env_doc {
+    ([], $transport:tt) => {
+        "\n\nNo environment variable sets it."
+    };
+    ([$first:literal $(, $rest:literal)* $(,)?], true) => {
+        concat!(
+            "\n\nEnvironment: `", $first, "`" $(, ", else `", $rest, "`")*,
+            " (the first one set and not blank), when neither the program nor a handed-over ",
+            "configuration gives it. A handed-over configuration closes this field: under a ",
+            "handover it never comes from the environment."
+        )
+    };
+    ([$first:literal $(, $rest:literal)* $(,)?], false) => {
+        concat!(
+            "\n\nEnvironment: `", $first, "`" $(, ", else `", $rest, "`")*,
+            " (the first one set and not blank), when neither the program nor a handed-over ",
+            "configuration gives it."
+        )
     };
 }
 
@@ -29,7 +53,7 @@ macro_rules! config_fields {
         $(#[doc = $doc:literal])*
         $field:ident, $setter:ident: $ty:ty = $default:expr;
             env $vars:tt $(=> $parse:expr)?;
-            flavor $flavor:literal, transport $transport:literal
+            flavor $flavor:literal, transport $transport:tt
             $(, debug $show:path)? $(, serde($($serde:tt)*))?;
     )*) => {
         /// Configuration of the OpenTelemetry log store, with the field names and defaults of
@@ -59,7 +83,7 @@ macro_rules! config_fields {
         /// ```
         #[derive(Clone, PartialEq, Eq)]
         pub struct OtelLogStoreConfig {
-            $($(#[doc = $doc])* pub $field: $ty,)*
+            $($(#[doc = $doc])* #[doc = env_doc!($vars, $transport)] pub $field: $ty,)*
         }
 
         impl Default for OtelLogStoreConfig {

@@ -1,8 +1,8 @@
 //! The model: one declaration per field (name, setter, type, default, environment variables,
 //! docs, whether ZenML's `otel` flavor has it and whether it belongs to the transport), from
 //! which `declare.rs` makes the struct, its `Default` and `Debug`, the setters, the sources'
-//! merge and the environment overlay; the README's tables and the Python helper's key list are
-//! checked against it (tests below, python/tests/test_shared_constants.py).
+//! merge and the environment overlay, and each field's rustdoc line naming its variables; the
+//! tables of docs/configuration.md and the Python helper's key list are checked against it (tests below, python/tests/test_shared_constants.py).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +13,9 @@ use super::kinds::{Compression, OnFull, Protocol};
 use super::validate::{MAX_MILLIS, MAX_QUEUE_SIZE};
 
 config_fields! {
-    /// `service.name` of every exported resource. Default `"zenml"`.
+    /// `service.name` of every exported resource. Default `"zenml"`. Without
+    /// `OTEL_SERVICE_NAME`, a `service.name` among the resource attributes
+    /// (`OTEL_RESOURCE_ATTRIBUTES`) gives it.
     service_name, with_service_name: String = "zenml".to_owned();
         env ["OTEL_SERVICE_NAME"] => env::text;
         flavor true, transport false;
@@ -25,7 +27,7 @@ config_fields! {
     deployment_environment, with_deployment_environment: String = "production".to_owned();
         env [];
         flavor false, transport false;
-    /// The collector's endpoint; see the README's endpoint rules per protocol. `None`: the
+    /// The collector's endpoint; see the endpoint rules per protocol (docs/configuration.md). `None`: the
     /// `OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT` variables, then `http://localhost:4318/v1/logs`
     /// (HTTP) or `http://localhost:4317` (gRPC).
     endpoint, with_endpoint: Option<String> = None;
@@ -160,14 +162,14 @@ config_fields! {
         flavor false, transport false;
     /// How often the layer exports OTLP metrics about itself to the logs' collector (the
     /// `otel.sdk.*` self-observability metrics of the semantic conventions and the crate's own
-    /// `zenml_otel.*`; see the README's Metrics), in milliseconds, and once more at shutdown
+    /// `zenml_otel.*`; see docs/metrics.md), in milliseconds, and once more at shutdown
     /// with the final counts (`ZENML_OTEL_METRICS_INTERVAL_MILLIS`). Default 0: off.
     metrics_interval_millis, with_metrics_interval_millis: u64 = 0;
         env ["ZENML_OTEL_METRICS_INTERVAL_MILLIS"] => env::at_most(MAX_MILLIS);
         flavor false, transport false;
     /// Where metrics go, used as is: for OTLP/HTTP the full URL, for gRPC the endpoint
     /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`). `None`: derived from the logs' endpoint (the
-    /// README's endpoint rules). Read only with `metrics_interval_millis` set.
+    /// endpoint rules of docs/configuration.md). Read only with `metrics_interval_millis` set.
     metrics_endpoint, with_metrics_endpoint: Option<String> = None;
         env ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] => env::some_text;
         flavor false, transport true;
@@ -193,7 +195,7 @@ impl fmt::Debug for Redacted<'_> {
     }
 }
 
-/// What the documentation checks read: the fields as the README describes them.
+/// What the documentation checks read: the fields as docs/configuration.md describes them.
 #[cfg(test)]
 mod docs {
     use super::*;
@@ -208,11 +210,11 @@ mod docs {
         pub(in crate::config) flavor: bool,
         /// Closed by a handover: never from the environment when one is present.
         pub(in crate::config) transport: bool,
-        /// The README's "default" cell for this field of `config`.
+        /// The configuration table's "default" cell for this field of `config`.
         pub(in crate::config) default: fn(&OtelLogStoreConfig) -> String,
     }
 
-    /// A value as the README's configuration table writes a default.
+    /// A value as the configuration table writes a default.
     pub(in crate::config) trait Shown {
         fn shown(&self) -> String;
     }
@@ -285,13 +287,13 @@ mod tests {
     use super::docs::Field;
     use super::*;
 
-    /// The rows of the README table under `heading` whose first column names fields: (field
+    /// The rows of the docs/configuration.md table under `heading` whose first column names fields: (field
     /// names, the other cells).
     fn readme_rows(heading: &str) -> Vec<(Vec<String>, Vec<String>)> {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/configuration.md");
         let start = readme
             .find(heading)
-            .unwrap_or_else(|| panic!("README.md has no `{heading}`"));
+            .unwrap_or_else(|| panic!("docs/configuration.md has no `{heading}`"));
         let rows = readme[start..]
             .lines()
             .skip_while(|line| !line.starts_with('|'))
@@ -316,19 +318,19 @@ mod tests {
         FIELDS
             .iter()
             .find(|field| field.name == name)
-            .unwrap_or_else(|| panic!("README.md names `{name}`, which is not a field"))
+            .unwrap_or_else(|| panic!("docs/configuration.md names `{name}`, which is not a field"))
     }
 
     #[test]
-    fn the_readme_configuration_table_lists_every_field_with_its_default() {
+    fn the_configuration_table_lists_every_field_with_its_default() {
         let default = OtelLogStoreConfig::default();
         let mut listed = Vec::new();
-        for (names, cells) in readme_rows("## Configuration") {
+        for (names, cells) in readme_rows("## The fields") {
             for name in names {
                 let shown = (field(&name).default)(&default);
                 assert!(
                     cells[0].starts_with(&shown),
-                    "README.md: the default of `{name}` is {shown}, not {}",
+                    "docs/configuration.md: the default of `{name}` is {shown}, not {}",
                     cells[0]
                 );
                 listed.push(name);
@@ -338,21 +340,25 @@ mod tests {
         let mut sorted = listed.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), listed.len(), "README.md lists a field twice");
+        assert_eq!(
+            sorted.len(),
+            listed.len(),
+            "docs/configuration.md lists a field twice"
+        );
         let mut expected = declared.clone();
         expected.sort();
         assert_eq!(
             sorted, expected,
-            "README.md's configuration table and the fields differ"
+            "docs/configuration.md's configuration table and the fields differ"
         );
     }
 
     #[test]
-    fn the_readme_variables_table_names_each_fields_variables_in_order() {
+    fn the_variables_table_names_each_fields_variables_in_order() {
         let mut listed = Vec::new();
-        for (names, cells) in readme_rows("### Where values come from") {
+        for (names, cells) in readme_rows("## Where values come from") {
             let [name] = names.as_slice() else {
-                panic!("README.md: one field per row of the variables table: {names:?}")
+                panic!("docs/configuration.md: one field per row of the variables table: {names:?}")
             };
             // Every `UPPER_CASE` name in the row, in order.
             let variables: Vec<&str> = cells[0]
@@ -366,7 +372,7 @@ mod tests {
             assert_eq!(
                 variables,
                 field(name).env,
-                "README.md: the variables of `{name}`"
+                "docs/configuration.md: the variables of `{name}`"
             );
             listed.push(name.clone());
         }
@@ -378,7 +384,10 @@ mod tests {
         listed.sort();
         let mut expected = with_variables;
         expected.sort();
-        assert_eq!(listed, expected, "README.md: rows of the variables table");
+        assert_eq!(
+            listed, expected,
+            "docs/configuration.md: rows of the variables table"
+        );
     }
 
     #[test]

@@ -150,8 +150,8 @@ impl OtelLogStoreConfig {
         parse_headers_json(text).map_err(|problem| Error::config("headers", problem))
     }
 
-    /// The defaults under a ZenML step's handover and the environment (see the README's
-    /// "Where values come from"): what `ZenmlOtelLayer::new(OtelLogStoreConfig::default())`
+    /// The defaults under a ZenML step's handover and the environment (see "Where values
+    /// come from" in docs/configuration.md): what `ZenmlOtelLayer::new(OtelLogStoreConfig::default())`
     /// uses. A malformed variable is an error naming it.
     pub fn from_env() -> Result<Self, Error> {
         ExplicitConfig::default().resolved()

@@ -5,7 +5,7 @@
 //! opentelemetry_sdk 0.33 uses for the three it emits (`otel.sdk.log.created`,
 //! `otel.sdk.processor.log.processed`, `otel.sdk.processor.log.queue.capacity`); the crate's
 //! own `zenml_otel.*` for what the conventions do not cover (the spool, truncated records,
-//! live runs); and the `error.type` values, documented in the README's Metrics.
+//! live runs); and the `error.type` values, documented in docs/metrics.md.
 
 use std::borrow::Cow;
 

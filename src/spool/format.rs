@@ -1,20 +1,8 @@
-//! The spool's on-disk format, version 1 (little-endian), documented in the README's
-//! "Crash-safe spool" and read by the Python helper too (`python/src/zenml_otel/_spool.py`).
-//!
-//! A segment file is a 16-byte header (`ZOTSPOOL`, the version, 4 reserved bytes) and entries
-//! back to back, each its payload's length (u32), the payload's CRC-32 (u32) and the payload.
-//! A zero length ends the data: files are preallocated with zeros, and a writer reusing a
-//! segment writes a zero length after each entry (old entries may follow it). A process killed
-//! while writing an entry leaves it torn (its length runs past the file, or its CRC does not
-//! match): the reader stops there and says so; everything before it is whole.
-//!
-//! Payloads: `1` a context (its id, its run's encoded `resource` and `schema_url` fields, its
-//! records' extra `attributes` fields), `2` a record (its context's id, its scope, and the
-//! record's encoded fields before and after the context's attributes). A segment holds the
-//! context of each of its records before the record, so every segment reads on its own.
-//!
-//! Beside a segment, `{number:016x}.acks` logs which of its records a collector acknowledged:
-//! 8-byte entries, the first record's ordinal and a count (`u32` each).
+//! The spool's on-disk format, version 1: its constants and the entry codec. The format is
+//! specified once, in docs/spool.md ("The on-disk format, version 1"): segments of a 16-byte
+//! header and length- and CRC-framed entries (a context, or a record of one), `.acks` logs
+//! beside them. The Python helper reads the same files (`python/src/zenml_otel/_spool.py`);
+//! python/tests/test_shared_constants.py checks both sides agree.
 
 pub(crate) const MAGIC: &[u8; 8] = b"ZOTSPOOL";
 pub(crate) const VERSION: u32 = 1;

@@ -3,8 +3,9 @@
 With `ZENML_OTEL_SPOOL_DIR` set, the crate writes each record to a spool there before the
 `tracing` call returns and deletes a segment once the collector acknowledged all its
 records. What a program killed by a signal (or one whose exports failed) leaves there is
-read here and delivered by `_delivery`. The format is the crate's `src/spool/format.rs`;
-python/tests/test_shared_constants.py checks both sides agree.
+read here and delivered by `_delivery`. The format is specified once, in the repository's
+docs/spool.md ("The on-disk format, version 1"), which the crate's `src/spool/format.rs`
+implements too; python/tests/test_shared_constants.py checks both sides agree.
 """
 
 from __future__ import annotations
