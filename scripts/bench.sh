@@ -7,12 +7,13 @@
 #
 # Steps:
 #   1. criterion: `cargo bench --bench layer` (cost of one event on the logging thread);
-#   2. the harness, `cargo run --release --example throughput -- <scenario>` for throughput (P2),
-#      burst (P3), memory and runs (P4), bytes (P5) — see examples/throughput.rs;
+#   2. the harness, `cargo run -p zenml-otel-bench --release -- <scenario>` for throughput (P2),
+#      burst (P3), memory and runs (P4), bytes (P5), encode — see bench/src/throughput.rs;
 #   3. the Python reference, bench/python/reference.py (throughput and burst), in a venv with the
 #      OpenTelemetry Python SDK (created at $BENCH_PY_VENV, default /tmp/zenml-otel-bench-venv);
 #   4. bench/python/summary.py: ratios and goals;
-#   5. `cargo run --release --example zenml-bytes`: bytes ZenML's record attributes add.
+#   5. `cargo run -p zenml-otel-bench --release --bin zenml-bytes`: bytes ZenML's record
+#      attributes add (bench/src/zenml_bytes.rs).
 #
 # rotel: $ROTEL_AGENT, else the one .ci/run installs in .venv, else rotel-agent on PATH. Without
 # it the rotel scenarios print "skipped" and the summary says so.
@@ -80,16 +81,16 @@ if [ "${SKIP_CRITERION:-0}" != 1 ]; then
     cargo bench --bench layer 2>&1 | tee "$OUT/criterion.log" | grep -E '^[a-z_]+/|time:|events' >&2 || true
 fi
 
-step "cargo build --release --example throughput"
-cargo build --release --example throughput
+step "cargo build --release -p zenml-otel-bench (the harnesses, bench/)"
+cargo build --release -p zenml-otel-bench
 
 for scenario in throughput burst memory runs bytes encode; do
-    step "cargo run --release --example throughput -- $scenario"
-    cargo run --release --quiet --example throughput -- "$scenario" 2>"$OUT/$scenario.stderr" | tee "$OUT/$scenario.txt"
+    step "cargo run -p zenml-otel-bench --release -- $scenario"
+    cargo run --release --quiet -p zenml-otel-bench -- "$scenario" 2>"$OUT/$scenario.stderr" | tee "$OUT/$scenario.txt"
 done
 
-step "cargo run --release --example zenml-bytes (what ZenML's record attributes add)"
-cargo run --release --quiet --example zenml-bytes 2>"$OUT/zenml-bytes.stderr" | tee "$OUT/zenml-bytes.txt"
+step "cargo run -p zenml-otel-bench --release --bin zenml-bytes (what ZenML's record attributes add)"
+cargo run --release --quiet -p zenml-otel-bench --bin zenml-bytes 2>"$OUT/zenml-bytes.stderr" | tee "$OUT/zenml-bytes.txt"
 
 step "bench/python/reference.py all"
 "$PY_VENV/bin/python" bench/python/reference.py all 2>"$OUT/python.stderr" | tee "$OUT/python.txt"

@@ -4,7 +4,7 @@
 The pipeline ZenML's Python OTEL log store uses: the OpenTelemetry Python SDK's
 ``LoggerProvider`` + ``BatchLogRecordProcessor`` + ``OTLPLogExporter`` (OTLP/HTTP
 protobuf), fed by a stdlib ``logging`` logger through ``LoggingHandler``. The same
-record shape as the Rust harness (``examples/throughput.rs``): message
+record shape as the Rust harness (``bench/src/throughput.rs``): message
 ``"step progress"`` and two attributes (``i``, ``rows=42``), under a resource that
 carries the ZenML run, step and source.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Summarises one `scripts/bench.sh` run: every `RESULT {json}` line of the harness
-(`examples/throughput.rs`) and of `bench/python/reference.py` found in the files of a results
+(`bench/src/throughput.rs`) and of `bench/python/reference.py` found in the files of a results
 directory, plus criterion's estimates (`target/criterion/**/new/estimates.json`).
 
     python3 bench/python/summary.py <results-dir> [--criterion target/criterion] [--json]

@@ -8,7 +8,11 @@
 //!
 //! rotel is started in the foreground (no `--daemon`, so it writes no pid file),
 //! receives OTLP/HTTP and OTLP/gRPC on free loopback ports and forwards logs
-//! with its `otlp` exporter over OTLP/HTTP protobuf to `<forward_to>/v1/logs`.
+//! with its `otlp` exporter over OTLP/HTTP protobuf to `<forward_to>/v1/logs`
+//! ([`Rotel::start_forwarding_to`]), or drops them ([`Rotel::start_blackhole`]).
+//!
+//! The one rotel launcher of the repository: the tests include it as `tests/common/rotel.rs`,
+//! the benchmark harness (`bench/src/throughput.rs`) through `#[path]`.
 //! Note: rotel's HTTP exporter always sends `Content-Encoding: gzip` bodies
 //! (the `--otlp-exporter-compression none` flag is ignored by the version
 //! tested, 0.0.1-alpha10), so the receiving end must gunzip.
@@ -41,7 +45,8 @@ pub struct Rotel {
     child: Child,
     log_path: PathBuf,
     binary: PathBuf,
-    forward_to: String,
+    /// rotel's exporter arguments: forwarding, or the black hole.
+    exporter: Vec<String>,
     http_port: u16,
     grpc_port: u16,
     /// OTLP/HTTP receiver base URL, e.g. `http://127.0.0.1:4318`; logs go to
@@ -57,13 +62,34 @@ impl Rotel {
     /// Binary: env ROTEL_AGENT if set, else `rotel-agent` on PATH. Returns Err with a clear message
     /// if not found.
     pub fn start_forwarding_to(forward_to: &str) -> Result<Rotel, String> {
-        let binary = find_binary()?;
         let forward_to = forward_to.trim_end_matches('/');
+        Self::start_with(
+            [
+                "--exporter",
+                "otlp",
+                "--otlp-exporter-endpoint",
+                forward_to,
+                "--otlp-exporter-protocol",
+                "http",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+    }
+
+    /// Starts rotel-agent with its `blackhole` exporter: it takes every request and forwards
+    /// nothing (what the throughput benchmarks measure against).
+    pub fn start_blackhole() -> Result<Rotel, String> {
+        Self::start_with(vec!["--exporter".to_owned(), "blackhole".to_owned()])
+    }
+
+    fn start_with(exporter: Vec<String>) -> Result<Rotel, String> {
+        let binary = find_binary()?;
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
             let (http_port, grpc_port) = two_free_ports()?;
             let log = log_path();
-            let started = start_once(&binary, forward_to, http_port, grpc_port, &log);
+            let started = start_once(&binary, &exporter, http_port, grpc_port, &log);
             if started.is_err() {
                 let _ = std::fs::remove_file(&log);
             }
@@ -132,7 +158,7 @@ impl Rotel {
         loop {
             match start_once(
                 &self.binary,
-                &self.forward_to,
+                &self.exporter,
                 self.http_port,
                 self.grpc_port,
                 &self.log_path,
@@ -165,7 +191,7 @@ impl Drop for Rotel {
 /// Starts rotel on the given ports, appending its output to `log_path`.
 fn start_once(
     binary: &Path,
-    forward_to: &str,
+    exporter: &[String],
     http_port: u16,
     grpc_port: u16,
     log_path: &Path,
@@ -184,9 +210,7 @@ fn start_once(
     cmd.arg("start")
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--exporter", "otlp"])
-        .args(["--otlp-exporter-endpoint", forward_to])
-        .args(["--otlp-exporter-protocol", "http"])
+        .args(exporter)
         .args(["--batch-timeout", BATCH_TIMEOUT])
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -227,7 +251,7 @@ fn start_once(
                 child,
                 log_path,
                 binary: binary.to_path_buf(),
-                forward_to: forward_to.to_owned(),
+                exporter: exporter.to_vec(),
                 http_port,
                 grpc_port,
                 http_endpoint: format!("http://{http_addr}"),
@@ -247,7 +271,8 @@ fn start_once(
     }
 }
 
-fn find_binary() -> Result<PathBuf, String> {
+/// The rotel-agent binary: `ROTEL_AGENT` if set, else `rotel-agent` on `PATH`.
+pub fn find_binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("ROTEL_AGENT").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {

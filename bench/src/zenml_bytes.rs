@@ -1,6 +1,6 @@
 //! What ZenML's record attributes cost on the wire, per record, protobuf and gzip.
 //!
-//! `cargo run --release --example zenml-bytes` logs 10,000 records (the benchmark's event: two
+//! `cargo run -p zenml-otel-bench --release --bin zenml-bytes` logs 10,000 records (the benchmark's event: two
 //! fields and a message) in one step, twice: with the step's ids on a span only, then with a
 //! full ZenML handover (`zenml_otel::handover`, as `run_rust_step` sets it). For each request
 //! the receiver got, it re-encodes the same request without ZenML's record attributes

@@ -3,12 +3,12 @@
 //! SDK's `BatchLogProcessor` and `opentelemetry_otlp` HTTP exporter.
 //!
 //! ```text
-//! cargo run --release --example throughput -- <scenario> [--n N] [--reps R] [--runs 1,8,1000]
-//!                                                        [--impl ours|bridge]
+//! cargo run -p zenml-otel-bench --release -- <scenario> [--n N] [--reps R] [--runs 1,8,1000]
+//!                                              [--impl ours|bridge]
 //! ```
 //!
 //! `scripts/bench.sh` runs every scenario, criterion and the Python reference, and summarises;
-//! `BENCHMARKS.md` has the figures of one run.
+//! `BENCHMARKS.md` has the current figures, `BENCHMARKS-history.md` every run before.
 //!
 //! Scenarios (each prints one `RESULT {json}` line and one `# human` line per case):
 //!
@@ -39,7 +39,7 @@
 //! - `encode`: what opentelemetry-otlp's encoding costs (proto conversion and grouping, prost
 //!   encoding, drop, gzip), timed on one thread without I/O, on records shaped like our layer's:
 //!   the official bridge pays it for every record, and so do we over gRPC. Over HTTP we encode
-//!   ourselves (src/pipeline/encode.rs); its cost shows in `throughput`'s CPU column for the
+//!   ourselves (src/otlp/protobuf.rs); its cost shows in `throughput`'s CPU column for the
 //!   sender threads.
 //! - `compress`: CPU µs and bytes per record of gzip (flate2, levels 1, 3, 6, 9) and zstd
 //!   (levels -5, -1, 1, 3), on one thread, on the request bodies our layer really sends (`--n` records of
@@ -49,8 +49,9 @@
 //! The record every case logs, inside a span carrying `zenml.pipeline_run_id`, `zenml.step_id`
 //! and `zenml.source`: `info!(i, rows = 42u64, "step progress")`.
 //!
-//! rotel is `$ROTEL_AGENT`, else `rotel-agent` on `PATH`; without it, `throughput` and `burst`
-//! say they cannot run and print a `"skipped"` result. The counting sink is this same binary
+//! rotel is `$ROTEL_AGENT`, else `rotel-agent` on `PATH`, started by the tests' launcher
+//! (`tests/common/rotel.rs`); without it, `throughput` and `burst` say they cannot run and print
+//! a `"skipped"` result. The counting sink is this same binary
 //! started as a child with the hidden `sink` scenario.
 
 use std::collections::BTreeMap;
@@ -74,6 +75,12 @@ use serde_json::{json, Value};
 use tracing::{info, info_span, Span};
 use tracing_subscriber::layer::SubscriberExt as _;
 use zenml_otel::{Compression, ExportStats, OnFull, OtelLogStoreConfig, ZenmlOtelLayer};
+
+/// The tests' rotel launcher, the repository's one.
+#[allow(dead_code)]
+#[path = "../../tests/common/rotel.rs"]
+mod rotel;
+use rotel::Rotel;
 
 /// The seed defaults (our config's and the SDK's): queue, delay, batch.
 const DEFAULT_QUEUE: usize = 2048;
@@ -125,7 +132,7 @@ fn main() {
         "compress" => compress(&opts),
         _ => {
             eprintln!(
-                "usage: cargo run --release --example throughput -- \
+                "usage: cargo run -p zenml-otel-bench --release -- \
                  <throughput|burst|memory|runs|bytes|encode|compress> [--n N] [--reps R] [--runs 1,8,1000]"
             );
             std::process::exit(2);
@@ -453,15 +460,15 @@ fn cpu_line(timed: &Timed, n: u64) -> String {
 fn throughput(opts: &Opts) {
     let n = opts.n.unwrap_or(300_000);
     let reps = opts.reps.unwrap_or(3);
-    let mut rotel = match Rotel::find().and_then(|bin| Rotel::start(&bin, &Rotel::blackhole())) {
+    let mut rotel = match Rotel::start_blackhole() {
         Ok(rotel) => rotel,
         Err(why) => return skipped("throughput", &why),
     };
-    let pid = Some(rotel.child.id());
+    let pid = Some(rotel.pid());
     let (endpoint, protocol) = if opts.grpc {
-        (&rotel.grpc, "otlp/grpc")
+        (&rotel.grpc_endpoint, "otlp/grpc")
     } else {
-        (&rotel.http, "otlp/http protobuf")
+        (&rotel.http_endpoint, "otlp/http protobuf")
     };
     // The bridge's gRPC exporter runs on tokio; one worker, as our crate's own runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -537,7 +544,7 @@ fn throughput(opts: &Opts) {
             bridge_cpu.push(cpu_per_record(&timed, n));
         }
     }
-    rotel.check_alive();
+    check_alive(&mut rotel);
     let (o, b) = (median(&ours), median(&bridge));
     report(
         json!({
@@ -573,20 +580,18 @@ fn throughput(opts: &Opts) {
 fn burst(opts: &Opts) {
     let n = opts.n.unwrap_or(20_000);
     let reps = opts.reps.unwrap_or(3);
-    let binary = match Rotel::find() {
-        Ok(binary) => binary,
-        Err(why) => return skipped("burst", &why),
-    };
+    if let Err(why) = rotel::find_binary() {
+        return skipped("burst", &why);
+    }
     let batching = json!({"queue": SEED.queue, "delay_ms": SEED.delay_ms, "batch": SEED.batch});
     for rep in 0..reps {
         // Ours, with the default `on_full = "drop"`, then with `on_full = "block"`.
         for (name, on_full) in [("ours", OnFull::Drop), ("ours_block", OnFull::Block)] {
             let sink = sink::Sink::start();
-            let rotel =
-                Rotel::start(&binary, &Rotel::forwarding_to(&sink.endpoint())).expect("rotel");
+            let rotel = Rotel::start_forwarding_to(&sink.endpoint()).expect("rotel");
             let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
                 on_full,
-                ..our_config(&rotel.http, SEED, Compression::None)
+                ..our_config(&rotel.http_endpoint, SEED, Compression::None)
             })
             .expect("a valid config");
             let (timed, stats, flushed) = run_ours(layer, n, None);
@@ -618,8 +623,8 @@ fn burst(opts: &Opts) {
 
         // The official pipeline.
         let sink = sink::Sink::start();
-        let rotel = Rotel::start(&binary, &Rotel::forwarding_to(&sink.endpoint())).expect("rotel");
-        let b = Bridge::new(&rotel.http, SEED, false);
+        let rotel = Rotel::start_forwarding_to(&sink.endpoint()).expect("rotel");
+        let b = Bridge::new(&rotel.http_endpoint, SEED, false);
         let (timed, flushed) = run_bridge(&b, n, None);
         let acked = b.exported();
         let arrived = sink.settle(acked, Duration::from_secs(10)).records;
@@ -775,9 +780,9 @@ fn memory(opts: &Opts) {
     let n = opts.n.unwrap_or(10_000_000);
     // To rotel if there is one, else to the counting sink (both out of process).
     let (mut rotel, sink, target);
-    match Rotel::find().and_then(|bin| Rotel::start(&bin, &Rotel::blackhole())) {
+    match Rotel::start_blackhole() {
         Ok(r) => {
-            target = format!("rotel blackhole ({})", r.http);
+            target = format!("rotel blackhole ({})", r.http_endpoint);
             rotel = Some(r);
             sink = None;
         }
@@ -791,7 +796,7 @@ fn memory(opts: &Opts) {
     }
     let endpoint = rotel
         .as_ref()
-        .map(|r| r.http.clone())
+        .map(|r| r.http_endpoint.clone())
         .or_else(|| sink.as_ref().map(|s| s.endpoint()))
         .unwrap();
     let layer = our_layer(&endpoint, SEED, Compression::None);
@@ -889,7 +894,7 @@ fn memory(opts: &Opts) {
         ),
     );
     if let Some(rotel) = &mut rotel {
-        rotel.check_alive();
+        check_alive(rotel);
     }
 }
 
@@ -1208,7 +1213,7 @@ fn encode(opts: &Opts) {
         r.set_target("throughput");
         r.add_attribute(
             Key::from_static_str("code.file.path"),
-            AnyValue::String("examples/throughput.rs".into()),
+            AnyValue::String("bench/src/throughput.rs".into()),
         );
         r.add_attribute(Key::from_static_str("code.line.number"), AnyValue::Int(72));
         r.add_attribute(
@@ -1395,165 +1400,11 @@ fn request_bodies(n: usize) -> Vec<Vec<u8>> {
     receiver.requests().into_iter().map(|r| r.raw).collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// rotel, as a child process.
-// ---------------------------------------------------------------------------------------------
-
-struct Rotel {
-    child: Child,
-    log_path: PathBuf,
-    /// OTLP/HTTP base URL.
-    http: String,
-    /// OTLP/gRPC endpoint.
-    grpc: String,
-}
-
-impl Rotel {
-    fn find() -> Result<PathBuf, String> {
-        if let Some(path) = std::env::var_os("ROTEL_AGENT").filter(|p| !p.is_empty()) {
-            let path = PathBuf::from(path);
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(format!("ROTEL_AGENT={} is not a file", path.display()))
-            };
-        }
-        let path_var = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path_var)
-            .map(|dir| dir.join("rotel-agent"))
-            .find(|candidate| candidate.is_file())
-            .ok_or_else(|| {
-                "rotel-agent not found: set ROTEL_AGENT to its path or put it on PATH \
-                 (`pip install rotel==0.0.1a15`; it is <site-packages>/rotel/rotel-agent)"
-                    .to_owned()
-            })
+/// Panics with rotel's log if it died during the measurement.
+fn check_alive(rotel: &mut Rotel) {
+    if !rotel.is_running() {
+        panic!("rotel exited during the measurement: {}", rotel.log());
     }
-
-    fn blackhole() -> Vec<String> {
-        vec!["--exporter".into(), "blackhole".into()]
-    }
-
-    fn forwarding_to(endpoint: &str) -> Vec<String> {
-        [
-            "--exporter",
-            "otlp",
-            "--otlp-exporter-protocol",
-            "http",
-            "--otlp-exporter-endpoint",
-            endpoint,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    fn start(binary: &PathBuf, exporter: &[String]) -> Result<Rotel, String> {
-        let mut last = String::new();
-        for attempt in 0..3 {
-            let (http_port, grpc_port) = two_free_ports();
-            let log_path = std::env::temp_dir().join(format!(
-                "zenml-otel-bench-rotel-{}-{attempt}-{http_port}.log",
-                std::process::id()
-            ));
-            let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new(binary);
-            cmd.arg("start")
-                .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
-                .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
-                .args(exporter)
-                .args(["--batch-timeout", "10ms"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-                .stderr(Stdio::from(log))
-                .env("NO_COLOR", "1");
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("ROTEL_") {
-                    cmd.env_remove(key);
-                }
-            }
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot spawn {}: {e}", binary.display()))?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
-            let grpc = SocketAddr::from(([127, 0, 0, 1], grpc_port));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last = format!(
-                        "rotel exited early with {status}: {}",
-                        std::fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                    break;
-                }
-                let up = |a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok();
-                if up(addr) && up(grpc) {
-                    return Ok(Rotel {
-                        child,
-                        log_path,
-                        http: format!("http://{addr}"),
-                        grpc: format!("http://{grpc}"),
-                    });
-                }
-                if Instant::now() >= deadline {
-                    stop(&mut child);
-                    return Err("rotel did not start listening within 10 s".into());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !last.contains("Address already in use") {
-                return Err(last);
-            }
-        }
-        Err(last)
-    }
-
-    /// Panics with rotel's log if it died during the measurement.
-    fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "rotel exited with {status} during the measurement: {}",
-                std::fs::read_to_string(&self.log_path).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Rotel {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-        let _ = std::fs::remove_file(&self.log_path);
-    }
-}
-
-fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
-
-/// SIGTERM, then SIGKILL after 5 s; always reaps. Only ever our own child, by its pid.
-fn stop(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 // ---------------------------------------------------------------------------------------------

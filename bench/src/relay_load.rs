@@ -3,9 +3,9 @@
 //! with the handover `run_rust_step` gives it, a queue that holds all N — then shuts down.
 //!
 //! ```text
-//! cargo build --release --example relay_load
+//! cargo build --release -p zenml-otel-bench --bin relay_load
 //! PYTHONPATH=python/src "$(bash scripts/zenml-venv.sh)" bench/python/relay_throughput.py \
-//!     --program target/release/examples/relay_load
+//!     --program target/release/relay_load
 //! ```
 
 use tracing::info;
