@@ -14,6 +14,6 @@ echo "test.sh: rotel $("$ROTEL_AGENT" --version), $("$ZENML_OTEL_PYTHON" -c 'imp
 # The Python half (the package in python/src/zenml_otel): decoder, relay, and real ZenML
 # pipelines; mypy and ruff check it in .ci/run. Its relay test runs target/debug/examples/zenml-step
 # (built here with the features `cargo test` uses).
-cargo build --quiet --all-features --example zenml-step
+cargo build --quiet --all-features --example zenml-step --example sdk_step
 PYTHONPATH="$repo/python/src${PYTHONPATH:+:$PYTHONPATH}" "$ZENML_OTEL_PYTHON" -m pytest python/tests -q
 exec cargo test --all-features -- --include-ignored "$@"

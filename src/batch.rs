@@ -48,6 +48,10 @@ pub(crate) fn on_export_thread() -> bool {
 
 pub(crate) fn mark_export_thread() {
     ON_EXPORT_THREAD.with(|flag| flag.set(true));
+    // Nor does an OpenTelemetry SDK pipeline in the process (the `sdk` module's, the user's):
+    // a suppressed context is the SDK's own way to keep exporters out of their telemetry (its
+    // logger makes no record under one). This thread keeps it until it ends.
+    std::mem::forget(opentelemetry::Context::enter_telemetry_suppressed_scope());
 }
 
 /// Export requests in flight at once: while the collector works on one, the next is encoded.

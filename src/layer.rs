@@ -1,25 +1,19 @@
 //! [`ZenmlOtelLayer`]: turns every `tracing` event into an OpenTelemetry log record tagged with
 //! the ZenML run, step and source of the spans it happened in.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::resource::{ResourceDetector as _, TelemetryResourceDetector};
-use opentelemetry_sdk::Resource;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, SpanRef};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use crate::batch::{self, Emitter, QueuedRecord};
-use crate::handover::Handover;
-use crate::last_context;
 use crate::panic_hook;
 use crate::record::{self, AttributeLimits, RecordWriter};
-use crate::span_context::{Resolved, Resolver, Runs, SpanFields, SpanState};
+use crate::span_context::{Runs, SpanFields, SpanState};
 use crate::span_fields::{Allowlist, SpanValues};
 use crate::{Error, LogStoreHandle, ShutdownGuard};
 
@@ -37,7 +31,7 @@ const EXPORTER_CRATES: &[&str] = &[
     "rustls_platform_verifier",
 ];
 
-fn is_exporter_target(target: &str) -> bool {
+pub(crate) fn is_exporter_target(target: &str) -> bool {
     // Most targets start with another letter than any of these crates: one comparison.
     if !matches!(
         target.as_bytes().first(),
@@ -78,64 +72,24 @@ impl ZenmlOtelLayer {
     /// variable when a ZenML step's [`handover`](crate::handover) is blank or malformed. Nothing
     /// is sent until an event is logged.
     pub fn new(config: impl Into<crate::ExplicitConfig>) -> Result<Self, Error> {
-        let merged = config.into().merge(&crate::environ::process)?;
-        let settings = merged.validate(&crate::environ::process)?;
-        let config = merged.config;
-        let handover = Handover::read(&crate::environ::process)?;
-        let instance_id = uuid::Uuid::new_v4().to_string();
-        let base = Resource::builder_empty()
-            .with_attributes(
-                TelemetryResourceDetector
-                    .detect()
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-            )
-            // Ours are added after the user's extra attributes, so they win on equal keys.
-            .with_attributes(
-                config
-                    .resource_attributes
-                    .iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-            )
-            .with_attributes([
-                KeyValue::new("service.name", config.service_name.clone()),
-                KeyValue::new("service.version", config.service_version.clone()),
-                KeyValue::new("service.instance.id", instance_id.clone()),
-                // `deployment.environment.name` is the current key; the semantic conventions'
-                // registry marks `deployment.environment` deprecated ("Replaced by
-                // `deployment.environment.name`", docs/registry/attributes/deployment.md of
-                // open-telemetry/semantic-conventions). Both, for backends of either age.
-                KeyValue::new(
-                    "deployment.environment",
-                    config.deployment_environment.clone(),
-                ),
-                KeyValue::new(
-                    "deployment.environment.name",
-                    config.deployment_environment.clone(),
-                ),
-            ])
-            .build();
-        let metrics = crate::metrics::Metrics::build(&settings, &base)?;
-        let (emitter, handle) = batch::start(&config, &settings, crate::otlp::exporters())?;
-        if let Some(metrics) = metrics {
-            metrics.start(&handle);
-        }
-        if let Some(path) = handover.stats_file.clone() {
-            handle.report_stats_to(path);
-        }
-        if let Some(fifo) = handover.console_fifo.clone() {
-            handle.show_on_console(fifo);
-        }
+        let started = crate::pipeline::start(config.into())?;
+        let base = started.resource(crate::pipeline::telemetry_attributes());
+        let limits = started.limits();
+        let crate::pipeline::Started {
+            config,
+            handover,
+            emitter,
+            handle,
+            instance_id,
+            endpoint,
+        } = started;
         Ok(Self {
             runs: Runs::new(base, emitter.run_gauge(), handover.into()),
             emitter,
             handle,
             instance_id,
-            endpoint: settings.endpoint,
-            limits: AttributeLimits {
-                value_length: config.attribute_value_length_limit,
-                count: config.attribute_count_limit,
-            },
+            endpoint,
+            limits,
             span_fields: Allowlist::new(&config.span_fields),
         })
     }
@@ -196,65 +150,6 @@ impl ZenmlOtelLayer {
             }
         }
     }
-
-    /// The context of the event's span: this thread's last one when it is the same span, as
-    /// it mostly is (`last_context.rs`), else resolved.
-    fn context_of<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Arc<Resolved>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let current = if event.is_contextual() {
-            ctx.current_span().id().map(Id::into_u64)
-        } else {
-            None
-        };
-        let stamp = self.runs.stamp();
-        if let Some(hit) = current.and_then(|span| last_context::get(span, stamp)) {
-            return hit;
-        }
-        let resolved = match ctx.event_span(event) {
-            Some(span) => self.resolve(&span),
-            None => self.runs.outside().clone(),
-        };
-        if let Some(span) = current {
-            last_context::remember(span, stamp, &resolved);
-        }
-        resolved
-    }
-
-    fn resolve<S>(&self, span: &SpanRef<'_, S>) -> Arc<Resolved>
-    where
-        S: for<'a> LookupSpan<'a>,
-    {
-        if let Some(resolved) = span
-            .extensions()
-            .get::<SpanState>()
-            .and_then(|state| self.runs.cached(state))
-        {
-            return resolved.clone();
-        }
-        let generation = self.runs.generation();
-        let mut resolver = Resolver::default();
-        for ancestor in span.scope() {
-            let extensions = ancestor.extensions();
-            if let Some(state) = extensions.get::<SpanState>() {
-                if !resolver.visit(&self.runs, state) {
-                    break;
-                }
-            }
-        }
-        let resolved = resolver.finish(&self.runs);
-        if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-            self.runs.cache(state, generation, resolved.clone());
-        }
-        resolved
-    }
-}
-
-/// Nanoseconds since the Unix epoch (0 for a clock before it: proto3's "unset").
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl<S> Layer<S> for ZenmlOtelLayer
@@ -285,16 +180,7 @@ where
         if !self.span_fields.is_empty() {
             self.record_copied(id, values, &ctx);
         }
-        let mut recorded = SpanFields::default();
-        values.record(&mut recorded);
-        if recorded.is_empty() {
-            return;
-        }
-        let Some(span) = ctx.span(id) else { return };
-        if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-            state.own.update(recorded);
-        }
-        self.runs.fields_changed();
+        crate::event_context::fields_recorded(&self.runs, id, values, &ctx);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -322,7 +208,7 @@ where
         if is_exporter_target(meta.target()) || self.emitter.drop_early() {
             return;
         }
-        let now = nanos(SystemTime::now());
+        let now = record::nanos(SystemTime::now());
         let record = record::with_scratch(|scratch| {
             let mut record = RecordWriter::new(scratch, now, now);
             let (severity, text) = record::severity(meta.level());
@@ -345,7 +231,7 @@ where
             record.current_trace_context();
             record.finish(0)
         });
-        let resolved = self.context_of(event, &ctx);
+        let resolved = crate::event_context::context_of(&self.runs, event, &ctx);
         self.emitter.emit(QueuedRecord::new(resolved, record));
     }
 }

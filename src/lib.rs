@@ -104,6 +104,7 @@ mod config;
 mod console;
 mod environ;
 mod error;
+mod event_context;
 pub mod fields;
 pub mod handover;
 mod last_context;
@@ -111,10 +112,14 @@ mod layer;
 mod metrics;
 mod otlp;
 mod panic_hook;
+mod pipeline;
 mod private_file;
 mod record;
 mod redact;
 mod rpc_status;
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub mod sdk;
 mod span_context;
 mod span_fields;
 mod spool;

@@ -122,6 +122,12 @@ impl EncodedRecord {
     }
 }
 
+/// Nanoseconds since the Unix epoch (0 for a clock before it: proto3's "unset").
+pub(crate) fn nanos(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Severity number and text of a `tracing` level.
 pub(crate) fn severity(level: &Level) -> (i32, &'static str) {
     match *level {
@@ -299,6 +305,14 @@ impl fmt::Write for Utf8Sink<'_> {
     }
 }
 
+/// `text` cut to at most `max` characters, on a char boundary.
+fn cut(text: &str, max: Option<usize>) -> &str {
+    match max.and_then(|max| text.char_indices().nth(max)) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// Writes one record: the fixed fields first, then fields and attributes as they are visited,
 /// then [`finish`](Self::finish).
 #[derive(Debug)]
@@ -359,7 +373,7 @@ impl<'s> RecordWriter<'s> {
         self
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sdk"))]
     pub(crate) fn event_name(&mut self, name: &'static str) -> &mut Self {
         self.event_name = name;
         self
@@ -376,7 +390,7 @@ impl<'s> RecordWriter<'s> {
     }
 
     /// The body; a later one replaces it.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sdk"))]
     pub(crate) fn body(&mut self, value: &AnyValue) {
         self.scratch.body.clear();
         wire::encode_any_value(value, &mut self.scratch.body);
@@ -416,6 +430,24 @@ impl<'s> RecordWriter<'s> {
     /// An attribute, outside the event's own fields' limits (code location, span fields).
     pub(crate) fn attribute(&mut self, key: &str, value: &AnyValue) {
         wire::encode_attribute(key, value, &mut self.scratch.attributes);
+    }
+
+    /// An attribute of a record made elsewhere (an SDK record's, for the `sdk` exporter), under
+    /// the limits of an event's own fields.
+    #[cfg(feature = "sdk")]
+    pub(crate) fn limited_attribute(&mut self, key: &str, value: &AnyValue) {
+        if self.kept >= self.limits.count {
+            self.dropped += 1;
+            return;
+        }
+        self.kept += 1;
+        match value {
+            AnyValue::String(text) => {
+                let text = cut(text.as_str(), self.limits.value_length);
+                wire::encode_str_attribute(key, text, &mut self.scratch.attributes);
+            }
+            value => wire::encode_attribute(key, value, &mut self.scratch.attributes),
+        }
     }
 
     pub(crate) fn str_attribute(&mut self, key: &str, value: &str) {
@@ -531,13 +563,7 @@ impl<'s> RecordWriter<'s> {
             return self.body_str(text);
         }
         if self.keep(field) {
-            let text = match self.limits.value_length {
-                Some(max) => match text.char_indices().nth(max) {
-                    Some((end, _)) => &text[..end],
-                    None => text,
-                },
-                None => text,
-            };
+            let text = cut(text, self.limits.value_length);
             wire::encode_str_attribute(field.name(), text, &mut self.scratch.attributes);
         }
     }

@@ -250,7 +250,7 @@ impl Resolved {
     }
 
     /// The record attributes every record in this context carries, after its own.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sdk"))]
     pub(crate) fn attributes(&self) -> &[(Key, AnyValue)] {
         &self.fields.attributes
     }
@@ -467,13 +467,10 @@ impl Runs {
         let run = if !fields.names_run() {
             self.base_run.clone()
         } else {
-            let source = fields.source.clone().unwrap_or_else(|| {
-                Arc::from(if fields.step_id.is_some() {
-                    fields::SOURCE_STEP
-                } else {
-                    fields::SOURCE_ORCHESTRATOR
-                })
-            });
+            let source = fields
+                .source
+                .clone()
+                .unwrap_or_else(|| derived_source(fields.step_id.is_some()));
             fields.add_zenml_record_ids(&source);
             self.run(RunKey {
                 pipeline_run_id: fields.pipeline_run_id.clone(),
@@ -482,6 +479,26 @@ impl Runs {
             })
         };
         Arc::new(Resolved::new(fields, run))
+    }
+
+    /// The run of a record that carries its context as attributes (the `sdk` exporter's): the
+    /// three ids that select it, the source derived as for spans when only the ids are given.
+    #[cfg(feature = "sdk")]
+    pub(crate) fn run_of(
+        &self,
+        pipeline_run_id: Option<Arc<str>>,
+        step_id: Option<Arc<str>>,
+        source: Option<Arc<str>>,
+    ) -> Arc<Run> {
+        if pipeline_run_id.is_none() && step_id.is_none() && source.is_none() {
+            return self.base_run.clone();
+        }
+        let source = source.unwrap_or_else(|| derived_source(step_id.is_some()));
+        self.run(RunKey {
+            pipeline_run_id,
+            step_id,
+            source,
+        })
     }
 
     fn run(&self, key: RunKey) -> Arc<Run> {
@@ -524,6 +541,15 @@ impl Runs {
         let live = self.live.lock().unwrap();
         live.runs.values().filter(|r| r.strong_count() > 0).count()
     }
+}
+
+/// `zenml.source` when no span sets it: `"step"` inside a step, else `"orchestrator"`.
+fn derived_source(in_step: bool) -> Arc<str> {
+    Arc::from(if in_step {
+        fields::SOURCE_STEP
+    } else {
+        fields::SOURCE_ORCHESTRATOR
+    })
 }
 
 /// Gathers fields from a span scope, innermost first, stopping at the first span whose cached

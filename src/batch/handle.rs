@@ -134,6 +134,14 @@ impl LogStoreHandle {
         let _ = self.shared.stats_file.set(path);
     }
 
+    /// Has `emitted` count what `tally` counts when that is more: records emitted before an
+    /// SDK's own processor, which that processor may drop before they reach this pipeline;
+    /// once shut down, those that never reached it count as dropped.
+    #[cfg(feature = "sdk")]
+    pub(crate) fn count_emitted_upstream(&self, tally: &'static std::sync::atomic::AtomicU64) {
+        let _ = self.shared.ledger.upstream.set(tally);
+    }
+
     /// Has every record that leaves the queue written to `fifo` too, for the step's console
     /// (`handover::CONSOLE_FIFO`).
     pub(crate) fn show_on_console(&self, fifo: std::path::PathBuf) {
@@ -210,10 +218,11 @@ impl Shared {
     pub(super) fn stats(&self) -> ExportStats {
         self.count_stragglers();
         let ledger = &self.ledger;
+        let (emitted, dropped) = self.with_upstream(ledger.emitted.load(Ordering::Relaxed));
         ExportStats {
-            emitted: ledger.emitted.load(Ordering::Relaxed),
+            emitted,
             exported: ledger.exported.load(Ordering::Relaxed),
-            dropped: ledger.dropped(),
+            dropped,
             failed: ledger.failed.load(Ordering::Relaxed),
             rejected: ledger.rejected.load(Ordering::Relaxed),
             truncated: ledger.truncated.load(Ordering::Relaxed),
@@ -225,6 +234,23 @@ impl Shared {
             metric_exports: ledger.metric_exports.load(Ordering::Relaxed),
             metric_export_failures: ledger.metric_export_failures.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl Shared {
+    /// `emitted` and `dropped`, with what an upstream processor saw (`count_emitted_upstream`):
+    /// after shutdown, what it saw and this pipeline never got was lost before it.
+    fn with_upstream(&self, emitted: u64) -> (u64, u64) {
+        let dropped = self.ledger.dropped();
+        let Some(seen) = self.ledger.upstream.get().map(|t| t.load(Ordering::SeqCst)) else {
+            return (emitted, dropped);
+        };
+        let lost = if self.stop.requested() {
+            seen.saturating_sub(emitted)
+        } else {
+            0
+        };
+        (emitted.max(seen), dropped + lost)
     }
 }
 

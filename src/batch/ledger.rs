@@ -58,6 +58,9 @@ pub(super) struct Ledger {
     /// by the collector, and failed.
     pub(super) metric_exports: AtomicU64,
     pub(super) metric_export_failures: AtomicU64,
+    /// What a processor before this pipeline saw emitted (the `sdk` module's, in front of an
+    /// SDK batch processor that may drop records this pipeline never sees).
+    pub(super) upstream: std::sync::OnceLock<&'static AtomicU64>,
     book: Mutex<Book>,
 }
 
