@@ -16,25 +16,8 @@ use sdk_support::*;
 use tracing::{info, info_span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use zenml_otel::sdk::{ZenmlContextLayer, ZenmlLogExporter, ZenmlLogProcessor};
-use zenml_otel::testing::{OtlpReceiver, ReceivedRecord};
+use zenml_otel::testing::OtlpReceiver;
 use zenml_otel::{fields, handover, OtelLogStoreConfig};
-
-/// What a record must carry to be found by ZenML as a step's record, as record attributes.
-fn assert_zenml_record_ids(record: &ReceivedRecord, run: &str, step: &str, log: &str) {
-    assert_eq!(
-        record.attr_str(fields::RECORD_PIPELINE_RUN_ID).as_deref(),
-        Some(run)
-    );
-    assert_eq!(
-        record.attr_str(fields::RECORD_STEP_RUN_ID).as_deref(),
-        Some(step)
-    );
-    assert_eq!(
-        record.attr_str(fields::RECORD_LOG_SOURCE).as_deref(),
-        Some("step")
-    );
-    assert_eq!(record.attr_str(fields::RECORD_LOG_ID).as_deref(), Some(log));
-}
 
 /// Logs inside a run span and a step span (its log id recorded later), one event in a
 /// nested span of the program's own, and returns the trace and span ids of that nested span.

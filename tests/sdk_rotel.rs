@@ -29,20 +29,7 @@ fn assert_found_by_zenml(records: &[ReceivedRecord], rotel: &Rotel) {
         ("from the handover", STEP),
         ("from span fields", OTHER_STEP),
     ] {
-        let record = by_body(records, body);
-        assert_eq!(record.attr_str(fields::RECORD_LOG_ID).as_deref(), Some(LOG));
-        assert_eq!(
-            record.attr_str(fields::RECORD_PIPELINE_RUN_ID).as_deref(),
-            Some(RUN)
-        );
-        assert_eq!(
-            record.attr_str(fields::RECORD_STEP_RUN_ID).as_deref(),
-            Some(step)
-        );
-        assert_eq!(
-            record.attr_str(fields::RECORD_LOG_SOURCE).as_deref(),
-            Some("step")
-        );
+        assert_zenml_record_ids(by_body(records, body), RUN, step, LOG);
     }
 }
 

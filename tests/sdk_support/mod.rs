@@ -15,8 +15,8 @@ use opentelemetry_sdk::Resource;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt as _;
 use zenml_otel::sdk::{ZenmlContextLayer, ZenmlLogExporter, ZenmlLogProcessor};
-use zenml_otel::testing::OtlpReceiver;
-use zenml_otel::{handover, OtelLogStoreConfig};
+use zenml_otel::testing::{OtlpReceiver, ReceivedRecord};
+use zenml_otel::{fields, handover, OtelLogStoreConfig};
 
 pub const RUN: &str = "e44082a8-5006-4788-86e3-0c99ecfb36fe";
 pub const STEP: &str = "3fa122bd-b946-4ce8-af22-67421f1fc97a";
@@ -142,4 +142,21 @@ pub fn step_handover() -> Vec<(&'static str, &'static str)> {
         (handover::STEP_RUN_NAME, "trainer"),
         (handover::PIPELINE_NAME, "training"),
     ]
+}
+
+/// What a record must carry to be found by ZenML as a step's record, as record attributes.
+pub fn assert_zenml_record_ids(record: &ReceivedRecord, run: &str, step: &str, log: &str) {
+    assert_eq!(
+        record.attr_str(fields::RECORD_PIPELINE_RUN_ID).as_deref(),
+        Some(run)
+    );
+    assert_eq!(
+        record.attr_str(fields::RECORD_STEP_RUN_ID).as_deref(),
+        Some(step)
+    );
+    assert_eq!(
+        record.attr_str(fields::RECORD_LOG_SOURCE).as_deref(),
+        Some("step")
+    );
+    assert_eq!(record.attr_str(fields::RECORD_LOG_ID).as_deref(), Some(log));
 }
