@@ -2,8 +2,8 @@
 //! span (the criterion bench's event), exported to the in-process testing receiver.
 //!
 //! ```text
-//! cargo build --release --example event_loop
-//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out target/release/examples/event_loop
+//! cargo build --release -p zenml-otel-bench --bin event_loop
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out target/release/event_loop
 //! callgrind_annotate --inclusive=yes /tmp/cg.out | grep -E 'dispatch|on_event'   # ÷ 100,000
 //! ```
 
