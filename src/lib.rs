@@ -80,12 +80,15 @@
 //! - [`_guide::metrics`]: the layer's own OTLP metrics.
 //! - [`_guide::performance`]: the export pipeline and what it costs.
 //! - [`_guide::integrations`]: with `fmt`, tokio and `log`; testing your own steps.
+//! - The `sdk` module (the `sdk` feature): into an existing OpenTelemetry SDK pipeline; when to
+//!   use it rather than the layer is
+//!   [docs/sdk.md](https://github.com/zenml-io/zenml-otel/blob/main/docs/sdk.md).
 //!
 //! # Features
 //!
 //! `http-proto` and `tls` (default): OTLP/HTTP with protobuf and gzip, over HTTPS too.
 //! `http-json`: OTLP/JSON bodies. `grpc`: OTLP/gRPC (tonic, on a runtime the crate owns).
-//! `zstd`: zstd compression. `testing`: the receiver above. A protocol, compression or
+//! `zstd`: zstd compression. `sdk`: the `sdk` module. `testing`: the receiver above. A protocol, compression or
 //! `https://` endpoint whose feature a build lacks is an error at [`ZenmlOtelLayer::new`].
 //!
 //! The repository's README, ARCHITECTURE.md (the module map), CONTRIBUTING.md and BENCHMARKS.md
