@@ -458,7 +458,7 @@ fn bench_event(c: &mut Criterion) {
         Duration::ZERO,
     );
     {
-        let console = BenchConsole::new("event");
+        let _console = BenchConsole::new("event");
         bench_zenml_otel(
             &mut group,
             "zenml_otel_console",
