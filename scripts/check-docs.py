@@ -13,7 +13,9 @@
      src/handover.rs (plus the configuration's ZENML_OTEL_SPOOL_DIR);
    - the variables table of docs/configuration.md gives each field exactly the variables
      src/config/model.rs declares for it, in order (the crate's own tests, src/config/model.rs,
-     check that table and the defaults table again from the compiled declaration).
+     check that table and the defaults table again from the compiled declaration);
+   - the metrics table of docs/metrics.md names exactly the metrics of src/metrics/names.rs,
+     each with its instrument and unit.
 
 Usage: python3 scripts/check-docs.py [repo root]; exits 1 naming each problem.
 """
@@ -158,6 +160,31 @@ def check_variables_table() -> None:
                         f"only in the docs {sorted(named - set(declared))}, only in the code {sorted(set(declared) - named)}")
 
 
+def check_metrics_table() -> None:
+    code = (ROOT / "src/metrics/names.rs").read_text(encoding="utf-8")
+    declared = {
+        m.group(1): (m.group(2), m.group(3))
+        for m in re.finditer(r'metric\(\s*"([a-z_.]+)",\s*(Counter|UpDownCounter),\s*"([^"]+)"', code)
+    }
+    if len(declared) < 10:
+        problems.append(f"src/metrics/names.rs: only {len(declared)} metrics parsed; the check needs updating")
+        return
+    doc = "docs/metrics.md"
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    listed = {}
+    for cells in table_rows(text, "| metric |"):
+        name = cells[0].strip("`")
+        instrument, _, unit = cells[1].partition(", ")
+        listed[name] = (instrument, unit.strip("`"))
+    for name in sorted(set(declared) | set(listed)):
+        if name not in listed:
+            problems.append(f"{doc}: the metrics table leaves out `{name}` (src/metrics/names.rs)")
+        elif name not in declared:
+            problems.append(f"{doc}: the metrics table names `{name}`, which src/metrics/names.rs does not declare")
+        elif listed[name] != declared[name]:
+            problems.append(f"{doc}: `{name}` is {declared[name]} in src/metrics/names.rs, the table says {listed[name]}")
+
+
 def main() -> int:
     for doc in DOCS:
         if (ROOT / doc).exists():
@@ -166,10 +193,12 @@ def main() -> int:
             problems.append(f"{doc} is missing")
     check_handover_table()
     check_variables_table()
+    check_metrics_table()
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        print(f"check-docs: {len(DOCS)} files, every cited path exists, the tables match the code")
+        print(f"check-docs: {len(DOCS)} files, every cited path exists, the handover, configuration "
+              "and metrics tables match the code")
     return 1 if problems else 0
 
 
