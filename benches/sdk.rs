@@ -123,6 +123,8 @@ fn records() -> Vec<SdkLogRecord> {
         .map(|i| {
             let mut record = logger.create_log_record();
             record.set_timestamp(std::time::SystemTime::now());
+            // The SDK's logger stamps it on emit; opentelemetry-proto's conversion requires it.
+            record.set_observed_timestamp(std::time::SystemTime::now());
             record.set_severity_number(Severity::Info);
             record.set_severity_text("INFO");
             record.set_target("bench");
