@@ -80,9 +80,8 @@
 //! - [`_guide::metrics`]: the layer's own OTLP metrics.
 //! - [`_guide::performance`]: the export pipeline and what it costs.
 //! - [`_guide::integrations`]: with `fmt`, tokio and `log`; testing your own steps.
-//! - The `sdk` module (the `sdk` feature): into an existing OpenTelemetry SDK pipeline; when to
-//!   use it rather than the layer is
-//!   [docs/sdk.md](https://github.com/zenml-io/zenml-otel/blob/main/docs/sdk.md).
+//! - [`_guide::sdk`] (the `sdk` feature): into an existing OpenTelemetry SDK pipeline, and when
+//!   to use it rather than the layer.
 //!
 //! # Features
 //!
@@ -166,6 +165,12 @@ pub mod _guide {
     /// Using it with other crates, and testing your own steps.
     pub mod integrations {
         #![doc = include_str!("../docs/integrations.md")]
+    }
+    /// Into an existing OpenTelemetry SDK pipeline (the `sdk` module).
+    // Shown whatever the features; its example is a doctest only where `sdk` is built.
+    #[cfg(any(feature = "sdk", doc))]
+    pub mod sdk {
+        #![doc = include_str!("../docs/sdk.md")]
     }
 }
 

@@ -42,7 +42,7 @@
 //! }
 //! ```
 //!
-//! See `docs/sdk.md` for when to use which.
+//! When to use which: [the guide](crate::_guide::sdk).
 
 mod context_layer;
 mod encode;
