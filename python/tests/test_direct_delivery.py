@@ -5,8 +5,7 @@ followed (urllib's default sends a 301/302/303 POST on as a GET with every heade
 
 import os
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, List
 
 import pytest
@@ -97,7 +96,7 @@ def test_a_collector_refusing_a_record_too_large_gets_the_rest(tmp_path, monkeyp
     assert "1 record too large refused" in spool_text(report)
 
 
-class Recorder:
+class Recorder(otlp.LocalServer):
     """A local HTTP server keeping every request it gets, of any method; answers `status`
     with `location`."""
 
@@ -121,20 +120,7 @@ class Recorder:
 
             do_GET = do_POST = do_PUT = do_HEAD = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
