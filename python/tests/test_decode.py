@@ -224,3 +224,39 @@ def test_the_attribute_memo_is_bounded_by_bytes():
     again = decode_log_record(otlp.log_record(attributes={"zenml.step_run_name": "train"}))
     assert first["attributes"] == {"zenml.step_run_name": "train"}
     assert next(iter(first["attributes"])) is next(iter(again["attributes"]))
+
+
+def test_a_repeated_run_of_attributes_reads_as_written():
+    """The decoder reads a run of attributes the last record had byte for byte at once (the
+    crate's span context block): each record must still decode to exactly its attributes,
+    whether the run comes again, changes, moves, is cut short or carries a non-scalar."""
+    from zenml_otel._otlp import _key_value, decode_log_record, fields
+
+    context = {f"zenml.key{i}": f"value-{i}" for i in range(6)}
+    changed = {**context, "zenml.key5": "other"}
+    third = {**context, "zenml.key2": "third"}
+    sequences = [
+        {"i": 1, **context}, {"i": 2, **context}, {"i": 3, **context},  # learnt, then found
+        {"i": 4, **changed}, {"i": 5, **changed},  # a changed run: learnt again
+        {**changed, "i": 6},  # the run first, then another attribute
+        {"i": 7, **dict(list(changed.items())[:3])},  # only the run's start
+        {"i": 8, **changed, "list": [1, 2]}, {"i": 9, **changed, "list": [1, 2]},
+        {"i": 10, **changed, "zenml.key0": "last wins"},  # a key again after the run
+        {"i": 11, "zenml.key0": "x", **{k: v for k, v in changed.items() if k != "zenml.key0"}},
+        # learnt from a run before another attribute, then found before a different one
+        {"m": 1, **third, "i": 12}, {"m": 2, **third, "i": 13}, {"m": 3, **third, "j": 14},
+    ]
+    for attributes in sequences:
+        decoded = decode_log_record(otlp.log_record(body="b", time_unix_nano=T, attributes=attributes))
+        assert decoded["attributes"] == attributes
+        assert list(decoded["attributes"]) == list(attributes)
+    # Fields between attributes end a run: each record reads as the general reader reads it.
+    run = otlp.key_values(6, context)
+    for _ in range(3):
+        for data in (
+            otlp.fixed64(1, T) + run + otlp.string(3, "INFO") + run + otlp.uint(2, 9),
+            run + otlp.key_values(6, {"i": 1}) + run[: len(run) // 2] + otlp.string(3, "WARN"),
+        ):
+            decoded = decode_log_record(data)
+            pairs = (_key_value(raw, 0) for number, _, raw in fields(data) if number == 6)
+            assert decoded["attributes"] == dict(pairs)

@@ -165,11 +165,23 @@ def _signed(value: int, bits: int) -> int:
 
 # --- decoding ------------------------------------------------------------------------------
 
+# The keys of AnyValue.string_value and .int_value, KeyValue.key and .value: the short
+# messages of one such field (most) are read inline, to what the general reader makes of them.
+_STRING_VALUE_KEY, _INT_VALUE_KEY = 1 << 3 | LENGTH, 3 << 3 | VARINT
+_KEY_KEY, _VALUE_KEY = 1 << 3 | LENGTH, 2 << 3 | LENGTH
+
 
 def _any_value(data: bytes, depth: int) -> Value:
     """An AnyValue: str, bool, int, float, {"bytes": hex}, list, dict or None."""
     if depth > MAX_DEPTH:
         raise ValueError(f"values nested deeper than {MAX_DEPTH}")
+    size = len(data) - 2
+    if 0 <= size < 0x80 and data[0] == _STRING_VALUE_KEY and data[1] == size:
+        return _utf8(data[2:], 1)
+    if data and data[0] == _INT_VALUE_KEY:
+        number, end = read_varint(data, 1)
+        if end == len(data):
+            return _signed(number, 64)
     value: Value = None
     for number, wire, raw in fields(data):
         if number == 1:
@@ -201,6 +213,12 @@ def _array(data: bytes, depth: int) -> list[Value]:
 
 def _key_value(data: bytes, depth: int) -> tuple[str, Value]:
     """KeyValue{key=1, value=2}."""
+    size = len(data)
+    if size >= 4 and data[0] == _KEY_KEY and data[1] < 0x80:  # a short key, then a short value
+        after = 2 + data[1]
+        value_size = size - after - 2
+        if 0 <= value_size < 0x80 and data[after] == _VALUE_KEY and data[after + 1] == value_size:
+            return _utf8(data[2:after], 1), _any_value(data[after + 2 :], depth)
     key, value = "", None
     for number, wire, raw in fields(data):
         if number == 1:
@@ -221,6 +239,12 @@ _KEY_VALUES_KEPT = 4096
 _KEY_VALUE_MOST_BYTES = 1024
 _KEY_VALUES_BYTES = 1 << 20
 _key_values_bytes = 0  # the memo's size as `_memo_cost` counts it
+# The last run of memoized attributes a record had (its encoding and pairs): the crate writes
+# a span's context attributes (the handed-over ones among them) as one block, so the next
+# record of the span has it byte for byte, and reads it at once. Learnt from a record without
+# it; bounded by `_RUN_MOST_BYTES`; shared by the relay's threads (a tuple, replaced whole).
+_last_run: tuple[bytes, tuple[tuple[str, Value], ...]] = (b"", ())
+_RUN_MOST_BYTES = 64 * 1024
 
 
 def _memo_cost(data: bytes, pair: tuple[str, Value]) -> int:
@@ -294,7 +318,13 @@ _BYTES_FIELDS: dict[int, tuple[str, Callable[[bytes], Value]]] = {
 }
 
 # Field 6 (attributes), length-delimited: most of a record's fields.
-_ATTRIBUTE_KEY = 6 << 3 | 2
+_ATTRIBUTE_KEY = 6 << 3 | LENGTH
+# The one-byte keys of the other fields read inline.
+_FIXED64_KEYS = {number << 3 | FIXED64: key for number, (key, wire, _) in _INT_FIELDS.items()
+                 if wire == FIXED64}  # fmt: skip
+_SEVERITY_NUMBER_KEY = 2 << 3 | VARINT
+_LENGTH_KEYS = {number << 3 | LENGTH: entry for number, entry in _BYTES_FIELDS.items()}
+_U64 = struct.Struct("<Q")
 
 
 def decode_log_record(data: bytes) -> DecodedRecord:
@@ -303,32 +333,62 @@ def decode_log_record(data: bytes) -> DecodedRecord:
     Raises:
         ValueError: If `data` is not such a message.
     """
+    global _last_run
     record = _new_record()
-    attributes = []
+    attributes: list[tuple[str, Value]] = []
     pos, end = 0, len(data)
-    memo = _KEY_VALUES
+    memo, (run_bytes, run_pairs) = _KEY_VALUES, _last_run
+    # This record's last run of memoized attributes: where it starts and stops, the indexes of
+    # its first and after its last; `start` is -1 once the last record's run was found in this
+    # one (nothing to learn).
+    start = stop = first = last = 0
+    # The fields as the crate writes them (one-byte keys, short lengths) are read inline,
+    # without the general field reader; anything else takes it, to the same result.
     while pos < end:
-        if data[pos] == _ATTRIBUTE_KEY:  # the hot path, without the general field reader
-            size = data[pos + 1] if pos + 1 < end else 0x80
-            if size < 0x80 and pos + 2 + size <= end:  # a short one (most): inline, memoized
-                value = data[pos + 2 : pos + 2 + size]
-                pos += 2 + size
-                known = memo.get(value)
-                attributes.append(known if known is not None else _record_attribute(value))
+        key = data[pos]
+        size = data[pos + 1] if pos + 1 < end else 0x80
+        after = pos + 2 + size
+        if key == _ATTRIBUTE_KEY and size < 0x80 and after <= end:  # most fields
+            if pos != stop and run_bytes and data.startswith(run_bytes, pos):
+                attributes += run_pairs
+                pos, start = pos + len(run_bytes), -1
                 continue
-            size, start = read_varint(data, pos + 1)
-            value, pos = take(data, start, size)
-            attributes.append(_record_attribute(value))
+            value = data[pos + 2 : after]
+            known = memo.get(value)
+            if known is None:
+                attributes.append(_record_attribute(value))
+            else:
+                if pos != stop and start >= 0:
+                    start, first = pos, len(attributes)
+                stop = after
+                attributes.append(known)
+                last = len(attributes)
+            pos = after
+            continue
+        if key in _FIXED64_KEYS and pos + 9 <= end:
+            record[_FIXED64_KEYS[key]] = _U64.unpack_from(data, pos + 1)[0]
+            pos += 9
+            continue
+        if key == _SEVERITY_NUMBER_KEY and size < 0x80:
+            record["severity_number"] = size  # a one-byte varint: a small positive number
+            pos += 2
+            continue
+        if key in _LENGTH_KEYS and size < 0x80 and after <= end:
+            name, decode = _LENGTH_KEYS[key]
+            record[name] = decode(data[pos + 2 : after])
+            pos = after
             continue
         number, wire, raw, pos = field_at(data, pos)
         if number == 6:
             attributes.append(_record_attribute(_bytes(wire, raw, number)))
         elif number in _BYTES_FIELDS:
-            key, decode = _BYTES_FIELDS[number]
-            record[key] = decode(_bytes(wire, raw, number))
+            name, decode = _BYTES_FIELDS[number]
+            record[name] = decode(_bytes(wire, raw, number))
         elif number in _INT_FIELDS:
-            key, expected, convert = _INT_FIELDS[number]
-            record[key] = convert(_int(wire, raw, number, expected))
+            name, expected, convert = _INT_FIELDS[number]
+            record[name] = convert(_int(wire, raw, number, expected))
+    if start >= 0 and last - first >= 2 and stop - start <= _RUN_MOST_BYTES:
+        _last_run = (data[start:stop], tuple(attributes[first:last]))
     record["attributes"] = dict(attributes)
     return cast(DecodedRecord, record)
 
