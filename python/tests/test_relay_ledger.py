@@ -132,15 +132,15 @@ def test_spool_delivery_waits_for_records_a_request_is_still_storing(tmp_path):
             time.sleep(1)
         got.append(record.getMessage())
 
-    records = [decoded(f"r{i}", time=10**18 + i) for i in range(3)]
+    encoded = [otlp.log_record(body=f"r{i}", time_unix_nano=10**18 + i) for i in range(3)]
     with Relay(slow) as relay:
-        body = otlp.request({"service.name": "s"}, ("t", ""), [
-            otlp.log_record(body=f"r{i}", time_unix_nano=10**18 + i) for i in range(3)])
+        body = otlp.request({"service.name": "s"}, ("t", ""), encoded)
         sender = threading.Thread(target=post_until_200, args=(relay, body))
         sender.start()
         assert first.wait(5)
         # What run_rust_step does with the dead program's spool, while the request is stored.
-        stored = relay.store([("t", r, digest("t", r)) for r in records], 30)
+        records = [decode_log_record(data) for data in encoded]
+        stored = relay.store([("t", r, digest("t", d, r)) for d, r in zip(encoded, records)], 30)
         sender.join(10)
     assert (stored.stored, stored.duplicates, stored.error) == (0, 3, None)
     assert got == ["r0", "r1", "r2"]

@@ -127,7 +127,7 @@ def _deliver_to_step(records: list[SpooledRecord], relay: Relay, report: SpoolRe
         except ValueError:
             report.malformed += 1
             continue
-        items.append((item.scope, record, digest(item.scope, record)))
+        items.append((item.scope, record, digest(item.scope, item.record, record)))
     stored = relay.store(in_logged_order(items), SPOOL_WAIT_SECONDS)
     report.delivered, report.duplicates = stored.stored, stored.duplicates
     if stored.error is not None:

@@ -30,17 +30,19 @@ class Claim:
     settled: bool = False
 
 
-def digest(scope_name: str, record: DecodedRecord) -> int | None:
-    """The same for a record read from a request and from the spool: both hold the
-    crate's same encoding, so the decoded fields come in the same order. A 64-bit hash
-    (this process's): against the last 2^17 records a false match is about 2^-47 likely.
+def digest(scope_name: str, encoded: bytes, record: DecodedRecord) -> int | None:
+    """The same for a record read from a request and from the spool: both hold the crate's
+    same encoding of it (its own fields, its context's attributes, the rest:
+    src/otlp/protobuf.rs, docs/spool.md), and equal encodings decode alike. A 64-bit hash
+    (this process's) of the scope's name and the encoding: against the last 2^17 records a
+    false match is about 2^-47 likely.
 
     A record without a time has none (None: never matched, so stored again when its
     request is re-sent): two such records, or requests, may well be alike on purpose.
     The crate stamps every record."""
     if not (record["time_unix_nano"] or record["observed_time_unix_nano"]):
         return None
-    return hash((scope_name, repr(record)))
+    return hash((scope_name, encoded))
 
 
 class Ledger:
@@ -81,20 +83,22 @@ class Ledger:
                     claims.append(Claim(MINE, d, k))
         return claims
 
-    def settle(self, claim: Claim, stored: bool) -> None:
-        """A `MINE` claim's end: stored, or given back (another copy may store it)."""
-        if claim.settled or claim.kind != MINE:
-            return
-        claim.settled = True
-        if claim.digest is None:
-            return
+    def settle(self, claims: Sequence[Claim], stored: bool) -> None:
+        """`MINE` claims' end: stored, or given back (another copy may store them); the
+        others' and those settled before are left as they are."""
         with self._changed:
-            d = claim.digest
-            self._in_flight[d] -= 1
-            if not self._in_flight[d]:
-                del self._in_flight[d]
-            if stored:
-                self._remember(d)
+            for claim in claims:
+                if claim.settled or claim.kind != MINE:
+                    continue
+                claim.settled = True
+                d = claim.digest
+                if d is None:
+                    continue
+                self._in_flight[d] -= 1
+                if not self._in_flight[d]:
+                    del self._in_flight[d]
+                if stored:
+                    self._remember(d)
             self._changed.notify_all()
 
     def _remember(self, d: int) -> None:
@@ -123,9 +127,3 @@ class Ledger:
                         return False
                     self._changed.wait(left)
         return True
-
-    def stored_before(self, scope_name: str, record: DecodedRecord) -> bool:
-        """Whether a record like this one is among the last ones stored."""
-        d = digest(scope_name, record)
-        with self._changed:
-            return d is not None and self._stored[d] > 0

@@ -393,19 +393,39 @@ def decode_log_record(data: bytes) -> DecodedRecord:
     return cast(DecodedRecord, record)
 
 
-def _scope_logs(data: bytes) -> DecodedScope:
-    """ScopeLogs{scope=1 InstrumentationScope{name=1, version=2}, log_records=2}."""
-    scope = DecodedScope(name="", version="", records=[])
+def _scope_fields(data: bytes) -> tuple[str, str, list[bytes]]:
+    """ScopeLogs{scope=1 InstrumentationScope{name=1, version=2}, log_records=2}: the scope's
+    name and version, and its LogRecord messages, undecoded."""
+    name = version = ""
+    records = []
     for number, wire, raw in fields(data):
         if number == 1:
             for inner, inner_wire, inner_raw in fields(_bytes(wire, raw, number)):
                 if inner == 1:
-                    scope["name"] = _text(inner_wire, inner_raw, inner)
+                    name = _text(inner_wire, inner_raw, inner)
                 elif inner == 2:
-                    scope["version"] = _text(inner_wire, inner_raw, inner)
+                    version = _text(inner_wire, inner_raw, inner)
         elif number == 2:
-            scope["records"].append(decode_log_record(_bytes(wire, raw, number)))
-    return scope
+            records.append(_bytes(wire, raw, number))
+    return name, version, records
+
+
+def _scope_logs(data: bytes) -> DecodedScope:
+    name, version, records = _scope_fields(data)
+    return DecodedScope(name=name, version=version, records=[decode_log_record(r) for r in records])
+
+
+def _resource_fields(data: bytes) -> tuple[dict[str, Value], list[bytes]]:
+    """ResourceLogs{resource=1 Resource{attributes=1}, scope_logs=2}: the resource's
+    attributes, and its ScopeLogs messages, undecoded."""
+    resource: dict[str, Value] = {}
+    scopes = []
+    for number, wire, raw in fields(data):
+        if number == 1:
+            resource = _key_values(_bytes(wire, raw, number), 1, 0)
+        elif number == 2:
+            scopes.append(_bytes(wire, raw, number))
+    return resource, scopes
 
 
 def decode_resource_logs(data: bytes) -> DecodedResource:
@@ -414,14 +434,14 @@ def decode_resource_logs(data: bytes) -> DecodedResource:
     Raises:
         ValueError: If `data` is not such a message.
     """
-    resource: dict[str, Value] = {}
-    scopes = []
-    for number, wire, raw in fields(data):
-        if number == 1:
-            resource = _key_values(_bytes(wire, raw, number), 1, 0)
-        elif number == 2:
-            scopes.append(_scope_logs(_bytes(wire, raw, number)))
-    return DecodedResource(resource=resource, scopes=scopes)
+    resource, scopes = _resource_fields(data)
+    return DecodedResource(resource=resource, scopes=[_scope_logs(s) for s in scopes])
+
+
+def _resource_logs(body: bytes) -> list[bytes]:
+    """An ExportLogsServiceRequest's ResourceLogs messages, undecoded."""
+    data = bytes(body)
+    return [_bytes(wire, raw, number) for number, wire, raw in fields(data) if number == 1]
 
 
 def decode_export_request(body: bytes) -> list[DecodedResource]:
@@ -438,11 +458,22 @@ def decode_export_request(body: bytes) -> list[DecodedResource]:
     Raises:
         ValueError: If the body is not such a message.
     """
-    data = bytes(body)
+    return [decode_resource_logs(resource) for resource in _resource_logs(body)]
+
+
+def encoded_records(body: bytes) -> list[tuple[str, bytes]]:
+    """An `ExportLogsServiceRequest`'s LogRecord messages, undecoded, each with its scope's
+    name, in order (the rest read as `decode_export_request` reads it).
+
+    Raises:
+        ValueError: If the body is not such a message (its records aside).
+    """
     return [
-        decode_resource_logs(_bytes(wire, raw, number))
-        for number, wire, raw in fields(data)
-        if number == 1
+        (name, record)
+        for resource in _resource_logs(body)
+        for scope in _resource_fields(resource)[1]
+        for name, _, records in [_scope_fields(scope)]
+        for record in records
     ]
 
 

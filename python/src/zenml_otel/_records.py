@@ -30,6 +30,11 @@ _LEVELS_BY_TEXT = {
     "ERROR": logging.ERROR, "FATAL": logging.CRITICAL,
     "CRITICAL": logging.CRITICAL,
 }  # fmt: skip
+# Metadata values as they are; checked inline (not by `_attribute_value`), as a record's
+# attributes are many.
+_SCALAR_TYPES = (str, bool, int, float)
+# The attributes that are not the event's own fields.
+_NOT_FIELDS = ("zenml.", "code.")
 # The OTLP attributes that become the LogRecord's code location.
 CODE_FILE, CODE_LINE, CODE_NAMESPACE = "code.file.path", "code.line.number", "code.namespace"
 
@@ -53,15 +58,16 @@ def _fields_text(attributes: Mapping[str, Value]) -> str:
     """The event's own fields, after the message as `tracing`'s fmt layer
     prints them: ZenML's artifact log store keeps a record's message and code
     location but none of its other attributes."""
-    own = (
-        (key, value) for key, value in attributes.items() if not key.startswith(("zenml.", "code."))
-    )
-    return "".join(f" {key}={_attribute_value(value)}" for key, value in own)
+    return "".join([
+        f" {key}={value if isinstance(value, _SCALAR_TYPES) else _attribute_value(value)}"
+        for key, value in attributes.items()
+        if not key.startswith(_NOT_FIELDS)
+    ])  # fmt: skip
 
 
 def _attribute_value(value: Value) -> Scalar:
     """OTel attribute values are scalars: anything else goes in as JSON text."""
-    if isinstance(value, (str, bool, int, float)):
+    if isinstance(value, _SCALAR_TYPES):
         return value
     return json.dumps(value, sort_keys=True)
 
@@ -80,7 +86,9 @@ def metadata(attributes: Mapping[str, Value]) -> Metadata:
     """A record's attributes, with the code location under the keys ZenML's
     artifact log store shows (`code.filepath`, `code.lineno`, `code.function`:
     zenml/log_stores/artifact/artifact_log_exporter.py)."""
-    result = {k: _attribute_value(v) for k, v in attributes.items()}
+    result = {
+        k: v if isinstance(v, _SCALAR_TYPES) else _attribute_value(v) for k, v in attributes.items()
+    }
     for theirs, ours in (
         ("code.filepath", CODE_FILE),
         ("code.lineno", CODE_LINE),

@@ -22,7 +22,7 @@ from typing import TypeVar, Union
 from . import _handover
 from ._console import Console
 from ._ledger import MINE, PENDING, Claim, Ledger, digest
-from ._otlp import DecodedRecord, decode_export_request
+from ._otlp import DecodedRecord, decode_log_record, encoded_records
 from ._records import Emit, metadata, to_log_record
 
 # LOGS_PATH and HttpError are also this module's (the delivery and `python -m zenml_otel` use them).
@@ -202,17 +202,15 @@ class Relay:
                 some, or the relay is closed.
         """
         try:
-            resources = decode_export_request(unpack(body, encoding, self.max_body_bytes))
+            encoded = encoded_records(unpack(body, encoding, self.max_body_bytes))
+            items = [
+                (scope_name, record, digest(scope_name, data, record))
+                for scope_name, data in encoded
+                for record in [decode_log_record(data)]
+            ]
         except ValueError as e:
             raise HttpError(400, f"malformed ExportLogsServiceRequest: {e}") from None
-        records: list[tuple[str, DecodedRecord]] = [
-            (scope["name"], record)
-            for resource in resources
-            for scope in resource["scopes"]
-            for record in scope["records"]
-        ]
-        self.counts.add(received=len(records))
-        items = [(scope_name, record, digest(scope_name, record)) for scope_name, record in records]
+        self.counts.add(received=len(items))
         error = self.store(in_logged_order(items), PENDING_WAIT_SECONDS).error
         if error is not None:
             raise error
@@ -224,25 +222,29 @@ class Relay:
         so a retry skips them; the rest is given back for a retry to store."""
         claims = self.ledger.claim([d for _, _, d in items])
         pending: list[Claim] = []
+        done: list[Claim] = []  # settled together, once this call ends
         result = Stored()
-        stored: list[logging.LogRecord] = []  # for the console, once stored
+        shown: list[logging.LogRecord] = []  # relayed: for the console, once stored
         try:
             for (scope_name, record, _), claim in zip(items, claims):
                 if claim.kind == PENDING:
                     pending.append(claim)
                 elif claim.kind == MINE:
-                    self._emit_one(scope_name, record, stored)
-                    self.ledger.settle(claim, stored=True)
+                    log_record = self._emit_one(scope_name, record)
+                    done.append(claim)
                     result.stored += 1
+                    if log_record is not None:
+                        shown.append(log_record)
                 else:
                     result.duplicates += 1
         except HttpError as e:
             result.error = e
         finally:
-            for claim in claims:  # after a failure: the rest is for a retry to store
-                self.ledger.settle(claim, stored=False)
+            self.counts.add(relayed=len(shown), blank=len(done) - len(shown))
+            self.ledger.settle(done, stored=True)
+            self.ledger.settle(claims, stored=False)  # after a failure: the rest is a retry's
             if self.console is not None:
-                self.console.show(stored)
+                self.console.show(shown)
         if result.error is None and pending:
             if self.ledger.wait(pending, wait_seconds):
                 result.duplicates += len(pending)
@@ -250,22 +252,16 @@ class Relay:
                 result.error = retry_later("records of this request are still being stored")
         return result
 
-    def _emit_one(
-        self, scope_name: str, record: DecodedRecord, stored: list[logging.LogRecord]
-    ) -> None:
+    def _emit_one(self, scope_name: str, record: DecodedRecord) -> logging.LogRecord | None:
+        """Stores a record: the `LogRecord` stored, or None for a blank one (ZenML stores no
+        blank messages either)."""
         if self._closed.is_set():
             raise retry_later("the relay is closed: the step's logs are done")
         log_record = to_log_record(scope_name, record)
         if not log_record.getMessage().strip():
-            self.counts.add(blank=1)  # ZenML stores no blank messages either
-            return
+            return None
         try:
             self.emit(log_record, metadata(record["attributes"]))
         except Exception as e:
             raise retry_later(f"ZenML did not take a record: {e!r}") from None
-        self.counts.add(relayed=1)
-        stored.append(log_record)
-
-    def relayed_before(self, scope_name: str, record: DecodedRecord) -> bool:
-        """Whether this record is among the last ones stored (see `Ledger`)."""
-        return self.ledger.stored_before(scope_name, record)
+        return log_record
