@@ -59,27 +59,30 @@ class Ledger:
         self._changed = threading.Condition()
         self._size = size
         self._order: collections.deque[int] = collections.deque()
-        self._stored: collections.Counter[int] = collections.Counter()
-        self._in_flight: collections.Counter[int] = collections.Counter()
+        # Plain dicts read with .get: a Counter's missing key is a Python call, per record.
+        self._stored: dict[int, int] = {}
+        self._in_flight: dict[int, int] = {}
 
     def claim(self, digests: Sequence[int | None]) -> list[Claim]:
         """A claim per record of a batch, in order; the `MINE` ones count as in
         flight until `settle`d (a `finally` must settle them)."""
-        seen: collections.Counter[int] = collections.Counter()
+        seen: dict[int, int] = {}
         claims = []
         with self._changed:
+            stored, in_flight = self._stored, self._in_flight
             for d in digests:
                 if d is None:
                     claims.append(Claim(MINE, None, 0))
                     continue
-                k = seen[d]
-                seen[d] += 1
-                if k < self._stored[d]:
+                k = seen.get(d, 0)
+                seen[d] = k + 1
+                before, flying = stored.get(d, 0), in_flight.get(d, 0)
+                if k < before:
                     claims.append(Claim(STORED, d, k, settled=True))
-                elif k < self._stored[d] + self._in_flight[d]:
+                elif k < before + flying:
                     claims.append(Claim(PENDING, d, k))
                 else:
-                    self._in_flight[d] += 1
+                    in_flight[d] = flying + 1
                     claims.append(Claim(MINE, d, k))
         return claims
 
@@ -94,20 +97,22 @@ class Ledger:
                 d = claim.digest
                 if d is None:
                     continue
-                self._in_flight[d] -= 1
-                if not self._in_flight[d]:
+                if self._in_flight[d] > 1:
+                    self._in_flight[d] -= 1
+                else:
                     del self._in_flight[d]
                 if stored:
                     self._remember(d)
             self._changed.notify_all()
 
     def _remember(self, d: int) -> None:
-        self._stored[d] += 1
+        self._stored[d] = self._stored.get(d, 0) + 1
         self._order.append(d)
         if len(self._order) > self._size:
             oldest = self._order.popleft()
-            self._stored[oldest] -= 1
-            if not self._stored[oldest]:
+            if self._stored[oldest] > 1:
+                self._stored[oldest] -= 1
+            else:
                 del self._stored[oldest]
 
     def wait(self, pending: Sequence[Claim], timeout: float) -> bool:
@@ -119,7 +124,8 @@ class Ledger:
             for claim in pending:
                 assert claim.digest is not None  # PENDING claims have digests
                 while True:
-                    stored, flying = self._stored[claim.digest], self._in_flight[claim.digest]
+                    stored = self._stored.get(claim.digest, 0)
+                    flying = self._in_flight.get(claim.digest, 0)
                     if claim.occurrence < stored:
                         break
                     left = deadline - time.monotonic()
