@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The relay's own Python work per record, without ZenML's store: what `Relay.accept` spends
-on a real program's requests besides the store's `emit`.
+on a real program's requests besides the store's `emit`, through the helper's emitter.
 
     cargo build --release -p zenml-otel-bench --bin relay_load
     PYTHONPATH=python/src "$(bash scripts/zenml-venv.sh)" bench/python/relay_cost.py \
@@ -8,7 +8,9 @@ on a real program's requests besides the store's `emit`.
 
 The program logs N records into a relay whose store takes nothing (the handover of a step:
 the 16 `ZENML_OTEL_*` ids and names, made up); its request bodies, as they came, are then
-given to a fresh relay's `accept` again and again (the best of 7): once without a console,
+given to a fresh relay's `accept` again and again (the best of 7), emitting through
+`_zenml.emitter` into a stand-in of the step's logging context (an origin with the 16 keys as
+its metadata, as ZenML 0.98's has, and a store whose `emit` does nothing): once without a console,
 once printing through a `StreamHandler` with ZenML's console formatter into memory. Prints
 `RESULT {json}` and µs a record of each. bench/python/relay_throughput.py measures the whole
 step; this isolates the part the relay adds, for changes to the decoder, the ledger or the
@@ -25,7 +27,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -38,6 +40,7 @@ try:  # installed, or on PYTHONPATH
 except ImportError:
     sys.path.insert(0, os.path.join(REPO, "python", "src"))
 
+from zenml_otel import _zenml  # noqa: E402
 from zenml_otel._console import Console  # noqa: E402
 from zenml_otel._relay import Relay  # noqa: E402
 
@@ -66,11 +69,34 @@ def capture(program: str, n: int) -> Bodies:
     return bodies
 
 
+class _Origin:
+    """The step's origin: ZenML puts its metadata on each of the step's records."""
+
+    metadata: ClassVar[dict[str, str]] = {f"zenml.{key}": "x" for key in (
+        "log.id", "log.source", "log_store.id", "log_store.name", "pipeline.run.id",
+        "pipeline.run.name", "step.run.id", "step.run.name", "pipeline.id", "pipeline.name",
+        "project.id", "project.name", "stack.id", "stack.name", "user.id", "user.name",
+    )}  # fmt: skip
+
+
+class _Store:
+    def emit(self, origin: Any, record: Any, metadata: Any) -> None:
+        pass
+
+
+class _Context:
+    """What `_zenml.emitter` reads of the step's `LoggingContext`."""
+
+    _log_store = _Store()
+    _origin = _Origin()
+
+
 def per_record(bodies: Bodies, n: int, console: Callable[[], Any]) -> float:
     """µs a record of `accept` over `bodies`, the best of `REPS`, each into a fresh relay."""
     best = float("inf")
+    emit = _zenml.emitter(_Context())  # type: ignore[arg-type]
     for _ in range(REPS):
-        relay = Relay(lambda record, metadata: None, console=console())
+        relay = Relay(emit, console=console())
         start = time.perf_counter()
         for body, encoding in bodies:
             relay.accept(body, encoding)

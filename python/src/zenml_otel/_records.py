@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Callable, Union
 
 from ._otlp import DecodedRecord, Value
@@ -16,8 +16,9 @@ from ._otlp import DecodedRecord, Value
 # A metadata value: OTel attribute values are scalars.
 Scalar = Union[str, bool, int, float]
 Metadata = dict[str, Scalar]
-# Takes one record and its metadata into the step's logs; raises when ZenML did not take it.
-Emit = Callable[[logging.LogRecord, Metadata], None]
+# Takes one record and its OTLP attributes (the step's metadata for it: see `metadata`) into
+# the step's logs; raises when ZenML did not take it.
+Emit = Callable[[logging.LogRecord, Mapping[str, Value]], None]
 
 # Python has no TRACE level: TRACE (1-4) goes in as DEBUG.
 _LEVELS_BY_NUMBER = (
@@ -82,12 +83,15 @@ def _set_time(record: logging.LogRecord, nanos: int) -> None:
     record.relativeCreated = (record.created - start) * 1000
 
 
-def metadata(attributes: Mapping[str, Value]) -> Metadata:
-    """A record's attributes, with the code location under the keys ZenML's
-    artifact log store shows (`code.filepath`, `code.lineno`, `code.function`:
+def metadata(attributes: Mapping[str, Value], replaced: Container[str] = ()) -> Metadata:
+    """A record's attributes but those `replaced` (the step's own, which ZenML puts on each
+    of its records), with the code location under the keys ZenML's artifact log store shows
+    (`code.filepath`, `code.lineno`, `code.function`:
     zenml/log_stores/artifact/artifact_log_exporter.py)."""
     result = {
-        k: v if isinstance(v, _SCALAR_TYPES) else _attribute_value(v) for k, v in attributes.items()
+        k: v if isinstance(v, _SCALAR_TYPES) else _attribute_value(v)
+        for k, v in attributes.items()
+        if k not in replaced
     }
     for theirs, ours in (
         ("code.filepath", CODE_FILE),

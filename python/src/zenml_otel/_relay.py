@@ -23,7 +23,7 @@ from . import _handover
 from ._console import Console
 from ._ledger import MINE, PENDING, Claim, Ledger, digest
 from ._otlp import DecodedRecord, decode_log_record, encoded_records
-from ._records import Emit, metadata, to_log_record
+from ._records import Emit, to_log_record
 
 # LOGS_PATH and HttpError are also this module's (the delivery and `python -m zenml_otel` use them).
 from ._relay_http import LOGS_PATH as LOGS_PATH
@@ -261,7 +261,7 @@ class Relay:
         if not log_record.getMessage().strip():
             return None
         try:
-            self.emit(log_record, metadata(record["attributes"]))
+            self.emit(log_record, record["attributes"])
         except Exception as e:
             raise retry_later(f"ZenML did not take a record: {e!r}") from None
         return log_record

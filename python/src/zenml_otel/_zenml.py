@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple, Union
 
-from ._records import Emit, Metadata
+from ._otlp import Value
+from ._records import Emit, metadata
 
 if TYPE_CHECKING:
     from zenml.log_stores.base_log_store import BaseLogStore
@@ -171,18 +173,17 @@ def emitter(context: LoggingContext) -> Emit:
             "a record the store refuses is not sent again"
         )
 
-        def emit_public(record: logging.LogRecord, metadata: Metadata) -> None:
-            context.emit(record, metadata)
+        def emit_public(record: logging.LogRecord, attributes: Mapping[str, Value]) -> None:
+            context.emit(record, metadata(attributes))
 
         return emit_public
 
-    def emit(record: logging.LogRecord, metadata: Metadata) -> None:
+    def emit(record: logging.LogRecord, attributes: Mapping[str, Value]) -> None:
         origin = context._origin  # None once the step's logs are closed
         if origin is None:
             raise RuntimeError("the step's ZenML logging context has ended")
         own = getattr(origin, "metadata", {})
-        mine = {k: v for k, v in metadata.items() if k not in own}
-        store.emit(origin=origin, record=record, metadata=mine)
+        store.emit(origin=origin, record=record, metadata=metadata(attributes, replaced=own))
 
     return emit
 
