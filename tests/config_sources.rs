@@ -6,10 +6,12 @@
 //!
 //! Tests here change process environment variables, so they hold one lock for their duration.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 
+use common::env::Env;
 use tracing::info;
 use tracing_subscriber::layer::SubscriberExt;
 use zenml_otel::testing::OtlpReceiver;
@@ -58,38 +60,14 @@ const HOSTILE_BUILDABLE: &[(&str, &str)] = &[
     ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2"),
 ];
 
-/// Holds the environment lock with exactly `vars` set among ours; clears them after.
-struct Env(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Env {
-    fn with(vars: &[(&str, &str)]) -> Self {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        clear();
-        for (name, value) in vars {
-            assert!(
-                HOSTILE.iter().any(|(known, _)| known == name)
-                    || [handover::LOG_STORE_CONFIG, handover::LOG_STORE_CONFIG_FILE].contains(name),
-                "{name} is not cleaned up"
-            );
-            std::env::set_var(name, value);
-        }
-        Self(guard)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        clear();
-    }
-}
-
-fn clear() {
-    for (name, _) in HOSTILE {
-        std::env::remove_var(name);
-    }
-    std::env::remove_var(handover::LOG_STORE_CONFIG);
-    std::env::remove_var(handover::LOG_STORE_CONFIG_FILE);
+/// The environment lock with exactly `vars` set among [`HOSTILE`]'s and the handed-over
+/// configuration's.
+fn env(vars: &[(&str, &str)]) -> Env {
+    let handed_over = [handover::LOG_STORE_CONFIG, handover::LOG_STORE_CONFIG_FILE];
+    Env::with(
+        HOSTILE.iter().map(|(name, _)| *name).chain(handed_over),
+        vars,
+    )
 }
 
 /// `vars` and `extra` as one list of pairs.
@@ -179,7 +157,7 @@ fn assert_received_at_defaults(receiver: &OtlpReceiver) {
 #[test]
 fn a_handed_over_key_wins_over_the_environment_even_at_its_default() {
     let json = defaults_as_json("http://127.0.0.1:4318").to_string();
-    let _env = Env::with(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, &json)]));
+    let _env = env(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, &json)]));
     let config = OtelLogStoreConfig::from_env().unwrap();
     assert_at_defaults(&config, "handover over environment");
 }
@@ -197,7 +175,7 @@ fn null_is_unset_for_every_field_type() {
         "spool_dir": null,
     })
     .to_string();
-    let _env = Env::with(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, &json)]));
+    let _env = env(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, &json)]));
     let config = OtelLogStoreConfig::from_env().unwrap();
     assert_eq!(config.service_name, "from-env");
     assert_eq!(config.service_version, "1.0.0");
@@ -220,7 +198,7 @@ fn the_issues_case_a_handover_at_the_defaults_reaches_the_collector_as_written()
         "resource_attributes": {},
     })
     .to_string();
-    let _env = Env::with(&joined(
+    let _env = env(&joined(
         HOSTILE_BUILDABLE,
         &[(handover::LOG_STORE_CONFIG, &json)],
     ));
@@ -231,7 +209,7 @@ fn the_issues_case_a_handover_at_the_defaults_reaches_the_collector_as_written()
 #[test]
 fn a_handover_closes_the_transport_to_the_environment() {
     let json = r#"{"service_version": "2.0.0"}"#;
-    let _env = Env::with(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, json)]));
+    let _env = env(&joined(HOSTILE, &[(handover::LOG_STORE_CONFIG, json)]));
     let config = OtelLogStoreConfig::from_env().unwrap();
     let default = OtelLogStoreConfig::default();
     // The transport: from the handover or the defaults only.
@@ -261,7 +239,7 @@ fn a_handover_closes_the_transport_to_the_environment() {
 
 #[test]
 fn a_handover_without_an_endpoint_means_the_default_not_the_environments() {
-    let _env = Env::with(&[
+    let _env = env(&[
         (handover::LOG_STORE_CONFIG, r#"{"service_name": "svc"}"#),
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -278,7 +256,7 @@ fn a_file_key_wins_over_the_environment_even_at_its_default() {
     let receiver = OtlpReceiver::start().unwrap();
     let path = std::env::temp_dir().join(format!("zenml-otel-sources-{}.json", std::process::id()));
     std::fs::write(&path, defaults_as_json(&receiver.logs_url()).to_string()).unwrap();
-    let _env = Env::with(HOSTILE_BUILDABLE);
+    let _env = env(HOSTILE_BUILDABLE);
     let config = OtelLogStoreConfig::from_file(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     export_three(config, &receiver);
@@ -287,7 +265,7 @@ fn a_file_key_wins_over_the_environment_even_at_its_default() {
 
 #[test]
 fn a_setter_wins_over_the_environment_even_at_its_default() {
-    let _env = Env::with(HOSTILE);
+    let _env = env(HOSTILE);
     let config = OtelLogStoreConfig::default()
         .with_service_name("zenml".to_owned())
         .with_compression(Compression::None)
@@ -333,7 +311,7 @@ fn a_setter_wins_over_the_handover_even_at_its_default() {
         "spool_dir": "/from-handover/spool",
     })
     .to_string();
-    let _env = Env::with(&[(handover::LOG_STORE_CONFIG, &json)]);
+    let _env = env(&[(handover::LOG_STORE_CONFIG, &json)]);
     let config = OtelLogStoreConfig::default()
         .with_service_name("zenml".to_owned())
         .with_compression(Compression::None)
@@ -356,7 +334,7 @@ fn a_setter_wins_over_the_handover_even_at_its_default() {
 fn a_struct_literal_field_at_its_default_still_counts_as_unset() {
     // The documented rule for plain struct literals: Rust cannot tell `Compression::None`
     // written from left out, so the environment fills it; a setter says "explicit".
-    let _env = Env::with(HOSTILE);
+    let _env = env(HOSTILE);
     let literal = OtelLogStoreConfig {
         compression: Compression::None,
         max_queue_size: 100,
@@ -392,7 +370,7 @@ fn an_explicit_config_prints_no_header_value() {
 fn a_handovers_metrics_go_to_the_handed_over_collector_not_the_environments() {
     let receiver = OtlpReceiver::start().unwrap();
     let json = serde_json::json!({ "endpoint": receiver.endpoint() }).to_string();
-    let _env = Env::with(&[
+    let _env = env(&[
         (handover::LOG_STORE_CONFIG, &json),
         ("ZENML_OTEL_METRICS_INTERVAL_MILLIS", "20"),
         (
@@ -421,7 +399,7 @@ fn a_handovers_metrics_go_to_the_handed_over_collector_not_the_environments() {
 #[test]
 fn the_metrics_fields_follow_the_sources_like_the_others() {
     // A setter at the default (off) wins over the environment's interval.
-    let _env = Env::with(HOSTILE);
+    let _env = env(HOSTILE);
     let config = OtelLogStoreConfig::default()
         .with_metrics_interval_millis(0)
         .resolved()
@@ -437,7 +415,7 @@ fn the_metrics_fields_follow_the_sources_like_the_others() {
     drop(_env);
     // A malformed or too large value is an error naming the variable.
     for value in ["soon", "86400001"] {
-        let _env = Env::with(&[("ZENML_OTEL_METRICS_INTERVAL_MILLIS", value)]);
+        let _env = env(&[("ZENML_OTEL_METRICS_INTERVAL_MILLIS", value)]);
         let error = OtelLogStoreConfig::from_env().unwrap_err();
         assert_eq!(
             error.field(),

@@ -6,8 +6,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 
+use common::env::Env;
 use common::{by_body, Harness};
 use tracing::{info, info_span};
 use zenml_otel::{Compression, OtelLogStoreConfig, Protocol, ZenmlOtelLayer};
@@ -54,38 +54,14 @@ const VARS: &[&str] = &[
     "ZENML_OTEL_PIPELINE_RUN_ID",
 ];
 
-/// Holds the environment lock with exactly `vars` set among ours; restores a clean slate after.
-struct Env(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Env {
-    fn with(vars: &[(&str, &str)]) -> Self {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        for name in VARS {
-            std::env::remove_var(name);
-        }
-        for (name, value) in vars {
-            assert!(
-                VARS.contains(name),
-                "add {name} to VARS so it is cleaned up"
-            );
-            std::env::set_var(name, value);
-        }
-        Env(guard)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for name in VARS {
-            std::env::remove_var(name);
-        }
-    }
+/// The environment lock with exactly `vars` set among [`VARS`].
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::with(VARS.iter().copied(), vars)
 }
 
 #[test]
 fn defaults_when_nothing_is_set() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     assert_eq!(
         OtelLogStoreConfig::from_env().unwrap(),
         OtelLogStoreConfig::default()
@@ -94,7 +70,7 @@ fn defaults_when_nothing_is_set() {
 
 #[test]
 fn environment_fills_every_field_left_at_its_default() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("OTEL_SERVICE_NAME", "svc"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team=ml,region=eu%2Dwest"),
         (
@@ -135,7 +111,7 @@ fn environment_fills_every_field_left_at_its_default() {
 
 #[test]
 fn signal_specific_variables_win_over_generic_ones_and_zenml_over_otel() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
@@ -158,7 +134,7 @@ fn signal_specific_variables_win_over_generic_ones_and_zenml_over_otel() {
 
 #[test]
 fn explicit_config_wins_over_the_environment() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("OTEL_SERVICE_NAME", "from-env"),
         ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
         (
@@ -192,7 +168,7 @@ fn explicit_config_wins_over_the_environment() {
 
 #[test]
 fn headers_from_the_environment_reach_the_collector() {
-    let _env = Env::with(&[("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-api-key=k%3D1")]);
+    let _env = env(&[("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-api-key=k%3D1")]);
     let harness = Harness::new();
     harness.run(|| info!("env headers"));
     harness.handle.force_flush().unwrap();
@@ -204,7 +180,7 @@ fn headers_from_the_environment_reach_the_collector() {
 
 #[test]
 fn endpoint_variables_follow_the_spec() {
-    let _env = Env::with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
+    let _env = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
     assert_eq!(
         ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .unwrap()
@@ -234,7 +210,7 @@ fn endpoint_variables_follow_the_spec() {
 #[test]
 #[cfg_attr(not(feature = "grpc"), ignore = "needs the `grpc` feature")]
 fn a_scheme_less_grpc_endpoint_from_the_environment_follows_insecure() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317"),
         ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
@@ -249,7 +225,7 @@ fn a_scheme_less_grpc_endpoint_from_the_environment_follows_insecure() {
 
 #[test]
 fn resource_attributes_from_the_environment_yield_to_service_fields_and_run_keys() {
-    let _env = Env::with(&[(
+    let _env = env(&[(
         "OTEL_RESOURCE_ATTRIBUTES",
         "team=ml,service.version=9.9,zenml.step_id=bogus,zenml.pipeline_run_id=bogus",
     )]);
@@ -307,7 +283,7 @@ fn every_malformed_variable_is_named() {
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "ftp://x"),
     ];
     for (name, value) in cases {
-        let _env = Env::with(&[(name, value)]);
+        let _env = env(&[(name, value)]);
         let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .expect_err(&format!("{name}={value} should be rejected"));
         assert_eq!(error.field(), Some(name), "{error}");
@@ -324,7 +300,7 @@ fn a_value_that_is_not_utf8_is_an_error_naming_the_variable_not_an_unset_one() {
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "ZENML_OTEL_PIPELINE_RUN_ID",
     ] {
-        let _env = Env::with(&[]);
+        let _env = env(&[]);
         std::env::set_var(name, std::ffi::OsStr::from_bytes(b"/tmp/spool-\xff"));
         let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .expect_err(&format!("a non-UTF-8 {name} should be refused"));
@@ -346,12 +322,12 @@ fn numbers_beyond_reason_are_refused_by_name_before_anything_is_allocated() {
         ("OTEL_BLRP_MAX_QUEUE_SIZE", "99999999999999999999999"),
     ];
     for (name, value) in cases {
-        let _env = Env::with(&[(name, value)]);
+        let _env = env(&[(name, value)]);
         let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .expect_err(&format!("{name}={value} should be rejected"));
         assert_eq!(error.field(), Some(name), "{error}");
     }
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig {
         max_queue_size: 100_000_000_000,
         ..OtelLogStoreConfig::default()
@@ -362,14 +338,14 @@ fn numbers_beyond_reason_are_refused_by_name_before_anything_is_allocated() {
 
 #[test]
 fn a_value_in_the_environment_that_validation_rejects_is_named_by_field() {
-    let _env = Env::with(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "0")]);
+    let _env = env(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "0")]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
     assert_eq!(error.field(), Some("max_queue_size"), "{error}");
 }
 
 #[test]
 fn the_size_limit_and_the_retry_window_come_from_the_environment() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("ZENML_OTEL_MAX_EXPORT_BATCH_BYTES", "1048576"),
         ("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "60000"),
     ]);
@@ -377,14 +353,14 @@ fn the_size_limit_and_the_retry_window_come_from_the_environment() {
     assert_eq!(config.max_export_batch_bytes, 1_048_576);
     assert_eq!(config.max_retry_elapsed_millis, 60_000);
     drop(_env);
-    let _env = Env::with(&[("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "0")]);
+    let _env = env(&[("ZENML_OTEL_MAX_RETRY_ELAPSED_MILLIS", "0")]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
     assert_eq!(error.field(), Some("max_retry_elapsed_millis"), "{error}");
 }
 
 #[test]
 fn the_log_record_attribute_limits_win_over_the_general_ones() {
-    let _env = Env::with(&[
+    let _env = env(&[
         ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "100"),
         ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "10"),
         ("OTEL_ATTRIBUTE_COUNT_LIMIT", "16"),
@@ -396,11 +372,11 @@ fn the_log_record_attribute_limits_win_over_the_general_ones() {
 
 #[test]
 fn span_fields_to_copy_come_from_the_environment_and_bad_names_are_named() {
-    let _env = Env::with(&[("ZENML_OTEL_SPAN_FIELDS", " request_id, ,user ")]);
+    let _env = env(&[("ZENML_OTEL_SPAN_FIELDS", " request_id, ,user ")]);
     let config = OtelLogStoreConfig::from_env().unwrap();
     assert_eq!(config.span_fields, ["request_id", "user"]);
     drop(_env);
-    let _env = Env::with(&[("ZENML_OTEL_SPAN_FIELDS", "request_id,zenml.step_id")]);
+    let _env = env(&[("ZENML_OTEL_SPAN_FIELDS", "request_id,zenml.step_id")]);
     let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap_err();
     assert_eq!(error.field(), Some("ZENML_OTEL_SPAN_FIELDS"), "{error}");
     assert!(error.to_string().contains("zenml.step_id"), "{error}");

@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
+use common::env::Env;
 use common::{by_body, Harness};
 use tracing::{info, info_span};
 use zenml_otel::testing::OtlpReceiver;
@@ -18,38 +17,12 @@ const STEP: &str = "3fa122bd-b946-4ce8-af22-67421f1fc97a";
 const LOG: &str = "c56b45f8-66d7-41ca-a18f-d191fe71cc6b";
 const STORE: &str = "da5eb578-9c83-4aaa-97a1-d4bea6b8ec76";
 
-/// Holds the environment lock with exactly `vars` set among the handover's; clears them after.
-struct Env(#[allow(dead_code)] MutexGuard<'static, ()>);
-
-impl Env {
-    fn with(vars: &[(&str, &str)]) -> Self {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        clear();
-        for (name, value) in vars {
-            assert!(
-                handover::ALL.contains(name) || OTHERS.contains(name),
-                "add {name} to OTHERS so it is cleaned up"
-            );
-            std::env::set_var(name, value);
-        }
-        Self(guard)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        clear();
-    }
-}
-
 /// Variables besides the handover's that tests here set.
 const OTHERS: &[&str] = &["OTEL_SERVICE_NAME"];
 
-fn clear() {
-    for name in handover::ALL.iter().chain(OTHERS) {
-        std::env::remove_var(name);
-    }
+/// The environment lock with exactly `vars` set among the handover's and [`OTHERS`].
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::with(handover::ALL.iter().chain(OTHERS).copied(), vars)
 }
 
 fn step_handover() -> Vec<(&'static str, &'static str)> {
@@ -66,7 +39,7 @@ fn step_handover() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn records_outside_any_span_belong_to_the_handed_over_step() {
-    let _env = Env::with(&step_handover());
+    let _env = env(&step_handover());
     let harness = Harness::new();
     harness.run(|| {
         info!("outside any span");
@@ -104,7 +77,7 @@ fn records_outside_any_span_belong_to_the_handed_over_step() {
 
 #[test]
 fn spans_override_the_handover_per_field() {
-    let _env = Env::with(&step_handover());
+    let _env = env(&step_handover());
     let harness = Harness::new();
     let other_step = "0f8e8a4e-1b6b-4d5c-9f59-5f1a4a4f3b11";
     harness.run(|| {
@@ -150,7 +123,7 @@ fn spans_override_the_handover_per_field() {
 
 #[test]
 fn without_a_handover_runs_still_carry_zenmls_record_ids() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let harness = Harness::new();
     harness.run(|| {
         info!("outside");
@@ -195,7 +168,7 @@ fn a_malformed_handover_fails_construction_naming_the_variable() {
         (handover::STATS_FILE, "/no/such/dir/stats.json"),
         (handover::STATS_FILE, "/tmp"),
     ] {
-        let _env = Env::with(&[(name, value)]);
+        let _env = env(&[(name, value)]);
         let error = ZenmlOtelLayer::new(OtelLogStoreConfig::default())
             .expect_err(&format!("{name}={value:?} is refused"));
         assert_eq!(error.field(), Some(name), "{name}={value:?}: {error}");
@@ -222,7 +195,7 @@ fn component_json(endpoint: &str) -> String {
 }
 
 fn export_one_with_handed_over_config(vars: &[(&str, &str)]) {
-    let _env = Env::with(vars);
+    let _env = env(vars);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig::default()).unwrap();
     let handle = layer.handle();
     tracing::subscriber::with_default(
@@ -266,7 +239,7 @@ fn the_log_store_configuration_is_handed_over_as_json_or_a_file() {
 
 #[test]
 fn explicit_config_wins_over_the_handed_over_one_which_wins_over_otel_variables() {
-    let _env = Env::with(&[
+    let _env = env(&[
         (
             handover::LOG_STORE_CONFIG,
             &component_json("http://127.0.0.1:9/v1/logs"),
@@ -291,7 +264,7 @@ fn shutdown_writes_the_final_counters_where_the_step_asked() {
     let dir = std::env::temp_dir().join(format!("zenml-otel-stats-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("stats.json");
-    let _env = Env::with(&[(handover::STATS_FILE, path.to_str().unwrap())]);
+    let _env = env(&[(handover::STATS_FILE, path.to_str().unwrap())]);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(receiver.endpoint()),
         max_queue_size: 2,
@@ -345,7 +318,7 @@ fn console_fifo(name: &str) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<
 }
 
 fn log_to_console(fifo: &std::path::Path, receiver: &OtlpReceiver) {
-    let _env = Env::with(&[(handover::CONSOLE_FIFO, fifo.to_str().unwrap())]);
+    let _env = env(&[(handover::CONSOLE_FIFO, fifo.to_str().unwrap())]);
     let layer = ZenmlOtelLayer::new(OtelLogStoreConfig {
         endpoint: Some(receiver.endpoint()),
         ..OtelLogStoreConfig::default()

@@ -46,7 +46,7 @@ fn log_in_spans() -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn span_fields_reach_the_records_through_our_exporter_under_per_run_resources() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let receiver = OtlpReceiver::start().unwrap();
     let official = Official::new(zenml_exporter(&receiver), provider_resource());
     let (trace_id, span_id) = official.run(log_in_spans);
@@ -92,7 +92,7 @@ fn span_fields_reach_the_records_through_our_exporter_under_per_run_resources() 
 
 #[test]
 fn with_opentelemetry_otlps_exporter_the_run_keys_stay_record_attributes() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let receiver = OtlpReceiver::start().unwrap();
     let official = Official::new(otlp_exporter(&receiver.logs_url()), provider_resource());
     let (trace_id, span_id) = official.run(log_in_spans);
@@ -118,7 +118,7 @@ fn with_opentelemetry_otlps_exporter_the_run_keys_stay_record_attributes() {
 
 #[test]
 fn the_handover_is_the_outermost_context_and_spans_override_it_per_field() {
-    let _env = Env::with(&step_handover());
+    let _env = env(&step_handover());
     let receiver = OtlpReceiver::start().unwrap();
     let official = Official::new(zenml_exporter(&receiver), provider_resource());
     official.run(|| {
@@ -157,7 +157,7 @@ fn the_handover_is_the_outermost_context_and_spans_override_it_per_field() {
 #[test]
 fn a_record_made_without_an_event_gets_the_handovers_context() {
     use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
-    let _env = Env::with(&step_handover());
+    let _env = env(&step_handover());
     let receiver = OtlpReceiver::start().unwrap();
     let official = Official::new(otlp_exporter(&receiver.logs_url()), provider_resource());
     official.run(|| {
@@ -176,7 +176,7 @@ fn a_record_made_without_an_event_gets_the_handovers_context() {
 
 #[test]
 fn runs_in_one_batch_go_under_their_own_resources() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let receiver = OtlpReceiver::start().unwrap();
     let official = Official::new(zenml_exporter(&receiver), provider_resource());
     official.run(|| {
@@ -221,7 +221,7 @@ fn runs_in_one_batch_go_under_their_own_resources() {
 
 #[test]
 fn the_exporter_applies_the_configured_attribute_limits() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let receiver = OtlpReceiver::start().unwrap();
     let exporter = ZenmlLogExporter::new(OtelLogStoreConfig {
         endpoint: Some(receiver.endpoint()),
@@ -243,7 +243,7 @@ fn the_exporter_applies_the_configured_attribute_limits() {
 
 #[test]
 fn the_export_paths_own_logs_are_not_exported() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let receiver = OtlpReceiver::start().unwrap();
     let exporter = zenml_exporter(&receiver);
     let handle = exporter.handle();
@@ -261,7 +261,7 @@ fn the_export_paths_own_logs_are_not_exported() {
 
 #[test]
 fn a_malformed_handover_is_an_error_naming_the_variable() {
-    let _env = Env::with(&[(handover::PIPELINE_RUN_ID, "not-a-uuid")]);
+    let _env = env(&[(handover::PIPELINE_RUN_ID, "not-a-uuid")]);
     let processor = ZenmlLogProcessor::from_env().unwrap_err().to_string();
     assert!(processor.contains(handover::PIPELINE_RUN_ID), "{processor}");
     let layer = ZenmlContextLayer::from_env().unwrap_err().to_string();
@@ -274,7 +274,7 @@ fn a_malformed_handover_is_an_error_naming_the_variable() {
 
 #[test]
 fn a_bad_configuration_is_an_error_naming_the_field() {
-    let _env = Env::with(&[]);
+    let _env = env(&[]);
     let error = ZenmlLogExporter::new(OtelLogStoreConfig {
         endpoint: Some("ftp://127.0.0.1:1".into()),
         ..OtelLogStoreConfig::default()

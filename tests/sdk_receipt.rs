@@ -21,7 +21,7 @@ fn records_the_sdk_dropped_are_emitted_and_dropped_in_the_receipt() {
     let dir = std::env::temp_dir().join(format!("zenml-otel-sdk-receipt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let stats = dir.join("stats.json");
-    let _env = Env::with(&[(handover::STATS_FILE, stats.to_str().unwrap())]);
+    let _env = env(&[(handover::STATS_FILE, stats.to_str().unwrap())]);
     let receiver = OtlpReceiver::start().unwrap();
     let exporter = zenml_exporter(&receiver);
     let handle = exporter.handle();

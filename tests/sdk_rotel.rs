@@ -37,7 +37,7 @@ fn assert_found_by_zenml(records: &[ReceivedRecord], rotel: &Rotel) {
 #[ignore = "needs rotel"]
 fn our_exporter_through_a_real_collector() {
     for protocol in common::built([Protocol::HttpProtobuf, Protocol::Grpc]) {
-        let _env = Env::with(&step_handover());
+        let _env = env(&step_handover());
         let receiver = OtlpReceiver::start().unwrap();
         let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
         let exporter = ZenmlLogExporter::new(OtelLogStoreConfig {
@@ -73,7 +73,7 @@ fn our_exporter_through_a_real_collector() {
 #[test]
 #[ignore = "needs rotel"]
 fn opentelemetry_otlps_exporter_through_a_real_collector() {
-    let _env = Env::with(&step_handover());
+    let _env = env(&step_handover());
     let receiver = OtlpReceiver::start().unwrap();
     let rotel = Rotel::start_forwarding_to(&receiver.endpoint()).expect("start rotel-agent");
     let url = format!("{}/v1/logs", rotel.http_endpoint);

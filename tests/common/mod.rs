@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod env;
 pub mod rotel;
 pub mod scripted;
 

@@ -4,8 +4,7 @@
 //! exporters to a receiver, and the process environment the handover is read from.
 #![allow(dead_code)]
 
-use std::sync::{Mutex, MutexGuard};
-
+use crate::common::env::Env;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -101,35 +100,12 @@ pub fn otlp_exporter(logs_url: &str) -> opentelemetry_otlp::LogExporter {
         .expect("an opentelemetry-otlp exporter")
 }
 
-/// Holds the environment lock with exactly `vars` set among the handover's (and the
-/// OpenTelemetry variables the tests touch); clears them when dropped.
-pub struct Env(#[allow(dead_code)] MutexGuard<'static, ()>);
-
+/// Variables besides the handover's that the tests set.
 const OTHERS: &[&str] = &["OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"];
 
-impl Env {
-    pub fn with(vars: &[(&str, &str)]) -> Self {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        clear();
-        for (name, value) in vars {
-            assert!(handover::ALL.contains(name), "{name} is not cleaned up");
-            std::env::set_var(name, value);
-        }
-        Self(guard)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        clear();
-    }
-}
-
-fn clear() {
-    for name in handover::ALL.iter().chain(OTHERS) {
-        std::env::remove_var(name);
-    }
+/// The environment lock with exactly `vars` set among the handover's and [`OTHERS`].
+pub fn env(vars: &[(&str, &str)]) -> Env {
+    Env::with(handover::ALL.iter().chain(OTHERS).copied(), vars)
 }
 
 /// A step's handover: its run, step, logs entry and names.
